@@ -1,0 +1,118 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// SecretKeySelector points at one key of a Secret in the namespace of the
+// object that holds the reference. Credentials are only ever referenced,
+// never written into a spec.
+type SecretKeySelector struct {
+	// name of the Secret, in the same namespace.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Name string `json:"name,omitempty"`
+
+	// key within the Secret's data.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	Key string `json:"key,omitempty"`
+}
+
+// Condition types. Ready summarizes the others; Reconciling and Stalled are
+// the kstatus conditions ("abnormal-true": present and True only while the
+// object is being worked on or is stuck), so generic tools can compute
+// health.
+const (
+	ConditionReady       = "Ready"
+	ConditionReconciling = "Reconciling"
+	ConditionStalled     = "Stalled"
+
+	// ConditionAuthorized (KommoIntegration): a usable Kommo token is stored.
+	ConditionAuthorized = "Authorized"
+
+	// ConditionKeyValid (UnisenderBinding): the Unisender API key was accepted.
+	ConditionKeyValid = "KeyValid"
+	// ConditionWebhookRegistered (UnisenderBinding): the Kommo webhook exists and is enabled.
+	ConditionWebhookRegistered = "WebhookRegistered"
+	// ConditionImported (UnisenderBinding): the initial import has finished.
+	ConditionImported = "Imported"
+)
+
+// Condition reasons. Reasons for permanent failures (those that set Stalled)
+// name what the user has to fix.
+const (
+	// ReasonSucceeded: the step or the whole object is done.
+	ReasonSucceeded = "Succeeded"
+	// ReasonProgressing: work is under way (Reconciling=True).
+	ReasonProgressing = "Progressing"
+	// ReasonProgressingWithRetry: the last attempt failed transiently; retrying with backoff.
+	ReasonProgressingWithRetry = "ProgressingWithRetry"
+	// ReasonSuspended: spec.suspend is true; nothing is reconciled.
+	ReasonSuspended = "Suspended"
+	// ReasonSecretNotFound: a referenced Secret or key does not exist (yet).
+	ReasonSecretNotFound = "SecretNotFound"
+
+	// KommoIntegration.
+
+	// ReasonWaitingForAuthorization: oauthCallback is chosen and no code has arrived yet.
+	ReasonWaitingForAuthorization = "WaitingForAuthorization"
+	// ReasonAuthorizationCodeInvalid: Kommo refused the code (expired after 20 minutes, or used): paste a new one.
+	ReasonAuthorizationCodeInvalid = "AuthorizationCodeInvalid"
+	// ReasonInvalidClient: Kommo refused clientID/client secret/redirectURI: fix the integration settings.
+	ReasonInvalidClient = "InvalidClient"
+	// ReasonTokenRevoked: the refresh token was revoked or reused: authorize again.
+	ReasonTokenRevoked = "TokenRevoked"
+	// ReasonTokenExpired: the long-lived token expired: generate a new one.
+	ReasonTokenExpired = "TokenExpired"
+	// ReasonAccountBlocked: Kommo answers 403 to every call (rate-limit block): contact Kommo support.
+	ReasonAccountBlocked = "AccountBlocked"
+	// ReasonRefreshFailed: a token refresh failed transiently.
+	ReasonRefreshFailed = "RefreshFailed"
+
+	// UnisenderBinding.
+
+	// ReasonIntegrationNotFound: spec.integrationRef names no KommoIntegration.
+	ReasonIntegrationNotFound = "IntegrationNotFound"
+	// ReasonIntegrationNotReady: the KommoIntegration is not Ready.
+	ReasonIntegrationNotReady = "IntegrationNotReady"
+	// ReasonInvalidAPIKey: Unisender answered invalid_api_key: fix the Secret.
+	ReasonInvalidAPIKey = "InvalidAPIKey"
+	// ReasonAccessDenied: Unisender answered access_denied for this key.
+	ReasonAccessDenied = "AccessDenied"
+	// ReasonNotEnoughMoney: Unisender answered not_enough_money: top up the account.
+	ReasonNotEnoughMoney = "NotEnoughMoney"
+	// ReasonListNotFound: spec.list.id names no list of this Unisender account.
+	ReasonListNotFound = "ListNotFound"
+	// ReasonFieldTypeMismatch: a Unisender field exists with another type than the mapping asks.
+	ReasonFieldTypeMismatch = "FieldTypeMismatch"
+	// ReasonWebhookDisabled: Kommo disabled the webhook (too many failed deliveries); re-registering.
+	ReasonWebhookDisabled = "WebhookDisabled"
+	// ReasonImportRunning: the initial import is in progress.
+	ReasonImportRunning = "ImportRunning"
+	// ReasonImportFailed: the initial import failed; see the condition message.
+	ReasonImportFailed = "ImportFailed"
+	// ReasonImportDisabled: spec.initialImport.enabled is false.
+	ReasonImportDisabled = "ImportDisabled"
+)
+
+const (
+	// ReconcileRequestAnnotation forces a reconcile when its value changes
+	// (any string, conventionally an RFC 3339 time). The value handled last is
+	// copied to status.lastHandledReconcileAt, so a client can tell when its
+	// request was served.
+	ReconcileRequestAnnotation = "sync.kommo-unisender.io/reconcile-requested-at"
+
+	// Finalizer guards the cleanup in Kommo and Unisender on deletion.
+	Finalizer = "sync.kommo-unisender.io/finalizer"
+)
+
+// ReconcileRequestedAt returns the value of ReconcileRequestAnnotation, if set.
+func ReconcileRequestedAt(obj metav1.Object) (string, bool) {
+	v, ok := obj.GetAnnotations()[ReconcileRequestAnnotation]
+	return v, ok
+}
