@@ -1,0 +1,148 @@
+// Package kommo speaks Kommo's (amoCRM's) API: OAuth, account, contacts and
+// webhook subscriptions, with a per-account rate limiter, bounded retries
+// and typed errors; and it parses Kommo's webhook bodies.
+//
+// One Client serves one account: its rate limiter is the account's budget.
+package kommo
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// TokenSource yields the bearer token for API calls: an OAuth access token
+// kept fresh by the caller, or a long-lived token (StaticToken).
+type TokenSource interface {
+	Token(ctx context.Context) (string, error)
+}
+
+// StaticToken is a TokenSource for a long-lived token.
+type StaticToken string
+
+// Token returns the token itself.
+func (t StaticToken) Token(context.Context) (string, error) { return string(t), nil }
+
+// Defaults. Kommo allows 7 requests per second per integration.
+const (
+	DefaultRate          = 7
+	DefaultBurst         = 1
+	DefaultMaxRetries    = 5
+	DefaultBackoffBase   = 500 * time.Millisecond
+	DefaultBackoffCap    = 30 * time.Second
+	DefaultTimeout       = 30 * time.Second
+	DefaultMaxRetryAfter = 60 * time.Second
+	maxBodyBytes         = 32 << 20
+)
+
+// Client calls one Kommo account. It is safe for concurrent use; all calls
+// share its rate limiter.
+type Client struct {
+	base          *url.URL
+	hc            *http.Client
+	limiter       *rate.Limiter
+	maxRetries    int
+	backoffBase   time.Duration
+	backoffCap    time.Duration
+	maxRetryAfter time.Duration
+	timeout       time.Duration
+	tokens        TokenSource
+	now           func() time.Time
+	userAgent     string
+}
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithHTTPClient sets the HTTP client (transport, TLS). Its own Timeout
+// should be zero or larger than WithTimeout's.
+func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc } }
+
+// WithRateLimit sets requests per second and burst; rps <= 0 means no limit.
+func WithRateLimit(rps float64, burst int) Option {
+	return func(c *Client) {
+		if burst < 1 {
+			burst = 1
+		}
+		if rps <= 0 {
+			c.limiter = rate.NewLimiter(rate.Inf, burst)
+			return
+		}
+		c.limiter = rate.NewLimiter(rate.Limit(rps), burst)
+	}
+}
+
+// WithMaxRetries bounds the retries of one call after its first attempt.
+func WithMaxRetries(n int) Option { return func(c *Client) { c.maxRetries = max(n, 0) } }
+
+// WithBackoff sets the base and the cap of the exponential backoff.
+func WithBackoff(base, maxDelay time.Duration) Option {
+	return func(c *Client) { c.backoffBase, c.backoffCap = base, maxDelay }
+}
+
+// WithMaxRetryAfter caps how long a Retry-After header may make a call wait.
+func WithMaxRetryAfter(d time.Duration) Option { return func(c *Client) { c.maxRetryAfter = d } }
+
+// WithTimeout bounds each HTTP attempt.
+func WithTimeout(d time.Duration) Option { return func(c *Client) { c.timeout = d } }
+
+// WithTokenSource sets where API calls get their bearer token.
+func WithTokenSource(ts TokenSource) Option { return func(c *Client) { c.tokens = ts } }
+
+// WithClock sets the clock used to compute Token.ExpiresAt.
+func WithClock(now func() time.Time) Option { return func(c *Client) { c.now = now } }
+
+// WithUserAgent sets the User-Agent header.
+func WithUserAgent(ua string) Option { return func(c *Client) { c.userAgent = ua } }
+
+// NewClient returns a client for the account at baseURL, e.g.
+// "https://acme.kommo.com" (or an emulator URL). A malformed baseURL makes
+// every call fail with an error that says so.
+func NewClient(baseURL string, opts ...Option) *Client {
+	c := &Client{
+		hc:            &http.Client{},
+		limiter:       rate.NewLimiter(DefaultRate, DefaultBurst),
+		maxRetries:    DefaultMaxRetries,
+		backoffBase:   DefaultBackoffBase,
+		backoffCap:    DefaultBackoffCap,
+		maxRetryAfter: DefaultMaxRetryAfter,
+		timeout:       DefaultTimeout,
+		now:           time.Now,
+		userAgent:     "kommo-unisender",
+	}
+	if u, err := url.Parse(strings.TrimRight(baseURL, "/")); err == nil && u.Scheme != "" && u.Host != "" {
+		c.base = u
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
+}
+
+// resolve turns an API path or an absolute link from a response into a URL
+// on the client's own host. A link to any other host is refused so the
+// bearer token never leaves for it.
+func (c *Client) resolve(ref string) (*url.URL, error) {
+	if c.base == nil {
+		return nil, fmt.Errorf("kommo: client has no valid base URL")
+	}
+	r, err := url.Parse(ref)
+	if err != nil {
+		return nil, fmt.Errorf("kommo: malformed link")
+	}
+	if r.IsAbs() {
+		if r.Scheme != c.base.Scheme || r.Host != c.base.Host {
+			return nil, fmt.Errorf("kommo: link points to another host (%s), refusing to follow it", r.Host)
+		}
+		return r, nil
+	}
+	u := *c.base
+	u.Path = c.base.Path + "/" + strings.TrimLeft(r.Path, "/")
+	u.RawQuery = r.RawQuery
+	return &u, nil
+}

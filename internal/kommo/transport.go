@@ -1,0 +1,174 @@
+package kommo
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+)
+
+// call is one logical API call; do may send it several times.
+type call struct {
+	method     string
+	ref        string // API path ("/api/v4/contacts") or an absolute link from a response
+	body       []byte // JSON body, nil for none
+	auth       bool   // send the TokenSource's bearer token
+	ep         endpointKind
+	secrets    []string // strings that must never reach an error (client secret, code, refresh token)
+	opOverride string   // op for errors when the path alone would be misleading
+}
+
+type reply struct {
+	status int
+	body   []byte
+}
+
+// do sends c under the rate limiter, retrying network errors, 429 and 5xx
+// with exponential backoff and full jitter, and returns the first 2xx answer
+// or a classified error. Other 4xx are returned at once: repeating them
+// cannot help, and repeating a 403 could prolong a block.
+func (c *Client) do(ctx context.Context, cl call) (*reply, error) {
+	u, err := c.resolve(cl.ref)
+	if err != nil {
+		return nil, err
+	}
+	op := cl.method + " " + u.Path
+	if cl.opOverride != "" {
+		op = cl.opOverride
+	}
+	for attempt := 0; ; attempt++ {
+		if err := c.limiter.Wait(ctx); err != nil {
+			return nil, fmt.Errorf("kommo: %s: waiting for rate limiter: %w", op, err)
+		}
+		rep, token, hdr, err := c.attempt(ctx, u, cl)
+		var wait time.Duration
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return nil, fmt.Errorf("kommo: %s: %w", op, ctx.Err())
+		case err != nil:
+			if attempt >= c.maxRetries || errors.Is(err, errTokenSource) {
+				return nil, fmt.Errorf("kommo: %s: %w", op, err)
+			}
+			wait = c.backoff(attempt)
+		case rep.status >= 200 && rep.status < 300:
+			return rep, nil
+		default:
+			apiErr := classify(op, cl.ep, rep.status, rep.body, append(cl.secrets, token))
+			if !retryable(rep.status) || attempt >= c.maxRetries {
+				return nil, apiErr
+			}
+			wait = c.retryWait(attempt, hdr)
+		}
+		if err := sleep(ctx, wait); err != nil {
+			return nil, fmt.Errorf("kommo: %s: %w", op, err)
+		}
+	}
+}
+
+var errTokenSource = errors.New("token source failed")
+
+// attempt sends one HTTP request bounded by the per-attempt timeout. It
+// returns the bearer token it used so a classified error can redact it.
+func (c *Client) attempt(ctx context.Context, u *url.URL, cl call) (*reply, string, http.Header, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	var body io.Reader
+	if cl.body != nil {
+		body = bytes.NewReader(cl.body)
+	}
+	req, err := http.NewRequestWithContext(ctx, cl.method, u.String(), body)
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("building request: %w", stripURL(err))
+	}
+	req.Header.Set("Accept", "application/hal+json, application/json")
+	req.Header.Set("User-Agent", c.userAgent)
+	if cl.body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	var token string
+	if cl.auth {
+		if c.tokens == nil {
+			return nil, "", nil, fmt.Errorf("%w: no token source configured", errTokenSource)
+		}
+		if token, err = c.tokens.Token(ctx); err != nil {
+			return nil, "", nil, fmt.Errorf("%w: %w", errTokenSource, err)
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, token, nil, stripURL(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes))
+	if err != nil {
+		return nil, token, nil, fmt.Errorf("reading answer: %w", stripURL(err))
+	}
+	return &reply{status: resp.StatusCode, body: data}, token, resp.Header, nil
+}
+
+// stripURL removes the *url.Error wrapper, whose message repeats the URL;
+// the op in our own message already names the endpoint.
+func stripURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+func retryable(status int) bool {
+	return status == http.StatusTooManyRequests || status >= 500
+}
+
+// backoff is "full jitter": a random wait in [0, min(cap, base·2^attempt)).
+func (c *Client) backoff(attempt int) time.Duration {
+	ceiling := c.backoffCap
+	if attempt < 32 {
+		if d := c.backoffBase << attempt; d > 0 && d < ceiling {
+			ceiling = d
+		}
+	}
+	if ceiling <= 0 {
+		return 0
+	}
+	return rand.N(ceiling) //nolint:gosec // jitter needs no cryptographic randomness
+}
+
+// retryWait honours Retry-After (seconds or an HTTP date) when the answer
+// has one, capped by maxRetryAfter; Kommo is not documented to send it.
+func (c *Client) retryWait(attempt int, h http.Header) time.Duration {
+	ra := h.Get("Retry-After")
+	if ra == "" {
+		return c.backoff(attempt)
+	}
+	var d time.Duration
+	if secs, err := strconv.Atoi(ra); err == nil {
+		d = time.Duration(secs) * time.Second
+	} else if t, err := http.ParseTime(ra); err == nil {
+		d = time.Until(t)
+	} else {
+		return c.backoff(attempt)
+	}
+	return min(max(d, 0), c.maxRetryAfter)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
