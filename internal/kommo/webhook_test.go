@@ -1,0 +1,600 @@
+package kommo
+
+import (
+	"bufio"
+	"cmp"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// fixtureDir holds Kommo webhook samples shared by the project (read-only).
+const fixtureDir = "../../../shared/fixtures/kommo-webhooks"
+
+// fixtureLines reads a .form fixture: one unencoded key=value per line,
+// split at the first '='.
+func fixtureLines(tb testing.TB, name string) [][2]string {
+	tb.Helper()
+	f, err := os.Open(filepath.Join(fixtureDir, name))
+	if err != nil {
+		tb.Fatalf("fixture %s: %v (the shared fixtures are expected at %s)", name, err, fixtureDir)
+	}
+	defer f.Close()
+	var pairs [][2]string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			tb.Fatalf("fixture %s: line without '=': %q", name, line)
+		}
+		pairs = append(pairs, [2]string{k, v})
+	}
+	if err := sc.Err(); err != nil {
+		tb.Fatal(err)
+	}
+	return pairs
+}
+
+func fixtureForm(tb testing.TB, name string) url.Values {
+	form := url.Values{}
+	for _, kv := range fixtureLines(tb, name) {
+		form.Add(kv[0], kv[1])
+	}
+	return form
+}
+
+// fixtureBody is the fixture as Kommo POSTs it: each key and value
+// URL-encoded, joined with '&' in file order.
+func fixtureBody(tb testing.TB, name string) string {
+	var parts []string
+	for _, kv := range fixtureLines(tb, name) {
+		parts = append(parts, url.QueryEscape(kv[0])+"="+url.QueryEscape(kv[1]))
+	}
+	return strings.Join(parts, "&")
+}
+
+func fixtureNames(tb testing.TB) []string {
+	names, err := filepath.Glob(filepath.Join(fixtureDir, "*.form"))
+	if err != nil || len(names) == 0 {
+		tb.Fatalf("no fixtures in %s (err %v)", fixtureDir, err)
+	}
+	for i, n := range names {
+		names[i] = filepath.Base(n)
+	}
+	return names
+}
+
+// form builds url.Values from "key=value" lines (split at the first '=').
+func form(lines ...string) url.Values {
+	v := url.Values{}
+	for _, l := range lines {
+		k, val, _ := strings.Cut(l, "=")
+		v.Add(k, val)
+	}
+	return v
+}
+
+func mustParse(t *testing.T, f url.Values) *WebhookPayload {
+	t.Helper()
+	p, err := ParseWebhook(f)
+	if err != nil {
+		t.Fatalf("ParseWebhook: %v", err)
+	}
+	return p
+}
+
+func TestParseWebhookAddFixture(t *testing.T) {
+	p := mustParse(t, fixtureForm(t, "add-contact.form"))
+	want := &WebhookPayload{
+		AccountID: 31415926,
+		Subdomain: "acmetrading",
+		Events: []WebhookEvent{{
+			Action: ActionAdd,
+			Contact: Contact{
+				ID:     5100201,
+				Type:   ContactTypeContact,
+				Name:   "Maria Lopez",
+				Emails: []string{"maria.lopez@example.com"},
+				Phones: []string{"+34 611 222 333"},
+				CustomFields: []CustomField{
+					{ID: 812345, Name: "Phone", Code: "PHONE", Values: []FieldValue{{Value: "+34 611 222 333", EnumID: 1364056}}},
+					{ID: 812347, Name: "Email", Code: "EMAIL", Values: []FieldValue{{Value: "maria.lopez@example.com", EnumID: 1364060}}},
+				},
+				ResponsibleUserID: 7700101,
+				CreatedAt:         1764150000,
+				UpdatedAt:         1764150000,
+				AccountID:         31415926,
+			},
+		}},
+	}
+	if !reflect.DeepEqual(p, want) {
+		t.Fatalf("payload:\n got %+v\nwant %+v", p, want)
+	}
+}
+
+func TestParseWebhookUpdateContactAndCompanyFixture(t *testing.T) {
+	p := mustParse(t, fixtureForm(t, "update-contact-and-company.form"))
+	if p.AccountID != 31415926 || p.Subdomain != "acmetrading" {
+		t.Fatalf("account = %d %q, want 31415926 acmetrading (the account keys come last)", p.AccountID, p.Subdomain)
+	}
+	if len(p.Events) != 2 {
+		t.Fatalf("got %d events, want 2: %+v", len(p.Events), p.Events)
+	}
+	person, company := p.Events[0], p.Events[1]
+	if person.Action != ActionUpdate || company.Action != ActionUpdate {
+		t.Errorf("actions = %s, %s; want update, update", person.Action, company.Action)
+	}
+
+	// The person: both new addresses, in order; the date field without a
+	// [value] key; non-contiguous field indexes kept in index order; the tag.
+	c := person.Contact
+	if c.ID != 5100201 || c.Type != ContactTypeContact || c.IsCompany() || c.Name != "Maria Lopez Garcia" {
+		t.Errorf("person = id %d type %q name %q", c.ID, c.Type, c.Name)
+	}
+	if want := []string{"maria@lopez-garcia.example", "m.lopez@example.org"}; !slices.Equal(c.Emails, want) {
+		t.Errorf("person e-mails = %q, want %q", c.Emails, want)
+	}
+	if c.Phones != nil {
+		t.Errorf("person phones = %q, want none", c.Phones)
+	}
+	wantFields := []CustomField{
+		{ID: 812347, Name: "Email", Code: "EMAIL", Values: []FieldValue{
+			{Value: "maria@lopez-garcia.example", EnumID: 1364060},
+			{Value: "m.lopez@example.org", EnumID: 1364062},
+		}},
+		{ID: 812390, Name: "Birthday", Values: []FieldValue{{Value: "1104537600"}}},
+	}
+	if !reflect.DeepEqual(c.CustomFields, wantFields) {
+		t.Errorf("person fields:\n got %+v\nwant %+v", c.CustomFields, wantFields)
+	}
+	if !slices.Equal(c.Tags, []string{"newsletter"}) {
+		t.Errorf("person tags = %q, want [newsletter]", c.Tags)
+	}
+	if c.CreatedAt != 1764150000 || c.UpdatedAt != 1764153600 || c.ResponsibleUserID != 7700101 || c.AccountID != 31415926 {
+		t.Errorf("person created %d updated %d responsible %d account %d", c.CreatedAt, c.UpdatedAt, c.ResponsibleUserID, c.AccountID)
+	}
+
+	// The company arrives under contacts and must be recognisable.
+	co := company.Contact
+	if co.ID != 6200001 || co.Type != ContactTypeCompany || !co.IsCompany() || co.Name != "Lopez Trading SL" {
+		t.Errorf("company = id %d type %q name %q", co.ID, co.Type, co.Name)
+	}
+	if !slices.Equal(co.Emails, []string{"office@lopeztrading.example"}) || co.UpdatedAt != 1764153601 {
+		t.Errorf("company e-mails %q updated %d", co.Emails, co.UpdatedAt)
+	}
+	if co.AccountID != 31415926 {
+		t.Errorf("company account = %d, want the body's account 31415926", co.AccountID)
+	}
+}
+
+func TestParseWebhookDeleteFixture(t *testing.T) {
+	p := mustParse(t, fixtureForm(t, "delete-contact.form"))
+	want := &WebhookPayload{
+		AccountID: 31415926,
+		Subdomain: "acmetrading",
+		Events: []WebhookEvent{{
+			Action:  ActionDelete,
+			Contact: Contact{ID: 5100201, Type: ContactTypeContact, AccountID: 31415926},
+		}},
+	}
+	if !reflect.DeepEqual(p, want) {
+		t.Fatalf("payload:\n got %+v\nwant %+v", p, want)
+	}
+}
+
+func TestParseWebhookEveryFixtureFromTheWire(t *testing.T) {
+	// The same fixtures through url.ParseQuery, as the HTTP server sees them.
+	for _, name := range fixtureNames(t) {
+		t.Run(name, func(t *testing.T) {
+			wire, err := url.ParseQuery(fixtureBody(t, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := mustParse(t, wire), mustParse(t, fixtureForm(t, name)); !reflect.DeepEqual(got, want) {
+				t.Fatalf("from the wire:\n got %+v\nwant %+v", got, want)
+			}
+		})
+	}
+}
+
+func TestParseWebhookIgnoresWhatItDoesNotRead(t *testing.T) {
+	p := mustParse(t, form(
+		"account[id]=7",
+		"leads[add][0][id]=900",           // another entity
+		"leads[add][x]][[=whatever",       // another entity, however shaped
+		"contacts[restore][0][id]=1",      // an action not subscribed to
+		"contacts[note][0][note][text]=x", // idem, other shape
+		"contacts[responsible][zz]=1",     // idem, bad index: still not ours
+		"contacts[add][3][id]=11",
+		"contacts[add][3][linked_leads_id][900]=900",
+		"contacts[add][3][group_id]=0",
+		"contacts[add][3][custom_fields][0][id]=5",
+		"contacts[add][3][custom_fields][0][field_type]=2",
+		"contacts[add][3][custom_fields][0][values][0][value]=Main st",
+		"contacts[add][3][custom_fields][0][values][0][subtype]=address_line_1",
+		"account[_links][self]=https://x.kommo.com",
+		"account[whatever][deep]=1",
+	))
+	want := []WebhookEvent{{Action: ActionAdd, Contact: Contact{
+		ID: 11, Type: ContactTypeContact, AccountID: 7,
+		CustomFields: []CustomField{{ID: 5, Values: []FieldValue{{Value: "Main st"}}}},
+	}}}
+	if !reflect.DeepEqual(p.Events, want) {
+		t.Fatalf("events:\n got %+v\nwant %+v", p.Events, want)
+	}
+}
+
+func TestParseWebhookAccountOnlyHasNoEvents(t *testing.T) {
+	p := mustParse(t, form("account[id]=7", "account[subdomain]=shop"))
+	if p.AccountID != 7 || p.Subdomain != "shop" || len(p.Events) != 0 {
+		t.Fatalf("got %+v, want account 7 shop and no events", p)
+	}
+}
+
+func TestParseWebhookContactPoints(t *testing.T) {
+	// E-mails and phones are found by code, wherever the field sits, with
+	// every value kept, trimmed, empties dropped, case and duplicates kept.
+	p := mustParse(t, form(
+		"account[id]=7",
+		"contacts[update][0][id]=1",
+		"contacts[update][0][custom_fields][7][id]=1",
+		"contacts[update][0][custom_fields][7][code]=email",
+		"contacts[update][0][custom_fields][7][values][2][value]= Second@Example.com ",
+		"contacts[update][0][custom_fields][7][values][0][value]=first@example.com",
+		"contacts[update][0][custom_fields][7][values][1][value]=   ",
+		"contacts[update][0][custom_fields][2][id]=2",
+		"contacts[update][0][custom_fields][2][code]=PHONE",
+		"contacts[update][0][custom_fields][2][values][0][value]=+1 555 0100",
+		"contacts[update][0][custom_fields][2][values][5][value]=+1 555 0101",
+		"contacts[update][0][custom_fields][3][id]=3",
+		"contacts[update][0][custom_fields][3][name]=Email", // a name is not a code
+		"contacts[update][0][custom_fields][3][values][0][value]=not-an-email-field@example.com",
+		"contacts[update][0][custom_fields][9][id]=4",
+		"contacts[update][0][custom_fields][9][code]=EMAIL",
+		"contacts[update][0][custom_fields][9][values][0][value]=first@example.com",
+	))
+	c := p.Events[0].Contact
+	if want := []string{"first@example.com", "Second@Example.com", "first@example.com"}; !slices.Equal(c.Emails, want) {
+		t.Errorf("e-mails = %q, want %q", c.Emails, want)
+	}
+	if want := []string{"+1 555 0100", "+1 555 0101"}; !slices.Equal(c.Phones, want) {
+		t.Errorf("phones = %q, want %q", c.Phones, want)
+	}
+}
+
+func TestParseWebhookDeleteKeepsOnlyTheIdentity(t *testing.T) {
+	p := mustParse(t, form(
+		"account[id]=7",
+		"contacts[delete][4][id]=99",
+		"contacts[delete][4][name]=Gone",
+		"contacts[delete][4][type]=company",
+	))
+	want := Contact{ID: 99, Type: ContactTypeCompany, AccountID: 7}
+	if len(p.Events) != 1 || p.Events[0].Action != ActionDelete || !reflect.DeepEqual(p.Events[0].Contact, want) {
+		t.Fatalf("events = %+v, want one delete of %+v", p.Events, want)
+	}
+}
+
+func TestParseWebhookLegacyDateKeys(t *testing.T) {
+	// Without created_at/updated_at, date_create/last_modified are used.
+	p := mustParse(t, form("account[id]=7", "contacts[add][0][id]=1",
+		"contacts[add][0][date_create]=100", "contacts[add][0][last_modified]=200"))
+	if c := p.Events[0].Contact; c.CreatedAt != 100 || c.UpdatedAt != 200 {
+		t.Fatalf("created %d updated %d, want 100 200", c.CreatedAt, c.UpdatedAt)
+	}
+}
+
+// sparseSpec is one contact of a generated multi-action body.
+type sparseSpec struct {
+	action Action
+	index  int
+	id     int64
+}
+
+func sparseBody(n int) (url.Values, []sparseSpec) {
+	actions := []Action{ActionDelete, ActionUpdate, ActionAdd}
+	f := url.Values{"account[id]": {"555"}, "account[subdomain]": {"sparse"}}
+	var specs []sparseSpec
+	for i := range n {
+		s := sparseSpec{
+			action: actions[i%3],
+			index:  (i*7919 + 13) % (MaxWebhookIndex + 1), // distinct, scattered, up to the cap
+			id:     int64(1000 + i),
+		}
+		specs = append(specs, s)
+		pre := fmt.Sprintf("contacts[%s][%d]", s.action, s.index)
+		f.Set(pre+"[id]", fmt.Sprint(s.id))
+		if s.action == ActionDelete {
+			continue
+		}
+		f.Set(pre+"[name]", fmt.Sprintf("Person %d", s.id))
+		f.Set(pre+"[updated_at]", fmt.Sprint(1764150000+s.id))
+		// Field index and value index vary too.
+		fi, vi := i%5*3, i%4*2
+		f.Set(fmt.Sprintf("%s[custom_fields][%d][id]", pre, fi), "812347")
+		f.Set(fmt.Sprintf("%s[custom_fields][%d][code]", pre, fi), "EMAIL")
+		f.Set(fmt.Sprintf("%s[custom_fields][%d][values][%d][value]", pre, fi, vi), fmt.Sprintf("p%d@example.com", s.id))
+		if i%2 == 0 {
+			f.Set(pre+"[type]", "company")
+		}
+	}
+	return f, specs
+}
+
+func TestParseWebhookManySparseContactsAcrossActions(t *testing.T) {
+	body, specs := sparseBody(60)
+	p := mustParse(t, body)
+	if len(p.Events) != len(specs) {
+		t.Fatalf("got %d events, want %d", len(p.Events), len(specs))
+	}
+	// Expected order: add, update, delete; within an action by index.
+	rank := map[Action]int{ActionAdd: 0, ActionUpdate: 1, ActionDelete: 2}
+	slices.SortFunc(specs, func(a, b sparseSpec) int {
+		return cmp.Or(rank[a.action]-rank[b.action], a.index-b.index)
+	})
+	for i, s := range specs {
+		ev := p.Events[i]
+		if ev.Action != s.action || ev.Contact.ID != s.id {
+			t.Fatalf("event %d = %s %d, want %s %d (index %d)", i, ev.Action, ev.Contact.ID, s.action, s.id, s.index)
+		}
+		if s.action == ActionDelete {
+			continue
+		}
+		if want := []string{fmt.Sprintf("p%d@example.com", s.id)}; !slices.Equal(ev.Contact.Emails, want) {
+			t.Errorf("contact %d e-mails = %q, want %q", s.id, ev.Contact.Emails, want)
+		}
+		if ev.Contact.UpdatedAt != 1764150000+s.id {
+			t.Errorf("contact %d updated_at = %d", s.id, ev.Contact.UpdatedAt)
+		}
+		wantType := ContactTypeContact
+		if (s.id-1000)%2 == 0 {
+			wantType = ContactTypeCompany
+		}
+		if ev.Contact.Type != wantType {
+			t.Errorf("contact %d type = %q, want %q", s.id, ev.Contact.Type, wantType)
+		}
+	}
+}
+
+func TestParseWebhookMalformed(t *testing.T) {
+	const acct = "account[id]=7"
+	tooMany := url.Values{"account[id]": {"7"}}
+	for i := 0; i <= MaxWebhookContacts; i++ {
+		action := []string{"add", "update", "delete"}[i%3]
+		tooMany.Set(fmt.Sprintf("contacts[%s][%d][id]", action, i), "1")
+	}
+	cases := []struct {
+		name    string
+		body    url.Values
+		wantKey string // WebhookError.Key
+		wantMsg string // part of the message
+	}{
+		{"no account id", form("account[subdomain]=x", "contacts[add][0][id]=1"), "account[id]", "missing"},
+		{"empty body", url.Values{}, "account[id]", "missing"},
+		{"account id not a number", form("account[id]=acme"), "account[id]", `"acme" is not a non-negative integer`},
+		{"account id zero", form("account[id]=0"), "account[id]", "positive"},
+		{"account id twice", form("account[id]=7", "account[id]=8"), "account[id]", "given 2 times"},
+		{"account id nested", form("account[id][x]=7"), "account[id][x]", `"id" takes no sub-keys`},
+		{"bare account key", form("account=7"), "account", "want account[field]"},
+		{"bare contacts key", form(acct, "contacts=1"), "contacts", "want contacts[action][index][field]"},
+		{"action without index", form(acct, "contacts[add]=1"), "contacts[add]", "want contacts[add][index][field]"},
+		{"index without field", form(acct, "contacts[update][0]=1"), "contacts[update][0]", "want contacts[update][index][field]"},
+		{"index not a number", form(acct, "contacts[add][first][id]=1"), "contacts[add][first][id]", `index "first" is not a decimal`},
+		{"negative index", form(acct, "contacts[add][-1][id]=1"), "contacts[add][-1][id]", `index "-1"`},
+		{"index with leading zero", form(acct, "contacts[add][01][id]=1"), "contacts[add][01][id]", "leading zeros"},
+		{"index above cap", form(acct, "contacts[add][10001][id]=1"), "contacts[add][10001][id]", "above the limit of 10000"},
+		{"absurd index", form(acct, "contacts[add][99999999999999999999][id]=1"), "contacts[add][99999999999999999999][id]", "above the limit"},
+		{"too many contacts", tooMany, "", "more than 2000 contacts"},
+		{"missing contact id", form(acct, "contacts[add][0][name]=Ann"), "contacts[add][0]", "missing id"},
+		{"contact id not a number", form(acct, "contacts[add][0][id]=abc"), "contacts[add][0][id]", `"abc" is not a non-negative integer`},
+		{"contact id negative", form(acct, "contacts[delete][0][id]=-5"), "contacts[delete][0][id]", `"-5" is not a non-negative integer`},
+		{"contact id zero", form(acct, "contacts[add][0][id]=0"), "contacts[add][0][id]", "positive"},
+		{"contact id overflow", form(acct, "contacts[add][0][id]=99999999999999999999"), "contacts[add][0][id]", "does not fit in 64 bits"},
+		{"contact id twice", form(acct, "contacts[add][0][id]=1", "contacts[add][0][id]=2"), "contacts[add][0][id]", "given 2 times"},
+		{"updated_at not a number", form(acct, "contacts[update][0][id]=1", "contacts[update][0][updated_at]=yesterday"), "contacts[update][0][updated_at]", `"yesterday" is not a unix timestamp`},
+		{"unknown type", form(acct, "contacts[add][0][id]=1", "contacts[add][0][type]=lead"), "contacts[add][0][type]", `unknown contact type "lead"`},
+		{"scalar with sub-key", form(acct, "contacts[add][0][id][0]=1"), "contacts[add][0][id][0]", `"id" takes no sub-keys`},
+		{"other account's contact", form(acct, "contacts[add][0][id]=1", "contacts[add][0][account_id]=8"), "contacts[add][0][account_id]", "contact of account 8 in a body from account[id] 7"},
+		{"unclosed bracket", form(acct, "contacts[add][0][id=1"), "contacts[add][0][id", "'[' without a matching ']'"},
+		{"bracket inside brackets", form(acct, "contacts[add[0][id]=1"), "contacts[add[0][id]", "'[' inside brackets"},
+		{"stray closing bracket", form(acct, "contacts[add]][0][id]=1"), "contacts[add]][0][id]", "text after ']'"},
+		{"closing bracket in name", form(acct, "contacts]x=1"), "contacts]x", "']' without a matching '['"},
+		{"empty brackets", form(acct, "contacts[][0][id]=1"), "contacts[][0][id]", "empty brackets"},
+		{"text after bracket", form(acct, "contacts[add][0]id=1"), "contacts[add][0]id", "text after ']'"},
+		{"too deep", form(acct, "contacts[add][0][a][b][c][d][e][f][g][h][i][j]=1"), "contacts[add][0][a][b][c][d][e][f][g][h][i][j]", "deeper than 12"},
+		{"custom field without index", form(acct, "contacts[add][0][id]=1", "contacts[add][0][custom_fields]=1"), "contacts[add][0][custom_fields]", "want custom_fields[index][attribute]"},
+		{"custom field without id", form(acct, "contacts[add][0][id]=1", "contacts[add][0][custom_fields][2][code]=EMAIL"), "contacts[add][0][custom_fields][2]", "missing id"},
+		{"custom field id not a number", form(acct, "contacts[add][0][id]=1", "contacts[add][0][custom_fields][0][id]=x"), "contacts[add][0][custom_fields][0][id]", `"x" is not`},
+		{"custom field bad index", form(acct, "contacts[add][0][id]=1", "contacts[add][0][custom_fields][a][id]=5"), "contacts[add][0][custom_fields][a][id]", `index "a"`},
+		{"values without index", form(acct, "contacts[add][0][id]=1", "contacts[add][0][custom_fields][0][id]=5", "contacts[add][0][custom_fields][0][values]=x"), "contacts[add][0][custom_fields][0][values]", "want values[index]"},
+		{"value bare and keyed", form(acct, "contacts[add][0][id]=1", "contacts[add][0][custom_fields][0][id]=5",
+			"contacts[add][0][custom_fields][0][values][0]=a", "contacts[add][0][custom_fields][0][values][0][value]=b"),
+			"contacts[add][0][custom_fields][0][values][0]", "given both as values[0] and values[0][value]"},
+		{"enum not a number", form(acct, "contacts[add][0][id]=1", "contacts[add][0][custom_fields][0][id]=5",
+			"contacts[add][0][custom_fields][0][values][0][enum]=WORK"), "contacts[add][0][custom_fields][0][values][0][enum]", `"WORK" is not`},
+		{"value nested", form(acct, "contacts[add][0][id]=1", "contacts[add][0][custom_fields][0][id]=5",
+			"contacts[add][0][custom_fields][0][values][0][value][x]=a"), "contacts[add][0][custom_fields][0][values][0][value][x]", `"value" takes no sub-keys`},
+		{"tag without index", form(acct, "contacts[add][0][id]=1", "contacts[add][0][tags][name]=vip"), "contacts[add][0][tags][name]", "want tags[index][id|name]"},
+		{"tag id not a number", form(acct, "contacts[add][0][id]=1", "contacts[add][0][tags][0][id]=vip"), "contacts[add][0][tags][0][id]", `"vip" is not`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := ParseWebhook(tc.body)
+			if err == nil {
+				t.Fatalf("no error; parsed %+v", p)
+			}
+			if p != nil {
+				t.Errorf("a payload came back with the error: %+v", p)
+			}
+			if !errors.Is(err, ErrMalformedWebhook) {
+				t.Errorf("error %v is not ErrMalformedWebhook", err)
+			}
+			var we *WebhookError
+			if !errors.As(err, &we) {
+				t.Fatalf("error %T is not a *WebhookError", err)
+			}
+			if tc.wantKey != "" && we.Key != tc.wantKey {
+				t.Errorf("key = %q, want %q (error: %v)", we.Key, tc.wantKey, err)
+			}
+			if !strings.Contains(err.Error(), tc.wantMsg) {
+				t.Errorf("error %q does not say %q", err, tc.wantMsg)
+			}
+		})
+	}
+}
+
+func TestParseWebhookErrorIsDeterministic(t *testing.T) {
+	// Two problems in one body: the same one is reported every time.
+	body := form("account[id]=7", "contacts[add][0][id]=x", "contacts[add][1][id]=y", "contacts[update][z][id]=1")
+	_, want := ParseWebhook(body)
+	if want == nil {
+		t.Fatal("no error")
+	}
+	for range 50 {
+		if _, err := ParseWebhook(body); err == nil || err.Error() != want.Error() {
+			t.Fatalf("errors differ between runs: %v / %v", want, err)
+		}
+	}
+}
+
+func TestEncodeWebhookRoundTripsFixtures(t *testing.T) {
+	for _, name := range fixtureNames(t) {
+		t.Run(name, func(t *testing.T) {
+			p := mustParse(t, fixtureForm(t, name))
+			// Through the wire encoding, as the sandbox will POST it.
+			wire, err := url.ParseQuery(EncodeWebhook(p).Encode())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if again := mustParse(t, wire); !reflect.DeepEqual(again, p) {
+				t.Fatalf("round trip changed the payload:\n got %+v\nwant %+v", again, p)
+			}
+		})
+	}
+}
+
+func TestEncodeWebhookWritesKommoShape(t *testing.T) {
+	// Encoding what was parsed from a fixture gives the fixture's keys and
+	// values back, less the keys the parser does not keep.
+	notKept := map[string]bool{
+		"contacts[add][0][group_id]":         true,
+		"contacts[add][0][created_user_id]":  true,
+		"contacts[add][0][modified_user_id]": true,
+	}
+	for _, name := range []string{"add-contact.form", "delete-contact.form"} {
+		t.Run(name, func(t *testing.T) {
+			fixture := fixtureForm(t, name)
+			got := EncodeWebhook(mustParse(t, fixture))
+			for k, v := range got {
+				if !slices.Equal(fixture[k], v) {
+					t.Errorf("encoded %s=%q, fixture has %q", k, v, fixture[k])
+				}
+			}
+			for k := range fixture {
+				if _, ok := got[k]; !ok && !notKept[k] {
+					t.Errorf("encoded body lacks fixture key %s", k)
+				}
+			}
+		})
+	}
+}
+
+func TestEncodeWebhookRoundTripsABuiltPayload(t *testing.T) {
+	// What the sandbox will do: build contacts, encode, deliver.
+	person := Contact{
+		ID: 1, Type: ContactTypeContact, Name: "Ann Lee", FirstName: "Ann", LastName: "Lee",
+		Tags: []string{"vip", "newsletter"},
+		CustomFields: []CustomField{
+			{ID: 10, Name: "Email", Code: FieldCodeEmail, Values: []FieldValue{{Value: "ann@example.com", EnumID: 3}, {Value: "a+b&c=d@example.com"}}},
+			{ID: 11, Name: "Phone", Code: FieldCodePhone, Values: []FieldValue{{Value: "+1 (555) 010-0000", EnumID: 4}}},
+			{ID: 12, Name: "Notes", Values: []FieldValue{{Value: "line1\nline2 [not a key]"}}},
+		},
+		ResponsibleUserID: 77, CreatedAt: 100, UpdatedAt: 200, AccountID: 42,
+	}
+	person.DeriveContactPoints()
+	company := Contact{ID: 2, Type: ContactTypeCompany, Name: "Acme", UpdatedAt: 300, AccountID: 42}
+	p := &WebhookPayload{AccountID: 42, Subdomain: "acme", Events: []WebhookEvent{
+		{Action: ActionAdd, Contact: person},
+		{Action: ActionUpdate, Contact: company},
+		{Action: ActionUpdate, Contact: person},
+		{Action: ActionDelete, Contact: Contact{ID: 3, Type: ContactTypeContact, AccountID: 42}},
+	}}
+	wire, err := url.ParseQuery(EncodeWebhook(p).Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mustParse(t, wire); !reflect.DeepEqual(got, p) {
+		t.Fatalf("round trip:\n got %+v\nwant %+v", got, p)
+	}
+	if got := wire.Get("account[_links][self]"); got != "https://acme.kommo.com" {
+		t.Errorf("account[_links][self] = %q", got)
+	}
+	if got := wire.Get("contacts[update][1][custom_fields][0][values][1][value]"); got != "a+b&c=d@example.com" {
+		t.Errorf("second e-mail of the second update = %q", got)
+	}
+}
+
+// BenchmarkParseWebhook measures a one-contact add (the common delivery) and
+// a 50-contact mixed body (a batched one), each decoded from the wire.
+func BenchmarkParseWebhook(b *testing.B) {
+	fiftyPayload := &WebhookPayload{AccountID: 31415926, Subdomain: "acmetrading"}
+	for i := range 50 {
+		c := Contact{
+			ID: int64(5100000 + i), Type: ContactTypeContact, Name: fmt.Sprintf("Person %d", i),
+			ResponsibleUserID: 7700101, CreatedAt: 1764150000, UpdatedAt: 1764150000 + int64(i), AccountID: 31415926,
+			Tags: []string{"newsletter"},
+			CustomFields: []CustomField{
+				{ID: 812345, Name: "Phone", Code: FieldCodePhone, Values: []FieldValue{{Value: "+34 611 222 333", EnumID: 1364056}}},
+				{ID: 812347, Name: "Email", Code: FieldCodeEmail, Values: []FieldValue{{Value: fmt.Sprintf("p%d@example.com", i), EnumID: 1364060}}},
+			},
+		}
+		fiftyPayload.Events = append(fiftyPayload.Events, WebhookEvent{Action: []Action{ActionAdd, ActionUpdate, ActionDelete}[i%3], Contact: c})
+	}
+	bodies := []struct {
+		name, body string
+		events     int
+	}{
+		{"add-contact", fixtureBody(b, "add-contact.form"), 1},
+		{"50-contacts", EncodeWebhook(fiftyPayload).Encode(), 50},
+	}
+	for _, bb := range bodies {
+		// "wire" includes url.ParseQuery, as the server pays it; "parse" is
+		// ParseWebhook alone on the decoded form.
+		b.Run(bb.name+"/wire", func(b *testing.B) {
+			b.SetBytes(int64(len(bb.body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				form, err := url.ParseQuery(bb.body)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if p, err := ParseWebhook(form); err != nil || len(p.Events) != bb.events {
+					b.Fatalf("parse: %v", err)
+				}
+			}
+		})
+		b.Run(bb.name+"/parse", func(b *testing.B) {
+			form, err := url.ParseQuery(bb.body)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(len(bb.body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if p, err := ParseWebhook(form); err != nil || len(p.Events) != bb.events {
+					b.Fatalf("parse: %v", err)
+				}
+			}
+		})
+	}
+}
