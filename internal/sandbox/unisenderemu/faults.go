@@ -50,6 +50,9 @@ type ForcedError struct {
 	Code       string `json:"code"`        // API error code, e.g. retry_later, invalid_api_key
 	Message    string `json:"message"`     // error message; empty means "Forced error"
 	HTTPStatus int    `json:"http_status"` // if set, answer this status with no JSON body instead
+	// AfterCall runs the call first and then answers the error: the state
+	// changes but the client never learns it, as when an answer is lost.
+	AfterCall bool `json:"after_call"`
 }
 
 // FaultSettings are the current fault knobs.
@@ -168,24 +171,35 @@ func (s *Server) randomTransient() *ForcedError {
 }
 
 // applyFaults runs the knobs for one call. faulted reports that they decided
-// the answer; status 0 means the client left.
-func (s *Server) applyFaults(ctx context.Context) (status int, body any, faulted bool) {
+// the answer (status 0: the client left); after is an error to answer once
+// the call has run.
+func (s *Server) applyFaults(ctx context.Context) (status int, body any, faulted bool, after *ForcedError) {
 	d := s.decideFaults()
+	if d.forced != nil && d.forced.AfterCall {
+		after = d.forced
+	}
 	if d.latency > 0 && !s.sleep(ctx, d.latency) {
-		return 0, nil, true
+		return 0, nil, true, nil
 	}
 	switch {
 	case d.hang:
 		if !s.sleep(ctx, s.opts.MaxHang) {
-			return 0, nil, true
+			return 0, nil, true, nil
 		}
-		return http.StatusGatewayTimeout, nil, true
-	case d.forced != nil && d.forced.HTTPStatus != 0:
-		return d.forced.HTTPStatus, nil, true
-	case d.forced != nil:
-		return http.StatusOK, errorEnvelope(&apiError{Code: d.forced.Code, Message: d.forced.Message}), true
+		return http.StatusGatewayTimeout, nil, true, nil
+	case d.forced != nil && !d.forced.AfterCall:
+		status, body := d.forced.answer()
+		return status, body, true, nil
 	}
-	return 0, nil, false
+	return 0, nil, false, after
+}
+
+// answer is the reply a forced error gives.
+func (e *ForcedError) answer() (int, any) {
+	if e.HTTPStatus != 0 {
+		return e.HTTPStatus, nil
+	}
+	return http.StatusOK, errorEnvelope(&apiError{Code: e.Code, Message: e.Message})
 }
 
 // sleep waits d; false means the client left first. Close ends it early.

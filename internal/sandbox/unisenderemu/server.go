@@ -161,13 +161,17 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 // answer decides the reply: an HTTP status and a body (an envelope, or nil
 // for a bare status). Status 0 means nobody is listening any more.
 func (s *Server) answer(ctx context.Context, method string, form formValues, parseErr error) (int, any) {
-	if status, body, faulted := s.applyFaults(ctx); faulted {
+	status, body, faulted, after := s.applyFaults(ctx)
+	if faulted {
 		return status, body
 	}
 	if parseErr != nil {
 		return http.StatusOK, errorEnvelope(errInvalidArg("cannot parse request body"))
 	}
 	result, aerr := s.call(method, form)
+	if after != nil {
+		return after.answer()
+	}
 	if aerr != nil {
 		return http.StatusOK, errorEnvelope(aerr)
 	}

@@ -153,6 +153,15 @@ func TestForcedErrorsAndHTTPStatus(t *testing.T) {
 	}
 }
 
+func TestForcedErrorAfterCallChangesState(t *testing.T) {
+	e := newEnv(t, unisenderemu.Options{})
+	e.emu.ForceErrors(1, unisenderemu.ForcedError{Code: "retry_later", AfterCall: true})
+	e.fails(t, testKey, "createList", url.Values{"title": {"Lost answer"}}, "retry_later")
+	if lists := e.emu.Lists(testKey); len(lists) != 1 || lists[0].Title != "Lost answer" {
+		t.Fatalf("lists %+v, want the list created despite the error answer", lists)
+	}
+}
+
 func TestTransientErrorRateIsSeeded(t *testing.T) {
 	outcomes := func() string {
 		e := newEnv(t, unisenderemu.Options{Seed: 7})
@@ -187,14 +196,31 @@ func TestTransientErrorRateIsSeeded(t *testing.T) {
 func TestHangLastsUntilTheClientGivesUp(t *testing.T) {
 	e := newEnv(t, unisenderemu.Options{})
 	e.emu.HangNext(1)
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.srv.URL+"/en/api/getLists?format=json",
 		strings.NewReader(url.Values{"api_key": {testKey}}.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	_, err := http.DefaultClient.Do(req)
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("hung call: err %v, want the client's deadline", err)
+	done := make(chan error, 1)
+	go func() {
+		_, err := http.DefaultClient.Do(req)
+		done <- err
+	}()
+	// Give up only once the emulator holds the call.
+	for len(e.emu.Stats().Requests) == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("hung call answered: %v", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("hung call: err %v, want the client's cancellation", err)
+	}
+	if e.emu.Faults().PendingHangs != 0 {
+		t.Fatal("the hang was not used up")
 	}
 	e.ok(t, "getLists", nil, nil) // only one call hangs
 }
