@@ -136,6 +136,13 @@ type KommoIntegrationStatus struct {
 	// +optional
 	TokenSecretName string `json:"tokenSecretName,omitempty"`
 
+	// authorizationURL (oauthCallback only): the Kommo consent page an
+	// account admin opens to authorize the integration. Kommo then sends
+	// the code to the operator's /oauth/callback route. It carries no
+	// secret.
+	// +optional
+	AuthorizationURL string `json:"authorizationURL,omitempty"`
+
 	// tokenExpiresAt: when the current access token expires.
 	// +optional
 	TokenExpiresAt *metav1.Time `json:"tokenExpiresAt,omitempty"`
