@@ -148,7 +148,8 @@ func (s *Server) decideFaults() faultDecision {
 		s.faults.hangs--
 		d.hang = true
 	case len(s.faults.forced) > 0:
-		d.forced = &s.faults.forced[0]
+		next := s.faults.forced[0]
+		d.forced = &next
 		s.faults.forced = s.faults.forced[1:]
 	case s.faults.transientRate > 0 && s.rng.Float64() < s.faults.transientRate:
 		d.forced = s.randomTransient()
