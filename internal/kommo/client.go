@@ -2,7 +2,7 @@
 // webhook subscriptions, with a per-account rate limiter, bounded retries
 // and typed errors; and it parses Kommo's webhook bodies.
 //
-// One Client serves one account: its rate limiter is the account's budget.
+// One Client serves one account: its rate limit is the account's budget.
 package kommo
 
 import (
@@ -12,8 +12,6 @@ import (
 	"net/url"
 	"strings"
 	"time"
-
-	"golang.org/x/time/rate"
 )
 
 // TokenSource yields the bearer token for API calls: an OAuth access token
@@ -45,7 +43,7 @@ const (
 type Client struct {
 	base          *url.URL
 	hc            *http.Client
-	limiter       *rate.Limiter
+	pacer         *pacer // nil: no rate limit
 	maxRetries    int
 	backoffBase   time.Duration
 	backoffCap    time.Duration
@@ -63,18 +61,10 @@ type Option func(*Client)
 // should be zero or larger than WithTimeout's.
 func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc } }
 
-// WithRateLimit sets requests per second and burst; rps <= 0 means no limit.
+// WithRateLimit sets requests per second and burst: how many requests may
+// be in flight at once (see pacer). rps <= 0 means no limit.
 func WithRateLimit(rps float64, burst int) Option {
-	return func(c *Client) {
-		if burst < 1 {
-			burst = 1
-		}
-		if rps <= 0 {
-			c.limiter = rate.NewLimiter(rate.Inf, burst)
-			return
-		}
-		c.limiter = rate.NewLimiter(rate.Limit(rps), burst)
-	}
+	return func(c *Client) { c.pacer = newPacer(rps, burst) }
 }
 
 // WithMaxRetries bounds the retries of one call after its first attempt.
@@ -106,7 +96,7 @@ func WithUserAgent(ua string) Option { return func(c *Client) { c.userAgent = ua
 func NewClient(baseURL string, opts ...Option) *Client {
 	c := &Client{
 		hc:            &http.Client{},
-		limiter:       rate.NewLimiter(DefaultRate, DefaultBurst),
+		pacer:         newPacer(DefaultRate, DefaultBurst),
 		maxRetries:    DefaultMaxRetries,
 		backoffBase:   DefaultBackoffBase,
 		backoffCap:    DefaultBackoffCap,

@@ -30,7 +30,11 @@ type problem struct {
 	Message          string `json:"message"`
 }
 
-const maxTextLen = 200
+// Bounds on server text in errors, in runes.
+const (
+	maxTextLen    = 200
+	maxSnippetLen = 120
+)
 
 // classify turns a non-2xx answer into an *APIError. secrets are strings the
 // client sent (token, client secret, code) that must not come back in the
@@ -45,10 +49,7 @@ func classify(op string, ep endpointKind, status int, body []byte, secrets []str
 	} else if len(body) > 0 {
 		// A blocked account answers with an HTML page: keep a short, tag-free
 		// snippet for the operator, never the page itself.
-		e.Detail = sanitize(stripTags(string(body)), secrets)
-		if len(e.Detail) > 120 {
-			e.Detail = e.Detail[:120] + "…"
-		}
+		e.Detail = clip(sanitize(stripTags(string(body)), secrets), maxSnippetLen)
 	}
 	e.Kind = kindOf(ep, status, p)
 	return e
@@ -110,8 +111,13 @@ func sanitize(s string, secrets []string) string {
 	s = strings.Join(strings.FieldsFunc(s, func(r rune) bool {
 		return unicode.IsSpace(r) || unicode.IsControl(r)
 	}), " ")
-	if r := []rune(s); len(r) > maxTextLen {
-		s = string(r[:maxTextLen]) + "…"
+	return clip(s, maxTextLen)
+}
+
+// clip shortens s to n runes, marking the cut.
+func clip(s string, n int) string {
+	if r := []rune(s); len(r) > n {
+		return string(r[:n]) + "…"
 	}
 	return s
 }

@@ -29,7 +29,7 @@ type reply struct {
 	body   []byte
 }
 
-// do sends c under the rate limiter, retrying network errors, 429 and 5xx
+// do sends cl under the rate limit, retrying network errors, 429 and 5xx
 // with exponential backoff and full jitter, and returns the first 2xx answer
 // or a classified error. Other 4xx are returned at once: repeating them
 // cannot help, and repeating a 403 could prolong a block.
@@ -43,10 +43,12 @@ func (c *Client) do(ctx context.Context, cl call) (*reply, error) {
 		op = cl.opOverride
 	}
 	for attempt := 0; ; attempt++ {
-		if err := c.limiter.Wait(ctx); err != nil {
-			return nil, fmt.Errorf("kommo: %s: waiting for rate limiter: %w", op, err)
+		release, err := c.pacer.acquire(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("kommo: %s: waiting for the rate limit: %w", op, err)
 		}
 		rep, token, hdr, err := c.attempt(ctx, u, cl)
+		release()
 		var wait time.Duration
 		switch {
 		case err != nil && ctx.Err() != nil:
