@@ -25,7 +25,7 @@ type emuEnv struct {
 	base string // the account's base URL, what a KommoIntegration would name
 }
 
-func newEmu(t *testing.T, opts kommoemu.Options) *emuEnv {
+func newEmu(t testing.TB, opts kommoemu.Options) *emuEnv {
 	t.Helper()
 	if opts.RateLimit == 0 {
 		opts.RateLimit = -1 // the client's own limiter is under test where it matters
@@ -46,7 +46,7 @@ func newEmu(t *testing.T, opts kommoemu.Options) *emuEnv {
 }
 
 // longLived issues a long-lived token of acme.
-func (e *emuEnv) longLived(t *testing.T) string {
+func (e *emuEnv) longLived(t testing.TB) string {
 	t.Helper()
 	tok, err := e.emu.IssueLongLivedToken("acme", 24*time.Hour)
 	if err != nil {
@@ -57,7 +57,7 @@ func (e *emuEnv) longLived(t *testing.T) string {
 
 // client returns a fast client for tests: no rate limit unless given,
 // millisecond backoff.
-func (e *emuEnv) client(t *testing.T, opts ...kommo.Option) *kommo.Client {
+func (e *emuEnv) client(t testing.TB, opts ...kommo.Option) *kommo.Client {
 	t.Helper()
 	base := []kommo.Option{
 		kommo.WithHTTPClient(e.srv.Client()),

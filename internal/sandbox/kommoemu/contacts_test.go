@@ -205,7 +205,7 @@ func TestUpdatedAtGrowsWithinOneSecond(t *testing.T) {
 	c, _ := e.emu.CreateContact("acme", kommo.Contact{Name: "A"})
 	u1, _ := e.emu.UpdateContact("acme", kommo.Contact{ID: c.ID, Name: "B"})
 	u2, _ := e.emu.UpdateContact("acme", kommo.Contact{ID: c.ID, Name: "C"})
-	if !(c.UpdatedAt < u1.UpdatedAt && u1.UpdatedAt < u2.UpdatedAt) {
+	if c.UpdatedAt >= u1.UpdatedAt || u1.UpdatedAt >= u2.UpdatedAt {
 		t.Errorf("updated_at %d, %d, %d: want strictly increasing", c.UpdatedAt, u1.UpdatedAt, u2.UpdatedAt)
 	}
 	clock.Advance(time.Hour)
