@@ -27,6 +27,7 @@ import (
 //	GET    /_admin/stats → Stats      DELETE /_admin/stats (reset)
 //	GET    /_admin/log   → [LogEntry]
 //	GET    /_admin/faults → AdminFaults   PUT /_admin/faults AdminFaults   DELETE /_admin/faults
+//	POST   /_admin/flush                 (end batch windows now)
 //	POST   /_admin/wait-idle {timeout: "5s"}
 func (s *Server) registerAdmin(m *http.ServeMux) {
 	m.HandleFunc("GET /_admin/accounts", func(w http.ResponseWriter, _ *http.Request) { adminOK(w, s.Accounts()) })
@@ -125,6 +126,7 @@ func (s *Server) registerAdminRuntime(m *http.ServeMux) {
 		return nil, err
 	}))
 	m.HandleFunc("DELETE /_admin/faults", func(w http.ResponseWriter, _ *http.Request) { s.ClearFaults(); adminOK(w, nil) })
+	m.HandleFunc("POST /_admin/flush", func(w http.ResponseWriter, _ *http.Request) { s.Flush(); adminOK(w, nil) })
 	m.HandleFunc("POST /_admin/wait-idle", func(w http.ResponseWriter, r *http.Request) {
 		var req struct{ Timeout string }
 		if !adminDecode(w, r, &req) {

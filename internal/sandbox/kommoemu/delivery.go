@@ -16,10 +16,21 @@ import (
 type deliveryQueue struct {
 	events []kommo.WebhookEvent
 	wake   chan struct{} // capacity 1: "there is something to send"
+	flush  chan struct{} // capacity 1: "end the batch window now"
 	busy   bool          // the worker holds a batch it has not finished
 }
 
-func (q *deliveryQueue) init() { q.wake = make(chan struct{}, 1) }
+func (q *deliveryQueue) init() {
+	q.wake = make(chan struct{}, 1)
+	q.flush = make(chan struct{}, 1)
+}
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
 
 // enqueue queues a change if some enabled hook wants it; the caller holds
 // s.mu. A hook registered later does not receive earlier changes.
@@ -29,9 +40,19 @@ func (s *Server) enqueue(a *account, action kommo.Action, c kommo.Contact) {
 		return
 	}
 	a.deliveries.events = append(a.deliveries.events, kommo.WebhookEvent{Action: action, Contact: cloneContact(c)})
-	select {
-	case a.deliveries.wake <- struct{}{}:
-	default:
+	signal(a.deliveries.wake)
+}
+
+// Flush ends every account's current batch window: what is queued is sent
+// now. With a long WebhookBatchWindow, tests use it to decide exactly which
+// changes share a delivery.
+func (s *Server) Flush() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, a := range s.accounts {
+		if len(a.deliveries.events) > 0 {
+			signal(a.deliveries.flush)
+		}
 	}
 }
 
@@ -66,7 +87,7 @@ func (s *Server) deliver(a *account) {
 		case <-a.deliveries.wake:
 		}
 		if d := s.opts.WebhookBatchWindow; d > 0 {
-			s.wait(s.ctx, d)
+			s.batchWindow(a, d)
 		}
 		for s.ctx.Err() == nil {
 			batch, targets := s.takeBatch(a)
@@ -80,6 +101,17 @@ func (s *Server) deliver(a *account) {
 			a.deliveries.busy = false
 			s.mu.Unlock()
 		}
+	}
+}
+
+// batchWindow waits d, or until Flush or Close.
+func (s *Server) batchWindow(a *account, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-a.deliveries.flush:
+	case <-s.ctx.Done():
 	}
 }
 

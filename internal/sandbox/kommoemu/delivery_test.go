@@ -157,7 +157,7 @@ func TestDeliveriesParseIntoTheChanges(t *testing.T) {
 }
 
 func TestChangesWithinTheBatchWindowShareARequest(t *testing.T) {
-	e := newEnv(t, kommoemu.Options{WebhookBatchWindow: 100 * time.Millisecond})
+	e := newEnv(t, kommoemu.Options{WebhookBatchWindow: time.Hour})
 	rc := newReceiver(t)
 	e.subscribe(t, rc.srv.URL+"/hook", "add_contact", "update_contact")
 	var ids []int64
@@ -166,6 +166,10 @@ func TestChangesWithinTheBatchWindowShareARequest(t *testing.T) {
 		ids = append(ids, c.ID)
 	}
 	_, _ = e.emu.UpdateContact("acme", kommo.Contact{ID: ids[0], Name: "A2"})
+	if got := len(rc.payloads(t)); got != 0 {
+		t.Fatalf("%d deliveries inside the window, want 0", got)
+	}
+	e.emu.Flush()
 	e.waitIdle(t)
 	ps := rc.payloads(t)
 	if len(ps) != 1 || len(ps[0].Events) != 4 {
