@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -38,10 +39,7 @@ func (c *Client) do(ctx context.Context, cl call) (*reply, error) {
 	if err != nil {
 		return nil, err
 	}
-	op := cl.method + " " + u.Path
-	if cl.opOverride != "" {
-		op = cl.opOverride
-	}
+	op := cl.method + " " + u.Path // never the query or a body: no secret travels there
 	for attempt := 0; ; attempt++ {
 		release, err := c.pacer.acquire(ctx)
 		if err != nil {
@@ -61,7 +59,7 @@ func (c *Client) do(ctx context.Context, cl call) (*reply, error) {
 		case rep.status >= 200 && rep.status < 300:
 			return rep, nil
 		default:
-			apiErr := classify(op, cl.ep, rep.status, rep.body, append(cl.secrets, token))
+			apiErr := classify(op, cl.ep, rep.status, rep.body, append(slices.Clip(cl.secrets), token))
 			if !retryable(rep.status) || attempt >= c.maxRetries {
 				return nil, apiErr
 			}
