@@ -16,13 +16,12 @@ import (
 
 // call is one logical API call; do may send it several times.
 type call struct {
-	method     string
-	ref        string // API path ("/api/v4/contacts") or an absolute link from a response
-	body       []byte // JSON body, nil for none
-	auth       bool   // send the TokenSource's bearer token
-	ep         endpointKind
-	secrets    []string // strings that must never reach an error (client secret, code, refresh token)
-	opOverride string   // op for errors when the path alone would be misleading
+	method  string
+	ref     string // API path ("/api/v4/contacts") or an absolute link from a response
+	body    []byte // JSON body, nil for none
+	auth    bool   // send the TokenSource's bearer token
+	ep      endpointKind
+	secrets []string // strings that must never reach an error (client secret, code, refresh token)
 }
 
 type reply struct {
