@@ -1,0 +1,178 @@
+// Package syncer holds the sync rules: how a batch of Kommo contact events of
+// one tenant becomes Unisender calls, with the tenant's contact state in MySQL
+// deciding what changed.
+//
+// A batch is applied in one store transaction that commits only after
+// Unisender accepted the calls. A failed call or a crash leaves the stored
+// state as it was, so the retried batch computes the same calls again; a call
+// repeated after a crash that struck between Unisender's answer and the
+// commit is harmless, because an import of the same rows changes nothing.
+package syncer
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
+	"github.com/kommo-unisender/kommo-unisender/internal/mapping"
+	"github.com/kommo-unisender/kommo-unisender/internal/store"
+	"github.com/kommo-unisender/kommo-unisender/internal/unisender"
+)
+
+// Importer is the part of the Unisender client the sync uses.
+type Importer interface {
+	ImportContacts(ctx context.Context, req unisender.ImportRequest) (*unisender.ImportResult, error)
+}
+
+// Tenant is what the sync needs to know of one UnisenderBinding.
+type Tenant struct {
+	Key            string // "namespace/name"
+	Mapper         *mapping.Mapper
+	DeletionPolicy syncv1.DeletionPolicy
+	Unisender      Importer
+}
+
+// Event is one contact event with the time our webhook server received it.
+type Event struct {
+	Action     kommo.Action
+	Contact    kommo.Contact
+	ReceivedAt time.Time
+}
+
+// Outcome counts what a batch did.
+type Outcome struct {
+	Events    int // events in the batch
+	Companies int // companies, which are not synced
+	Stale     int // events older than, or equal to, the stored state
+	Upserted  int // rows sent to add or update addresses
+	Removed   int // addresses taken out of the list (excluded or deleted)
+	// Rejected are the rows Unisender refused one by one (invalid or role
+	// addresses); they are reported, not retried: the same row would be
+	// refused again.
+	Rejected []unisender.ImportLogEntry
+}
+
+// Apply applies a batch of one tenant's events and pushes the result to
+// Unisender. The returned error wraps the Unisender or store error so that
+// callers can classify it (unisender.IsTransient, store.IsTransient).
+func Apply(ctx context.Context, st *store.Store, t Tenant, events []Event) (Outcome, error) {
+	out := Outcome{Events: len(events)}
+	err := st.InTx(ctx, func(tx *store.Tx) error {
+		plan, err := planBatch(ctx, tx, t, events, &out)
+		if err != nil {
+			return err
+		}
+		return push(ctx, t, plan, &out)
+	})
+	return out, err
+}
+
+// plan is what one batch must send to Unisender.
+type plan struct {
+	upserts  map[int64]mapping.Profile // final profile of every changed live contact
+	orphaned map[string]bool           // addresses no live contact holds any more
+}
+
+// planBatch applies the events to the stored state, last write wins per
+// contact, and gathers the net changes. An address orphaned by one event and
+// taken up again by a later one in the same batch stays in the list.
+func planBatch(ctx context.Context, tx *store.Tx, t Tenant, events []Event, out *Outcome) (*plan, error) {
+	p := &plan{upserts: map[int64]mapping.Profile{}, orphaned: map[string]bool{}}
+	for _, ev := range events {
+		if ev.Contact.IsCompany() {
+			out.Companies++
+			continue
+		}
+		state, profile := contactState(t.Mapper, ev)
+		res, err := tx.ApplyContact(ctx, t.Key, state)
+		if err != nil {
+			return nil, fmt.Errorf("apply contact %d: %w", ev.Contact.ID, err)
+		}
+		if !res.Applied {
+			out.Stale++
+			continue
+		}
+		for _, e := range res.OrphanedEmails {
+			p.orphaned[e] = true
+		}
+		for _, e := range res.AddedEmails {
+			delete(p.orphaned, e)
+		}
+		if state.Deleted {
+			delete(p.upserts, state.ID)
+		} else {
+			p.upserts[state.ID] = profile
+		}
+	}
+	return p, nil
+}
+
+// contactState turns an event into the stored form. A delete carries no
+// updated_at, so it is stamped with the time we received it: no edit that
+// Kommo made before the delete can be newer.
+func contactState(m *mapping.Mapper, ev Event) (store.ContactState, mapping.Profile) {
+	if ev.Action == kommo.ActionDelete {
+		return store.ContactState{ID: ev.Contact.ID, Deleted: true, UpdatedAt: ev.ReceivedAt.Unix()}, mapping.Profile{}
+	}
+	p := m.Profile(&ev.Contact)
+	updatedAt := ev.Contact.UpdatedAt
+	if updatedAt == 0 {
+		updatedAt = ev.ReceivedAt.Unix()
+	}
+	return store.ContactState{
+		ID: ev.Contact.ID, UpdatedAt: updatedAt, Emails: p.Emails,
+		Name: p.Name, Phone: p.Phone, Tags: p.Tags, Fields: p.Fields,
+	}, p
+}
+
+// push sends the plan: one importContacts for the upserts (the client splits
+// past 500 rows) and one for the removals.
+func push(ctx context.Context, t Tenant, p *plan, out *Outcome) error {
+	if batch := upsertBatch(t.Mapper, p.upserts); len(batch.Rows) > 0 {
+		if err := send(ctx, t, batch, out); err != nil {
+			return err
+		}
+		out.Upserted = len(batch.Rows)
+	}
+	if batch := t.Mapper.RemovalBatch(sortedKeys(p.orphaned), t.DeletionPolicy); batch != nil {
+		if err := send(ctx, t, *batch, out); err != nil {
+			return err
+		}
+		out.Removed = len(batch.Rows)
+	}
+	return nil
+}
+
+func upsertBatch(m *mapping.Mapper, profiles map[int64]mapping.Profile) mapping.Batch {
+	ids := make([]int64, 0, len(profiles))
+	for id := range profiles {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	b := mapping.Batch{FieldNames: m.UpsertColumns()}
+	for _, id := range ids {
+		b.Rows = append(b.Rows, m.UpsertRows(profiles[id])...)
+	}
+	return b
+}
+
+func send(ctx context.Context, t Tenant, b mapping.Batch, out *Outcome) error {
+	res, err := t.Unisender.ImportContacts(ctx, unisender.ImportRequest{FieldNames: b.FieldNames, Rows: b.Rows})
+	if err != nil {
+		return fmt.Errorf("unisender importContacts (%d rows): %w", len(b.Rows), err)
+	}
+	out.Rejected = append(out.Rejected, res.Log...)
+	return nil
+}
+
+func sortedKeys(m map[string]bool) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
