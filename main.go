@@ -9,6 +9,8 @@ import (
 	"os/signal"
 	"sort"
 	"syscall"
+
+	"github.com/kommo-unisender/kommo-unisender/internal/cli/sandbox"
 )
 
 // command is one subcommand of the binary.
@@ -17,8 +19,10 @@ type command struct {
 	run     func(ctx context.Context, args []string) error
 }
 
-// commands lists what exists; later issues add theirs.
-var commands = map[string]command{}
+// commands lists every process the binary can be.
+var commands = map[string]command{
+	"sandbox": {"serve the Kommo and Unisender emulators (tests, make dev)", sandbox.Run},
+}
 
 func usage() {
 	fmt.Fprintln(os.Stderr, "usage: kommo-unisender <command> [flags]")
