@@ -1,0 +1,443 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+)
+
+// ContactState is a Kommo contact as the sync rules see it, and as the store
+// keeps the last applied version of it.
+type ContactState struct {
+	ID int64
+	// UpdatedAt is Kommo's updated_at (Unix seconds); it orders the versions
+	// of a contact. Kommo's delete events carry none: the caller picks one
+	// (for example the time the event was received), or leaves it 0 to mean
+	// "deleted as of the newest version stored".
+	UpdatedAt int64
+	Deleted   bool
+	// Emails are normalised by the store (trimmed, lower-cased, de-duplicated,
+	// sorted); a deleted contact has none.
+	Emails []string
+	Name   string
+	Phone  string
+	Tags   []string          // normalised: de-duplicated and sorted
+	Fields map[string]string // mapped custom fields; nil and empty are equal
+	// SyncedAt is set by the store: when this version was applied.
+	SyncedAt time.Time
+}
+
+// ApplyResult tells the sync rules what a contact event changed.
+type ApplyResult struct {
+	// Applied is false when the event lost to the stored version: an older
+	// updated_at, an exact duplicate, or an update tied with a tombstone.
+	// Nothing was written and nothing needs to reach Unisender.
+	Applied bool
+	// Previous is the stored version before the event (also when not
+	// applied); nil for a contact never seen.
+	Previous *ContactState
+	// AddedEmails are the contact's addresses that it did not have before.
+	AddedEmails []string
+	// RemovedEmails are the addresses the contact no longer has (all of
+	// them on a delete).
+	RemovedEmails []string
+	// OrphanedEmails are the removed addresses that no other live contact
+	// of the tenant still holds: only these may leave the Unisender list.
+	OrphanedEmails []string
+}
+
+// maxEmailLen is the column width: RFC 5321's 64-byte local part, "@" and a
+// 255-byte domain.
+const maxEmailLen = 320
+
+// ApplyContact applies one contact event in its own transaction. See
+// Tx.ApplyContact for the rules; use that form to commit only after the
+// resulting Unisender call succeeded.
+func (s *Store) ApplyContact(ctx context.Context, tenant string, c ContactState) (ApplyResult, error) {
+	var res ApplyResult
+	err := s.InTx(ctx, func(tx *Tx) error {
+		var err error
+		res, err = tx.ApplyContact(ctx, tenant, c)
+		return err
+	})
+	return res, err
+}
+
+// ApplyContact applies one contact event, last write wins by UpdatedAt:
+//
+//   - a newer UpdatedAt than stored always applies (an update after a delete
+//     brings the contact back, as a restore in Kommo does);
+//   - an older one is stale and ignored;
+//   - on a tie, a delete beats a live version, a live version never beats a
+//     tombstone, an identical version is a duplicate and is ignored, and a
+//     different live version applies (Kommo's seconds cannot order two edits
+//     in the same second; the next resync, read later, settles it).
+//
+// A delete keeps a tombstone row so that a late update with an older
+// updated_at cannot resurrect the contact. The contact row is locked
+// (SELECT … FOR UPDATE) for the rest of the transaction, and so are the
+// e-mail map entries of the removed addresses, so concurrent events for the
+// same tenant cannot both conclude an address is still held elsewhere.
+func (t *Tx) ApplyContact(ctx context.Context, tenant string, c ContactState) (ApplyResult, error) {
+	if err := checkTenant(tenant); err != nil {
+		return ApplyResult{}, err
+	}
+	in, err := normalizeContact(c)
+	if err != nil {
+		return ApplyResult{}, err
+	}
+	prev, err := readContact(ctx, t.tx, tenant, in.ID, true)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return ApplyResult{}, err
+	}
+	if in.Deleted && in.UpdatedAt == 0 && prev != nil {
+		in.UpdatedAt = prev.UpdatedAt
+	}
+	res := ApplyResult{Previous: prev}
+	if !wins(in, prev) {
+		return res, nil
+	}
+	res.Applied = true
+	if err := writeContact(ctx, t.tx, tenant, in); err != nil {
+		return ApplyResult{}, err
+	}
+	var before []string
+	if prev != nil {
+		before = prev.Emails
+	}
+	res.AddedEmails, res.RemovedEmails = diffSorted(before, in.Emails)
+	if err := addEmails(ctx, t.tx, tenant, in.ID, res.AddedEmails); err != nil {
+		return ApplyResult{}, err
+	}
+	if err := removeEmails(ctx, t.tx, tenant, in.ID, res.RemovedEmails); err != nil {
+		return ApplyResult{}, err
+	}
+	for _, email := range res.RemovedEmails {
+		held, err := emailHeld(ctx, t.tx, tenant, email)
+		if err != nil {
+			return ApplyResult{}, err
+		}
+		if !held {
+			res.OrphanedEmails = append(res.OrphanedEmails, email)
+		}
+	}
+	return res, nil
+}
+
+// wins decides last-write-wins between an incoming version and the stored one.
+func wins(in ContactState, prev *ContactState) bool {
+	switch {
+	case prev == nil || in.UpdatedAt > prev.UpdatedAt:
+		return true
+	case in.UpdatedAt < prev.UpdatedAt:
+		return false
+	case in.Deleted != prev.Deleted:
+		return in.Deleted
+	case in.Deleted:
+		return false // the same tombstone again
+	default:
+		return !sameContent(in, *prev)
+	}
+}
+
+func sameContent(a, b ContactState) bool {
+	return a.Deleted == b.Deleted && a.Name == b.Name && a.Phone == b.Phone &&
+		slices.Equal(a.Emails, b.Emails) && slices.Equal(a.Tags, b.Tags) &&
+		maps.Equal(a.Fields, b.Fields)
+}
+
+// normalizeContact returns a copy of c in the form the store keeps and
+// compares: sorted unique e-mails and tags, no e-mails on a tombstone, nil
+// for empty collections.
+func normalizeContact(c ContactState) (ContactState, error) {
+	if c.ID <= 0 {
+		return ContactState{}, fmt.Errorf("store: contact id %d: want a positive Kommo id", c.ID)
+	}
+	out := c
+	out.SyncedAt = time.Time{}
+	out.Emails = nil
+	if !c.Deleted {
+		for _, e := range c.Emails {
+			e = NormalizeEmail(e)
+			if e == "" {
+				continue
+			}
+			if len(e) > maxEmailLen {
+				return ContactState{}, fmt.Errorf("store: contact %d has an e-mail address longer than %d bytes", c.ID, maxEmailLen)
+			}
+			out.Emails = append(out.Emails, e)
+		}
+	}
+	out.Emails = sortedUnique(out.Emails)
+	out.Tags = sortedUnique(slices.Clone(c.Tags))
+	if len(c.Fields) == 0 {
+		out.Fields = nil
+	} else {
+		out.Fields = maps.Clone(c.Fields)
+	}
+	return out, nil
+}
+
+// NormalizeEmail is the form in which the store keeps and looks up an
+// address: trimmed and lower-cased.
+func NormalizeEmail(e string) string { return strings.ToLower(strings.TrimSpace(e)) }
+
+func sortedUnique(s []string) []string {
+	if len(s) == 0 {
+		return nil
+	}
+	slices.Sort(s)
+	return slices.Compact(s)
+}
+
+// diffSorted returns what is in after but not before, and the reverse; both
+// inputs are sorted and unique.
+func diffSorted(before, after []string) (added, removed []string) {
+	i, j := 0, 0
+	for i < len(before) || j < len(after) {
+		switch {
+		case j == len(after) || (i < len(before) && before[i] < after[j]):
+			removed = append(removed, before[i])
+			i++
+		case i == len(before) || after[j] < before[i]:
+			added = append(added, after[j])
+			j++
+		default:
+			i++
+			j++
+		}
+	}
+	return added, removed
+}
+
+// readContact loads one contact with its e-mails; forUpdate locks the row
+// (or, for a contact never seen, the gap where it would go).
+func readContact(ctx context.Context, q querier, tenant string, id int64, forUpdate bool) (*ContactState, error) {
+	query := `SELECT contact_id, updated_at, deleted, name, phone, tags, fields, synced_at
+		FROM contact_state WHERE tenant = ? AND contact_id = ?`
+	if forUpdate {
+		query += " FOR UPDATE"
+	}
+	c, err := scanContact(q.QueryRowContext(ctx, query, tenant, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: read contact %d: %w", id, err)
+	}
+	rows, err := q.QueryContext(ctx, `SELECT email FROM contact_emails
+		WHERE tenant = ? AND contact_id = ? ORDER BY email`, tenant, id)
+	if err != nil {
+		return nil, fmt.Errorf("store: read e-mails of contact %d: %w", id, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var e string
+		if err := rows.Scan(&e); err != nil {
+			return nil, err
+		}
+		c.Emails = append(c.Emails, e)
+	}
+	return &c, rows.Err()
+}
+
+type rowScanner interface{ Scan(dest ...any) error }
+
+func scanContact(r rowScanner) (ContactState, error) {
+	var c ContactState
+	var tags, fields string
+	if err := r.Scan(&c.ID, &c.UpdatedAt, &c.Deleted, &c.Name, &c.Phone, &tags, &fields, &c.SyncedAt); err != nil {
+		return ContactState{}, err
+	}
+	if err := json.Unmarshal([]byte(tags), &c.Tags); err != nil {
+		return ContactState{}, fmt.Errorf("contact %d: stored tags: %w", c.ID, err)
+	}
+	if err := json.Unmarshal([]byte(fields), &c.Fields); err != nil {
+		return ContactState{}, fmt.Errorf("contact %d: stored fields: %w", c.ID, err)
+	}
+	if len(c.Tags) == 0 {
+		c.Tags = nil
+	}
+	if len(c.Fields) == 0 {
+		c.Fields = nil
+	}
+	return c, nil
+}
+
+func writeContact(ctx context.Context, q querier, tenant string, c ContactState) error {
+	tags, err := json.Marshal(nonNil(c.Tags))
+	if err != nil {
+		return err
+	}
+	fields, err := json.Marshal(c.Fields)
+	if err != nil {
+		return err
+	}
+	if c.Fields == nil {
+		fields = []byte("{}")
+	}
+	at := now()
+	_, err = q.ExecContext(ctx, `
+		INSERT INTO contact_state (tenant, contact_id, updated_at, deleted, name, phone, tags, fields, synced_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON DUPLICATE KEY UPDATE
+			updated_at = ?, deleted = ?, name = ?, phone = ?, tags = ?, fields = ?, synced_at = ?`,
+		tenant, c.ID, c.UpdatedAt, c.Deleted, c.Name, c.Phone, tags, fields, at,
+		c.UpdatedAt, c.Deleted, c.Name, c.Phone, tags, fields, at)
+	if err != nil {
+		return fmt.Errorf("store: write contact %d: %w", c.ID, err)
+	}
+	return nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func addEmails(ctx context.Context, q querier, tenant string, id int64, emails []string) error {
+	if len(emails) == 0 {
+		return nil
+	}
+	args := make([]any, 0, 3*len(emails))
+	for _, e := range emails {
+		args = append(args, tenant, id, e)
+	}
+	// The no-op update keeps a repeated insert harmless.
+	query := `INSERT INTO contact_emails (tenant, contact_id, email) VALUES ` +
+		placeholders("(?, ?, ?)", len(emails)) + ` ON DUPLICATE KEY UPDATE email = email`
+	if _, err := q.ExecContext(ctx, query, args...); err != nil {
+		return fmt.Errorf("store: add e-mails of contact %d: %w", id, err)
+	}
+	return nil
+}
+
+func removeEmails(ctx context.Context, q querier, tenant string, id int64, emails []string) error {
+	if len(emails) == 0 {
+		return nil
+	}
+	args := []any{tenant, id}
+	for _, e := range emails {
+		args = append(args, e)
+	}
+	query := `DELETE FROM contact_emails WHERE tenant = ? AND contact_id = ? AND email IN (` +
+		placeholders("?", len(emails)) + `)`
+	if _, err := q.ExecContext(ctx, query, args...); err != nil {
+		return fmt.Errorf("store: remove e-mails of contact %d: %w", id, err)
+	}
+	return nil
+}
+
+// emailHeld reports whether any contact of the tenant holds email, locking
+// the entries (and the index gap) so that no concurrent transaction can add
+// or drop a holder before this one commits.
+func emailHeld(ctx context.Context, q querier, tenant, email string) (bool, error) {
+	var id int64
+	err := q.QueryRowContext(ctx, `SELECT contact_id FROM contact_emails
+		WHERE tenant = ? AND email = ? LIMIT 1 FOR UPDATE`, tenant, email).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("store: look up holders of an e-mail: %w", err)
+	}
+	return true, nil
+}
+
+func placeholders(one string, n int) string {
+	return strings.TrimSuffix(strings.Repeat(one+", ", n), ", ")
+}
+
+// GetContact returns the stored version of a contact, tombstones included,
+// or ErrNotFound.
+func (s *Store) GetContact(ctx context.Context, tenant string, id int64) (ContactState, error) {
+	if err := checkTenant(tenant); err != nil {
+		return ContactState{}, err
+	}
+	c, err := readContact(ctx, s.db, tenant, id, false)
+	if err != nil {
+		return ContactState{}, err
+	}
+	return *c, nil
+}
+
+// EmailHolders returns the ids of the tenant's live contacts that hold the
+// address (normalised as NormalizeEmail does), in ascending order.
+func (s *Store) EmailHolders(ctx context.Context, tenant, email string) ([]int64, error) {
+	if err := checkTenant(tenant); err != nil {
+		return nil, err
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT contact_id FROM contact_emails
+		WHERE tenant = ? AND email = ? ORDER BY contact_id`, tenant, NormalizeEmail(email))
+	if err != nil {
+		return nil, fmt.Errorf("store: e-mail holders: %w", err)
+	}
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+// LiveContacts returns every non-deleted contact of the tenant with its
+// e-mails, by ascending id: the state Unisender should mirror.
+func (s *Store) LiveContacts(ctx context.Context, tenant string) ([]ContactState, error) {
+	if err := checkTenant(tenant); err != nil {
+		return nil, err
+	}
+	rows, err := s.db.QueryContext(ctx, `
+		SELECT contact_id, updated_at, deleted, name, phone, tags, fields, synced_at
+		FROM contact_state WHERE tenant = ? AND deleted = FALSE ORDER BY contact_id`, tenant)
+	if err != nil {
+		return nil, fmt.Errorf("store: live contacts: %w", err)
+	}
+	var contacts []ContactState
+	index := map[int64]int{}
+	for rows.Next() {
+		c, err := scanContact(rows)
+		if err != nil {
+			rows.Close()
+			return nil, err
+		}
+		index[c.ID] = len(contacts)
+		contacts = append(contacts, c)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return contacts, s.attachEmails(ctx, tenant, contacts, index)
+}
+
+func (s *Store) attachEmails(ctx context.Context, tenant string, contacts []ContactState, index map[int64]int) error {
+	rows, err := s.db.QueryContext(ctx, `SELECT contact_id, email FROM contact_emails
+		WHERE tenant = ? ORDER BY contact_id, email`, tenant)
+	if err != nil {
+		return fmt.Errorf("store: live contacts' e-mails: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var e string
+		if err := rows.Scan(&id, &e); err != nil {
+			return err
+		}
+		if i, ok := index[id]; ok {
+			contacts[i].Emails = append(contacts[i].Emails, e)
+		}
+	}
+	return rows.Err()
+}
