@@ -1,0 +1,243 @@
+package importer
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"strconv"
+
+	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
+	"github.com/kommo-unisender/kommo-unisender/internal/store"
+	"github.com/kommo-unisender/kommo-unisender/internal/unisender"
+)
+
+// maxPendingContacts bounds the buffer when contacts carry few rows (no
+// e-mail): past it the buffer is committed even if its call is not full.
+const maxPendingContacts = 2 * DefaultBatchRows
+
+// run is the state of one Run call.
+type run struct {
+	im      *Importer
+	job     Job
+	report func(Progress)
+	p      Progress
+
+	// startBound is the updated_at the run (re)started listing from: a
+	// contact at that second which the store already holds was committed
+	// before a restart and is not counted again.
+	startBound int64
+	// top is the highest updated_at listed; listedAtTop the ids listed at
+	// that second, so that a new listing starting there skips them.
+	top         int64
+	listedAtTop map[int64]bool
+	fetched     int // pages fetched, counting those of earlier processes
+
+	pending     []pendingContact
+	pendingRows int
+	saved       Progress // what the last checkpoint holds
+}
+
+// pendingContact is a listed contact waiting for its batch.
+type pendingContact struct {
+	state store.ContactState
+	rows  [][]string
+	page  int
+}
+
+// walk lists the contacts, one keyset listing after another, feeding pages
+// to take and committing full batches as they fill.
+func (r *run) walk(ctx context.Context) error {
+	r.startBound = r.p.Cursor
+	r.fetched = r.p.Pages
+	for {
+		from := r.top
+		err := r.job.Kommo.ListContacts(ctx, r.listOptions(from), func(page []kommo.Contact) error {
+			r.fetched++
+			r.take(page)
+			if err := r.flush(ctx, false); err != nil {
+				return err
+			}
+			if err := r.checkpoint(ctx); err != nil {
+				return err
+			}
+			r.publish()
+			if page[len(page)-1].UpdatedAt > from {
+				return errNextListing
+			}
+			return nil // the whole page is in the cursor's second: follow next
+		})
+		if !errors.Is(err, errNextListing) {
+			return err
+		}
+	}
+}
+
+func (r *run) listOptions(from int64) kommo.ListContactsOptions {
+	return kommo.ListContactsOptions{UpdatedFrom: from, Order: kommo.OrderUpdatedAsc, Limit: r.im.pageSize()}
+}
+
+// take buffers a page's people, skipping companies and contacts already
+// listed at the cursor's second.
+func (r *run) take(page []kommo.Contact) {
+	for i := range page {
+		c := &page[i]
+		if c.IsCompany() || c.ID <= 0 {
+			continue
+		}
+		switch {
+		case c.UpdatedAt > r.top:
+			r.top = c.UpdatedAt
+			clear(r.listedAtTop)
+		case c.UpdatedAt == r.top && r.listedAtTop[c.ID]:
+			continue
+		}
+		if c.UpdatedAt == r.top {
+			r.listedAtTop[c.ID] = true
+		}
+		profile := r.job.Mapper.Profile(c)
+		rows := r.job.Mapper.UpsertRows(profile)
+		r.pending = append(r.pending, pendingContact{
+			state: store.ContactState{
+				ID: c.ID, UpdatedAt: c.UpdatedAt, Emails: profile.Emails, Name: profile.Name,
+				Phone: profile.Phone, Tags: profile.Tags, Fields: profile.Fields,
+			},
+			rows: rows,
+			page: r.fetched,
+		})
+		r.pendingRows += len(rows)
+		r.p.Seen++
+	}
+}
+
+// flush commits full batches, or everything buffered when all is set.
+func (r *run) flush(ctx context.Context, all bool) error {
+	limit := r.im.batchRows()
+	for len(r.pending) > 0 && (all || r.pendingRows >= limit || len(r.pending) >= maxPendingContacts) {
+		n, rows := 0, 0
+		for n < len(r.pending) && (n == 0 || rows+len(r.pending[n].rows) <= limit) {
+			rows += len(r.pending[n].rows)
+			n++
+		}
+		if err := r.commit(ctx, r.pending[:n]); err != nil {
+			return err
+		}
+		r.pending = r.pending[n:]
+		r.pendingRows -= rows
+	}
+	r.p.Pages = r.fetched
+	if len(r.pending) > 0 {
+		r.p.Pages = r.pending[0].page - 1
+	}
+	return nil
+}
+
+// commit records a batch of contacts in the store and sends the rows of
+// those that changed, in one transaction that commits only after Unisender
+// accepted them.
+func (r *run) commit(ctx context.Context, batch []pendingContact) error {
+	tenantKey := r.job.Tenant.String()
+	var counted int64
+	var rows [][]string
+	var orphans []string
+	var sent sendStats
+	err := r.im.Store.InTx(ctx, func(tx *store.Tx) error {
+		counted, rows, orphans, sent = 0, rows[:0], orphans[:0], sendStats{}
+		for i := range batch {
+			res, err := tx.ApplyContact(ctx, tenantKey, batch[i].state)
+			if err != nil {
+				return err
+			}
+			if res.Applied {
+				rows = append(rows, batch[i].rows...)
+				orphans = append(orphans, res.OrphanedEmails...)
+			}
+			if res.Applied || batch[i].state.UpdatedAt != r.startBound {
+				counted++
+			}
+		}
+		if err := r.send(ctx, r.job.Mapper.UpsertColumns(), rows, &sent); err != nil {
+			return err
+		}
+		if b := r.job.Mapper.RemovalBatch(orphans, r.job.DeletionPolicy); b != nil {
+			return r.send(ctx, b.FieldNames, b.Rows, &sent)
+		}
+		return nil
+	})
+	r.p.Calls += sent.calls
+	r.p.Rows += sent.rows
+	r.p.Rejected += sent.rejected
+	if err != nil {
+		return err
+	}
+	r.p.Imported += counted
+	r.p.Cursor = max(r.p.Cursor, batch[len(batch)-1].state.UpdatedAt)
+	return nil
+}
+
+// sendStats counts what one commit sent.
+type sendStats struct {
+	calls    int
+	rows     int64
+	rejected int64
+}
+
+// send makes the importContacts call(s) for rows; the client splits more
+// than 500 rows into several calls.
+func (r *run) send(ctx context.Context, fields []string, rows [][]string, st *sendStats) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	calls := (len(rows) + unisender.MaxImportRows - 1) / unisender.MaxImportRows
+	res, err := r.job.Unisender.ImportContacts(ctx, unisender.ImportRequest{FieldNames: fields, Rows: rows})
+	var rejected int64
+	if res != nil {
+		rejected = int64(len(res.Log))
+	}
+	st.calls += calls
+	st.rows += int64(len(rows))
+	st.rejected += rejected
+	r.im.Metrics.observeImport(r.job.Tenant, calls, len(rows), rejected, err)
+	return err
+}
+
+// checkpoint saves progress when the committed part moved.
+func (r *run) checkpoint(ctx context.Context) error {
+	if r.p.Pages == r.saved.Pages && r.p.Imported == r.saved.Imported && r.p.Cursor == r.saved.Cursor {
+		return nil
+	}
+	return r.save(ctx)
+}
+
+// save writes the checkpoint. NextURL records the listing a resumed run
+// starts with, for people reading the table; the run itself resumes from
+// UpdatedFrom.
+func (r *run) save(ctx context.Context) error {
+	status := CheckpointRunning
+	if r.p.Done {
+		status = CheckpointDone
+	}
+	next := ""
+	if !r.p.Done {
+		q := url.Values{}
+		q.Set("limit", strconv.Itoa(r.im.pageSize()))
+		q.Set("order[updated_at]", "asc")
+		if r.p.Cursor > 0 {
+			q.Set("filter[updated_at][from]", strconv.FormatInt(r.p.Cursor, 10))
+		}
+		next = "/api/v4/contacts?" + q.Encode()
+	}
+	err := r.im.Store.SaveCheckpoint(ctx, store.Checkpoint{
+		Tenant: r.job.Tenant.String(), RunID: r.job.RunID, LastPage: r.p.Pages, NextURL: next,
+		Imported: r.p.Imported, Total: r.p.Seen, UpdatedFrom: r.p.Cursor, Status: status,
+	})
+	if err == nil {
+		r.saved = r.p
+	}
+	return err
+}
+
+func (r *run) publish() {
+	if r.report != nil {
+		r.report(r.p)
+	}
+}
