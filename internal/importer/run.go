@@ -17,8 +17,8 @@ const maxPendingContacts = 2 * DefaultBatchRows
 
 // run is the state of one Run call.
 type run struct {
-	im      *Importer
-	job     Job
+	im     *Importer
+	job    Job
 	report func(Progress)
 	p      Progress
 
