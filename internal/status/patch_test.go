@@ -1,0 +1,184 @@
+package status
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/testenv"
+)
+
+var kube *testenv.Kube
+
+func TestMain(m *testing.M) {
+	os.Exit(testenv.RunWithKube(m, []string{filepath.Join("..", "..", "config", "crd", "bases")}, &kube))
+}
+
+func newClient(t *testing.T) client.Client {
+	t.Helper()
+	scheme := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme} {
+		if err := add(scheme); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := client.New(kube.Config, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func createIntegration(t *testing.T, c client.Client, ns string) *v1alpha1.KommoIntegration {
+	t.Helper()
+	ctx := context.Background()
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	obj := &v1alpha1.KommoIntegration{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acme"},
+		Spec: v1alpha1.KommoIntegrationSpec{
+			Subdomain:         "acme",
+			ClientID:          "client",
+			LongLivedTokenRef: &v1alpha1.SecretKeySelector{Name: "tok", Key: "token"},
+		},
+	}
+	if err := c.Create(ctx, obj); err != nil {
+		t.Fatal(err)
+	}
+	return obj
+}
+
+func TestSerialPatcherPatchesMetadataAndStatusSeparately(t *testing.T) {
+	ctx := context.Background()
+	c := newClient(t)
+	obj := createIntegration(t, c, "patch-both")
+	p := NewSerialPatcher(obj, c)
+
+	controllerutil.AddFinalizer(obj, v1alpha1.Finalizer)
+	obj.Status.AccountID = 42
+	MarkTrue(obj, v1alpha1.ConditionAuthorized, v1alpha1.ReasonSucceeded, "ok")
+	if err := p.Patch(ctx, obj); err != nil {
+		t.Fatal(err)
+	}
+	// Neither half's answer overwrote the other's in-memory changes.
+	if !controllerutil.ContainsFinalizer(obj, v1alpha1.Finalizer) || obj.Status.AccountID != 42 {
+		t.Fatalf("in-memory object lost changes: finalizers %v, accountID %d", obj.Finalizers, obj.Status.AccountID)
+	}
+	got := &v1alpha1.KommoIntegration{}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(obj), got); err != nil {
+		t.Fatal(err)
+	}
+	if !controllerutil.ContainsFinalizer(got, v1alpha1.Finalizer) || got.Status.AccountID != 42 || !IsTrue(got, v1alpha1.ConditionAuthorized) {
+		t.Fatalf("stored object: finalizers %v, status %+v", got.Finalizers, got.Status)
+	}
+
+	// Nothing changed: nothing is sent, so the resourceVersion stays.
+	if err := p.Patch(ctx, obj); err != nil {
+		t.Fatal(err)
+	}
+	again := &v1alpha1.KommoIntegration{}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(obj), again); err != nil {
+		t.Fatal(err)
+	}
+	if again.ResourceVersion != got.ResourceVersion {
+		t.Fatalf("a no-op patch wrote: resourceVersion %s → %s", got.ResourceVersion, again.ResourceVersion)
+	}
+}
+
+func TestSerialPatcherMergesWithConcurrentChangesAndRemovesFields(t *testing.T) {
+	ctx := context.Background()
+	c := newClient(t)
+	obj := createIntegration(t, c, "patch-merge")
+	obj.Status.AccountID = 7
+	obj.Status.AuthorizationURL = "https://www.kommo.com/oauth?client_id=client"
+	p := NewSerialPatcher(&v1alpha1.KommoIntegration{ObjectMeta: obj.ObjectMeta, Spec: obj.Spec}, c)
+	if err := p.Patch(ctx, obj); err != nil {
+		t.Fatal(err)
+	}
+
+	// Someone else annotates the object; our base is now stale.
+	other := &v1alpha1.KommoIntegration{}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(obj), other); err != nil {
+		t.Fatal(err)
+	}
+	other.Annotations = map[string]string{"team": "crm"}
+	if err := c.Update(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+
+	// A patch from the stale base neither conflicts nor drops their annotation.
+	obj.Annotations = map[string]string{v1alpha1.ReconcileRequestAnnotation: "now"}
+	obj.Status.AuthorizationURL = "" // omitempty: must be removed on the server
+	if err := p.Patch(ctx, obj); err != nil {
+		t.Fatal(err)
+	}
+	got := &v1alpha1.KommoIntegration{}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(obj), got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Annotations["team"] != "crm" || got.Annotations[v1alpha1.ReconcileRequestAnnotation] != "now" {
+		t.Fatalf("annotations = %v", got.Annotations)
+	}
+	if got.Status.AuthorizationURL != "" || got.Status.AccountID != 7 {
+		t.Fatalf("status = %+v", got.Status)
+	}
+}
+
+func TestSerialPatcherIgnoresAnObjectThatIsGone(t *testing.T) {
+	ctx := context.Background()
+	c := newClient(t)
+	obj := createIntegration(t, c, "patch-gone")
+	p := NewSerialPatcher(obj, c)
+	controllerutil.AddFinalizer(obj, v1alpha1.Finalizer)
+	if err := p.Patch(ctx, obj); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Delete(ctx, obj); err != nil {
+		t.Fatal(err)
+	}
+	// The last reconcile removes the finalizer and writes status in the
+	// same Patch: the object disappears between the two halves.
+	controllerutil.RemoveFinalizer(obj, v1alpha1.Finalizer)
+	MarkTrue(obj, v1alpha1.ConditionReady, v1alpha1.ReasonSucceeded, "bye")
+	if err := p.Patch(ctx, obj); err != nil {
+		t.Fatalf("patching a deleted object: %v", err)
+	}
+	err := c.Get(ctx, client.ObjectKeyFromObject(obj), &v1alpha1.KommoIntegration{})
+	if !apierrors.IsNotFound(err) {
+		t.Fatalf("object still there: %v", err)
+	}
+}
+
+func TestSplitPatchDropsServerFields(t *testing.T) {
+	main, st, err := splitPatch([]byte(`{"metadata":{"resourceVersion":"5","generation":2,"finalizers":["f"]},"status":{"accountID":1}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(main, &m); err != nil {
+		t.Fatal(err)
+	}
+	md := m["metadata"].(map[string]any)
+	if _, ok := md["resourceVersion"]; ok || md["finalizers"] == nil || m["status"] != nil {
+		t.Fatalf("main part = %s", main)
+	}
+	if string(st) != `{"status":{"accountID":1}}` {
+		t.Fatalf("status part = %s", st)
+	}
+	main, st, err = splitPatch([]byte(`{"metadata":{"resourceVersion":"6"}}`))
+	if err != nil || main != nil || st != nil {
+		t.Fatalf("only a resourceVersion: main %s, status %s, err %v", main, st, err)
+	}
+}
