@@ -88,11 +88,10 @@ type KommoIntegrationSpec struct {
 	// refreshBefore: how long before the access token expires it is
 	// refreshed (1s to 24h; Kommo access tokens live 24h).
 	// +optional
-	// +kubebuilder:default="1h"
+	// +kubebuilder:default="1h0m0s"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('24h')",message="refreshBefore must be between 1s and 24h"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') && duration(self) >= duration('1s') && duration(self) <= duration('24h')",message="refreshBefore must be a duration between 1s and 24h, such as 90s, 30m or 1h30m"
 	RefreshBefore *metav1.Duration `json:"refreshBefore,omitempty"`
 
 	// suspend stops every reconcile of this object; the token is not refreshed.
@@ -193,10 +192,6 @@ type KommoIntegrationList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitzero"`
 	Items           []KommoIntegration `json:"items"`
-}
-
-func init() {
-	SchemeBuilder.Register(&KommoIntegration{}, &KommoIntegrationList{})
 }
 
 // GetConditions returns the status conditions.

@@ -65,11 +65,10 @@ type UnisenderBindingSpec struct {
 	// resyncInterval: how often changes are fetched from Kommo (incrementally,
 	// by updated_at) and the webhook is checked; 1m to 168h.
 	// +optional
-	// +kubebuilder:default="1h"
+	// +kubebuilder:default="1h0m0s"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('168h')",message="resyncInterval must be between 1m and 168h"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') && duration(self) >= duration('1m') && duration(self) <= duration('168h')",message="resyncInterval must be a duration between 1m and 168h, such as 90s, 30m or 1h30m"
 	ResyncInterval *metav1.Duration `json:"resyncInterval,omitempty"`
 
 	// suspend pauses everything: no import, no resync, and webhook events
@@ -367,10 +366,6 @@ type UnisenderBindingList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitzero"`
 	Items           []UnisenderBinding `json:"items"`
-}
-
-func init() {
-	SchemeBuilder.Register(&UnisenderBinding{}, &UnisenderBindingList{})
 }
 
 // GetConditions returns the status conditions.

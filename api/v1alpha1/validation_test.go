@@ -188,11 +188,11 @@ func invalidIntegrations() []invalidCase {
 			"spec.rateLimit.requestsPerSecond", "less than or equal to 50"},
 		{"refreshBefore longer than a token lives", integrationWith(func(s *syncv1.KommoIntegrationSpec) {
 			s.RefreshBefore = &metav1.Duration{Duration: 48 * time.Hour}
-		}), "spec.refreshBefore", "between 1s and 24h"},
+		}), "spec.refreshBefore", "must be a duration between 1s and 24h"},
 		{"refreshBefore zero", integrationWith(func(s *syncv1.KommoIntegrationSpec) { s.RefreshBefore = &metav1.Duration{} }),
-			"spec.refreshBefore", "between 1s and 24h"},
+			"spec.refreshBefore", "must be a duration between 1s and 24h"},
 		{"refreshBefore not a duration", unstructuredWith(validIntegration(), "one hour", "spec", "refreshBefore"),
-			"spec.refreshBefore", "should match"},
+			"spec.refreshBefore", "must be a duration between 1s and 24h"},
 	}
 }
 
@@ -222,7 +222,7 @@ func invalidBindings() []invalidCase {
 		{"empty list title", unstructuredWith(validBinding(), "", "spec", "list", "title"),
 			"spec.list.title", "at least 1 chars"},
 		{"list title too long", bindingWith(func(s *syncv1.UnisenderBindingSpec) { s.List.Title = strings.Repeat("x", 256) }),
-			"spec.list.title", "at most 255"},
+			"spec.list.title", "may not be more than 255"},
 		{"unisender field starting with a digit", bindingWith(customField(syncv1.CustomFieldMapping{KommoFieldID: 1, UnisenderField: "1st"})),
 			"spec.fieldMapping.customFields[0].unisenderField", "should match"},
 		{"unisender field shadowing the email column", bindingWith(customField(syncv1.CustomFieldMapping{KommoFieldID: 1, UnisenderField: "email_status"})),
@@ -243,11 +243,11 @@ func invalidBindings() []invalidCase {
 		{"name field shadowing the phone column", bindingWith(func(s *syncv1.UnisenderBindingSpec) { s.FieldMapping.Name = "phone" }),
 			"spec.fieldMapping.name", "special Unisender column"},
 		{"resyncInterval 10s", bindingWith(func(s *syncv1.UnisenderBindingSpec) { s.ResyncInterval = &metav1.Duration{Duration: 10 * time.Second} }),
-			"spec.resyncInterval", "between 1m and 168h"},
+			"spec.resyncInterval", "must be a duration between 1m and 168h"},
 		{"resyncInterval 1000h", bindingWith(func(s *syncv1.UnisenderBindingSpec) { s.ResyncInterval = &metav1.Duration{Duration: 1000 * time.Hour} }),
-			"spec.resyncInterval", "between 1m and 168h"},
+			"spec.resyncInterval", "must be a duration between 1m and 168h"},
 		{"resyncInterval negative", unstructuredWith(validBinding(), "-5m", "spec", "resyncInterval"),
-			"spec.resyncInterval", "should match"},
+			"spec.resyncInterval", "must be a duration between 1m and 168h"},
 		{"bad deletionPolicy", bindingWith(func(s *syncv1.UnisenderBindingSpec) { s.DeletionPolicy = "Unsubscribe" }),
 			"spec.deletionPolicy", "Unsupported value"},
 		{"bad emails", bindingWith(func(s *syncv1.UnisenderBindingSpec) { s.Emails = "First" }),
@@ -280,6 +280,7 @@ func TestInvalidObjectsAreRefused(t *testing.T) {
 			if !apierrors.IsInvalid(err) {
 				t.Fatalf("want Invalid, got %v", err)
 			}
+			t.Logf("refused: %v", err)
 			assertNamesField(t, err, tc.field, tc.text)
 			assertNotStored(t, c, obj)
 		})
@@ -515,8 +516,10 @@ func TestIntegrationRefIsImmutable(t *testing.T) {
 }
 
 // TestStatusIsASubresource: a status write through the main resource is
-// ignored, through /status it sticks — so users cannot forge status with
-// spec edits and the controllers' status patches do not bump generation.
+// ignored, through /status it sticks without bumping the generation — so
+// spec edits cannot forge status, and status patches do not retrigger work.
+// The first Update also shows that a typed client's round trip of a
+// defaulted object (durations re-encoded by Go) leaves the generation alone.
 func TestStatusIsASubresource(t *testing.T) {
 	c, ns := newClient(t)
 	ctx := context.Background()
@@ -533,12 +536,15 @@ func TestStatusIsASubresource(t *testing.T) {
 	if ki.Status.AccountID != 0 {
 		t.Errorf("status.accountID written through the main resource: %d", ki.Status.AccountID)
 	}
+	if ki.Generation != gen {
+		t.Errorf("typed round trip of an unchanged spec bumped generation %d -> %d", gen, ki.Generation)
+	}
 	now := metav1.NewTime(time.Now().Truncate(time.Second))
 	ki.Status.AccountID = 123
 	ki.Status.TokenExpiresAt = &now
 	ki.SetConditions([]metav1.Condition{{
 		Type: syncv1.ConditionReady, Status: metav1.ConditionTrue, Reason: syncv1.ReasonSucceeded,
-		ObservedGeneration: gen, LastTransitionTime: now,
+		ObservedGeneration: ki.Generation, LastTransitionTime: now,
 	}})
 	if err := c.Status().Update(ctx, ki); err != nil {
 		t.Fatal(err)
