@@ -1,0 +1,340 @@
+// Package controllers holds the operator's two reconcilers: the
+// KommoIntegration reconciler (Kommo tokens) and the UnisenderBinding
+// reconciler (list, webhook, import, resync).
+package controllers
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
+	"github.com/kommo-unisender/kommo-unisender/internal/status"
+	"github.com/kommo-unisender/kommo-unisender/internal/tokens"
+)
+
+// Defaults of KommoIntegrationReconciler.
+const (
+	DefaultClaimTTL        = 2 * time.Minute
+	DefaultBackoffInitial  = 5 * time.Second
+	DefaultBackoffMax      = 10 * time.Minute
+	DefaultRecheckInterval = 12 * time.Hour
+	defaultWaitRecheck     = 5 * time.Minute
+	defaultConflictRetry   = time.Second
+	kommoCallTimeout       = 2 * time.Minute
+
+	// reasonTokenSecretConflict: a Secret named like the token Secret
+	// exists and is not the integration's.
+	reasonTokenSecretConflict = "TokenSecretConflict"
+	// reasonWaitingForBindings: deletion waits for the bindings that
+	// still need the token to remove their Kommo webhooks.
+	reasonWaitingForBindings = "WaitingForBindings"
+)
+
+// KommoIntegrationReconciler obtains, stores and refreshes the Kommo token
+// of each KommoIntegration. The token pair lives in the operator-owned
+// Secret <name>-tokens; this reconciler is its only writer, and a refresh
+// is claimed on that Secret first, so two managers (or a crash mid-refresh)
+// never spend one refresh token twice. See internal/tokens.
+type KommoIntegrationReconciler struct {
+	// Client reads through the manager's cache, which holds the
+	// integrations, the bindings and the managed Secrets only.
+	client.Client
+	// APIReader reads the user's Secrets (client secret, codes,
+	// long-lived tokens), which are not cached.
+	APIReader client.Reader
+	Scheme    *runtime.Scheme
+	Recorder  events.EventRecorder
+	Metrics   *TokenMetrics
+	// SecretMetadata is the metadata-only Secret cache (secretwatch.New);
+	// nil makes SetupWithManager create one.
+	SecretMetadata cache.Cache
+
+	// HTTPClient calls Kommo; nil means a default client.
+	HTTPClient *http.Client
+	// KommoOptions are appended to every Kommo client's options.
+	KommoOptions []kommo.Option
+	// HolderID names this reconciler in refresh claims; it must be unique
+	// per process. Empty: hostname plus a random suffix.
+	HolderID string
+	// ClaimTTL is how long a refresh claim holds (DefaultClaimTTL).
+	ClaimTTL time.Duration
+	// BackoffInitial and BackoffMax shape the retry delay after transient
+	// failures: initial·2^(failedAttempts−1), capped.
+	BackoffInitial, BackoffMax time.Duration
+	// RecheckInterval bounds the time between two confirmations of a
+	// token that is not due (DefaultRecheckInterval).
+	RecheckInterval time.Duration
+	// Clock is the time source; nil means time.Now.
+	Clock func() time.Time
+	// Controller options (tests set SkipNameValidation to run several
+	// managers in one process).
+	Controller controller.Options
+
+	// BeforePersist, if set, runs after Kommo issued a new pair and before
+	// it is persisted; grant is "refresh_token" or "authorization_code".
+	// Tests use it to inject a crash (panic or error) between the refresh
+	// and the persist; production leaves it nil.
+	BeforePersist func(ctx context.Context, integration client.ObjectKey, grant string) error
+}
+
+// +kubebuilder:rbac:groups=sync.kommo-unisender.io,resources=kommointegrations,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=sync.kommo-unisender.io,resources=kommointegrations/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=sync.kommo-unisender.io,resources=kommointegrations/finalizers,verbs=update
+// +kubebuilder:rbac:groups=sync.kommo-unisender.io,resources=unisenderbindings,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
+
+// Reconcile follows Flux's shape: get, one deferred summarize-and-patch,
+// the delete branch, the finalizer, suspend, the forced-reconcile
+// annotation, then the token steps.
+func (r *KommoIntegrationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+	obj := &v1alpha1.KommoIntegration{}
+	if err := r.Get(ctx, req.NamespacedName, obj); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	patcher := status.NewSerialPatcher(obj, r.Client)
+	var after time.Duration
+	var stepErr error
+	defer func() {
+		if p := recover(); p != nil {
+			panic(p) // a crash writes nothing, like a dead process
+		}
+		result, retErr = r.finish(ctx, obj, patcher, after, stepErr)
+	}()
+
+	if !obj.DeletionTimestamp.IsZero() {
+		after, stepErr = r.reconcileDelete(ctx, obj)
+		return
+	}
+	if controllerutil.AddFinalizer(obj, v1alpha1.Finalizer) {
+		if stepErr = patcher.Patch(ctx, obj); stepErr != nil {
+			return
+		}
+	}
+	if obj.Spec.Suspend {
+		// As in Flux, a suspended object's status is left as it was (and
+		// observedGeneration with it: a spec change made while suspended
+		// shows as not yet observed).
+		logf.FromContext(ctx).Info("suspended; not reconciling")
+		r.event(obj, corev1.EventTypeNormal, v1alpha1.ReasonSuspended, "Reconcile",
+			"spec.suspend is true: the token is not refreshed until it is false again")
+		return
+	}
+	if status.NoteReconcileRequest(obj, &obj.Status.LastHandledReconcileAt) {
+		logf.FromContext(ctx).Info("reconcile requested by annotation", "requestedAt", obj.Status.LastHandledReconcileAt)
+	}
+	after, stepErr = r.reconcileToken(ctx, obj)
+	return
+}
+
+// reconcileDelete releases the finalizer once no UnisenderBinding refers
+// to the integration. Until then the token is kept fresh: the bindings
+// need it to remove their Kommo webhooks on their own deletion. The token
+// Secret goes with the integration (owner reference).
+func (r *KommoIntegrationReconciler) reconcileDelete(ctx context.Context, obj *v1alpha1.KommoIntegration) (time.Duration, error) {
+	if !controllerutil.ContainsFinalizer(obj, v1alpha1.Finalizer) {
+		return 0, nil
+	}
+	names, err := r.dependentBindings(ctx, obj)
+	if err != nil {
+		return 0, err
+	}
+	if len(names) == 0 {
+		controllerutil.RemoveFinalizer(obj, v1alpha1.Finalizer)
+		r.Metrics.forget(client.ObjectKeyFromObject(obj))
+		return 0, nil
+	}
+	after, err := r.reconcileToken(ctx, obj)
+	if err != nil {
+		return 0, err
+	}
+	status.MarkReconciling(obj, reasonWaitingForBindings,
+		"deletion waits for the UnisenderBindings %v: they need the token to remove their Kommo webhooks", names)
+	return min(after, r.waitRecheck()), nil
+}
+
+// dependentBindings lists the bindings in the namespace that refer to obj.
+func (r *KommoIntegrationReconciler) dependentBindings(ctx context.Context, obj *v1alpha1.KommoIntegration) ([]string, error) {
+	var list v1alpha1.UnisenderBindingList
+	if err := r.List(ctx, &list, client.InNamespace(obj.Namespace)); err != nil {
+		return nil, fmt.Errorf("listing UnisenderBindings: %w", err)
+	}
+	var names []string
+	for _, b := range list.Items {
+		if b.Spec.IntegrationRef.Name == obj.Name {
+			names = append(names, b.Name)
+		}
+	}
+	return names, nil
+}
+
+// finish is the deferred end of every reconcile: it turns the outcome of
+// the steps into conditions (Flux's two kinds of error: stalling and
+// retried), summarizes Ready, patches status once and picks the requeue.
+func (r *KommoIntegrationReconciler) finish(ctx context.Context, obj *v1alpha1.KommoIntegration, patcher *status.SerialPatcher, after time.Duration, err error) (ctrl.Result, error) {
+	log := logf.FromContext(ctx)
+	deleting := !obj.DeletionTimestamp.IsZero()
+	if deleting && !controllerutil.ContainsFinalizer(obj, v1alpha1.Finalizer) {
+		return ctrl.Result{}, patcher.Patch(ctx, obj) // the finalizer goes; the object with it
+	}
+	if obj.Spec.Suspend && !deleting && err == nil {
+		return ctrl.Result{}, nil
+	}
+	var (
+		busy  *busyError
+		stuck *stallError
+		wait  *waitError
+	)
+	res := ctrl.Result{RequeueAfter: after}
+	switch {
+	case errors.As(err, &busy):
+		log.V(1).Info("another writer is at the token; looking again shortly", "why", busy.why)
+		res = ctrl.Result{RequeueAfter: status.Jitter(busy.after, 0.2)}
+	case errors.As(err, &stuck):
+		r.markStalled(obj, stuck)
+		res = ctrl.Result{}
+	case errors.As(err, &wait):
+		status.MarkReconciling(obj, wait.reason, "%s", wait.message)
+		r.markUnauthorizedUnlessValid(obj, wait.reason, wait.message)
+		res = ctrl.Result{RequeueAfter: status.Jitter(wait.after, 0.1)}
+	case err != nil:
+		res = r.markRetry(ctx, obj, err)
+	}
+	obj.Status.ObservedGeneration = obj.Generation
+	status.SummarizeReady(obj, "Kommo token stored and confirmed", v1alpha1.ConditionAuthorized)
+	if perr := patcher.Patch(ctx, obj); perr != nil {
+		return ctrl.Result{}, perr
+	}
+	return res, nil
+}
+
+// markStalled: a human must act. A Warning event is emitted when the
+// object newly stalls or stalls for a new reason.
+func (r *KommoIntegrationReconciler) markStalled(obj *v1alpha1.KommoIntegration, e *stallError) {
+	prev := status.Get(obj, v1alpha1.ConditionStalled)
+	if prev == nil || prev.Status != metav1.ConditionTrue || prev.Reason != e.reason || prev.Message != e.message {
+		r.event(obj, corev1.EventTypeWarning, e.reason, "Reconcile", "%s", e.message)
+	}
+	status.MarkStalled(obj, e.reason, "%s", e.message)
+	status.MarkFalse(obj, v1alpha1.ConditionAuthorized, e.reason, "%s", e.message)
+}
+
+// markRetry records a transient failure and backs off exponentially.
+func (r *KommoIntegrationReconciler) markRetry(ctx context.Context, obj *v1alpha1.KommoIntegration, err error) ctrl.Result {
+	st := &obj.Status
+	st.FailedAttempts++
+	now := metav1.NewTime(r.now())
+	st.LastFailureTime = &now
+	delay := status.Backoff(st.FailedAttempts, r.backoffInitial(), r.backoffMax())
+	msg := fmt.Sprintf("attempt %d failed: %v; retrying in %s", st.FailedAttempts, err, delay.Round(time.Second))
+	logf.FromContext(ctx).Error(err, "reconcile failed; retrying", "failedAttempts", st.FailedAttempts, "retryIn", delay)
+	if st.FailedAttempts == 1 {
+		r.event(obj, corev1.EventTypeWarning, v1alpha1.ReasonProgressingWithRetry, "Reconcile", "%s", msg)
+	}
+	status.MarkReconciling(obj, v1alpha1.ReasonProgressingWithRetry, "%s", msg)
+	r.markUnauthorizedUnlessValid(obj, v1alpha1.ReasonRefreshFailed, msg)
+	return ctrl.Result{RequeueAfter: delay}
+}
+
+// markUnauthorizedUnlessValid keeps Authorized=True while the stored token
+// is still valid (a failed refresh does not make it unusable yet), and
+// sets it False otherwise.
+func (r *KommoIntegrationReconciler) markUnauthorizedUnlessValid(obj *v1alpha1.KommoIntegration, reason, msg string) {
+	if status.IsTrue(obj, v1alpha1.ConditionAuthorized) && obj.Status.TokenExpiresAt != nil &&
+		r.now().Before(obj.Status.TokenExpiresAt.Time) {
+		return
+	}
+	status.MarkFalse(obj, v1alpha1.ConditionAuthorized, reason, "%s", msg)
+}
+
+func (r *KommoIntegrationReconciler) event(obj runtime.Object, eventType, reason, action, format string, args ...any) {
+	if r.Recorder != nil {
+		r.Recorder.Eventf(obj, nil, eventType, reason, action, format, args...)
+	}
+}
+
+// kommoClient is a client for the integration's account; ts may be nil for
+// the token endpoint, which needs no bearer token.
+func (r *KommoIntegrationReconciler) kommoClient(obj *v1alpha1.KommoIntegration, ts kommo.TokenSource) *kommo.Client {
+	opts := []kommo.Option{
+		kommo.WithRateLimit(float64(obj.Spec.RequestsPerSecond()), 1),
+		kommo.WithClock(r.now),
+		kommo.WithUserAgent("kommo-unisender-manager"),
+	}
+	if r.HTTPClient != nil {
+		opts = append(opts, kommo.WithHTTPClient(r.HTTPClient))
+	}
+	if ts != nil {
+		opts = append(opts, kommo.WithTokenSource(ts))
+	}
+	return kommo.NewClient(obj.Spec.APIBaseURL(), append(opts, r.KommoOptions...)...)
+}
+
+func (r *KommoIntegrationReconciler) writer() *tokens.Writer {
+	return &tokens.Writer{Client: r.Client, Holder: r.HolderID, TTL: r.claimTTL(), Now: r.now}
+}
+
+func (r *KommoIntegrationReconciler) now() time.Time {
+	if r.Clock != nil {
+		return r.Clock()
+	}
+	return time.Now()
+}
+
+func (r *KommoIntegrationReconciler) claimTTL() time.Duration {
+	return orDefault(r.ClaimTTL, DefaultClaimTTL)
+}
+func (r *KommoIntegrationReconciler) backoffInitial() time.Duration {
+	return orDefault(r.BackoffInitial, DefaultBackoffInitial)
+}
+func (r *KommoIntegrationReconciler) backoffMax() time.Duration {
+	return orDefault(r.BackoffMax, DefaultBackoffMax)
+}
+func (r *KommoIntegrationReconciler) recheckInterval() time.Duration {
+	return orDefault(r.RecheckInterval, DefaultRecheckInterval)
+}
+func (r *KommoIntegrationReconciler) waitRecheck() time.Duration {
+	return min(defaultWaitRecheck, r.recheckInterval())
+}
+func (r *KommoIntegrationReconciler) conflictRetry() time.Duration {
+	return min(defaultConflictRetry, r.claimTTL()/4)
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+// defaultHolderID is the hostname (the pod name) plus a random suffix, so
+// two processes never share an identity even on one host.
+func defaultHolderID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "manager"
+	}
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return host + "-" + hex.EncodeToString(b)
+}
