@@ -1,0 +1,235 @@
+// Package manager is the `manager` subcommand: the controller-runtime
+// manager running the KommoIntegration and UnisenderBinding reconcilers,
+// leader-elected, with a cache that holds the operator's own Secrets only.
+package manager
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/controllers"
+	"github.com/kommo-unisender/kommo-unisender/internal/secretwatch"
+	"github.com/kommo-unisender/kommo-unisender/internal/store"
+	"github.com/kommo-unisender/kommo-unisender/internal/tokens"
+)
+
+// LeaderElectionID is the default Lease name.
+const LeaderElectionID = "kommo-unisender.sync.kommo-unisender.io"
+
+// Options are the manager's settings, from flags.
+type Options struct {
+	MetricsAddr             string
+	ProbeAddr               string
+	LeaderElect             bool
+	LeaderElectionID        string
+	LeaderElectionNamespace string
+	// PublicBaseURL is where Kommo reaches the webhook server; the
+	// UnisenderBinding reconciler registers webhooks under it.
+	PublicBaseURL string
+	// MySQLDSN reaches the store (import checkpoints); the
+	// UnisenderBinding reconciler needs it.
+	MySQLDSN       string
+	MigrateOnStart bool
+	// Namespaces limits what the manager watches; empty means all.
+	Namespaces []string
+	Kubeconfig string
+	Zap        zap.Options
+}
+
+// ParseFlags reads the flags of the subcommand. MYSQL_DSN is the default of
+// --mysql-dsn, so the DSN (which holds a password) need not appear in the
+// process list.
+func ParseFlags(args []string) (Options, error) {
+	o := Options{Zap: zap.Options{}}
+	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", `address of the metrics endpoint ("0" disables it)`)
+	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
+	fs.BoolVar(&o.LeaderElect, "leader-elect", true, "elect one active manager among the replicas (a Lease)")
+	fs.StringVar(&o.LeaderElectionID, "leader-election-id", LeaderElectionID, "name of the leader-election Lease")
+	fs.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the Lease (default: the pod's namespace)")
+	fs.StringVar(&o.PublicBaseURL, "public-base-url", "", "public https URL of the webhook server, e.g. https://hooks.example.com; Kommo webhooks are registered under it")
+	fs.StringVar(&o.MySQLDSN, "mysql-dsn", os.Getenv("MYSQL_DSN"), "MySQL DSN of the store (default: $MYSQL_DSN)")
+	fs.BoolVar(&o.MigrateOnStart, "migrate", true, "apply the store's migrations at start-up (serialized by a MySQL lock)")
+	namespaces := fs.String("namespaces", "", "comma-separated namespaces to watch (default: all)")
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster config, or $KUBECONFIG)")
+	o.Zap.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	for _, ns := range strings.Split(*namespaces, ",") {
+		if ns = strings.TrimSpace(ns); ns != "" {
+			o.Namespaces = append(o.Namespaces, ns)
+		}
+	}
+	if o.PublicBaseURL != "" {
+		u, err := url.Parse(o.PublicBaseURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			return o, fmt.Errorf("--public-base-url must be an absolute http(s) URL without query or fragment")
+		}
+	}
+	return o, nil
+}
+
+// Run is the `manager` subcommand. It returns when ctx ends (nil) or the
+// manager fails.
+func Run(ctx context.Context, args []string) error {
+	o, err := ParseFlags(args)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&o.Zap)))
+	cfg, err := restConfig(o.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	mgr, closeFn, err := New(ctx, cfg, o)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	ctrl.Log.WithName("manager").Info("starting", "leaderElection", o.LeaderElect, "namespaces", o.Namespaces)
+	return mgr.Start(ctx)
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig == "" {
+		return ctrl.GetConfig()
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("loading kubeconfig: %w", err)
+	}
+	return cfg, nil
+}
+
+// Scheme holds client-go's types and the operator's API.
+func Scheme() (*runtime.Scheme, error) {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	if err := v1alpha1.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// New builds the manager and registers both reconcilers. The returned
+// function closes what New opened (the store); call it after the manager
+// stopped.
+func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, func(), error) {
+	scheme, err := Scheme()
+	if err != nil {
+		return nil, nil, err
+	}
+	mgr, err := ctrl.NewManager(cfg, managerOptions(scheme, o))
+	if err != nil {
+		return nil, nil, fmt.Errorf("creating the manager: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return nil, nil, err
+	}
+	if err := mgr.AddReadyzCheck("ping", healthz.Ping); err != nil {
+		return nil, nil, err
+	}
+	st, err := openStore(ctx, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	closeFn := func() {
+		if st != nil {
+			_ = st.Close()
+		}
+	}
+	if err := setupReconcilers(ctx, mgr, o, st); err != nil {
+		closeFn()
+		return nil, nil, err
+	}
+	return mgr, closeFn, nil
+}
+
+// managerOptions: leader election with release on cancel (a rolling update
+// hands over at once), and a cache that holds Secrets only when they carry
+// the managed label — user Secrets are read with the API reader and
+// watched by metadata (internal/secretwatch).
+func managerOptions(scheme *runtime.Scheme, o Options) ctrl.Options {
+	opts := ctrl.Options{
+		Scheme:                        scheme,
+		Metrics:                       metricsserver.Options{BindAddress: o.MetricsAddr},
+		HealthProbeBindAddress:        o.ProbeAddr,
+		LeaderElection:                o.LeaderElect,
+		LeaderElectionID:              o.LeaderElectionID,
+		LeaderElectionNamespace:       o.LeaderElectionNamespace,
+		LeaderElectionReleaseOnCancel: true,
+		Cache: cache.Options{
+			ByObject: map[client.Object]cache.ByObject{
+				&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{tokens.ManagedLabel: tokens.ManagedLabelValue})},
+			},
+			DefaultTransform: cache.TransformStripManagedFields(),
+		},
+	}
+	if len(o.Namespaces) > 0 {
+		opts.Cache.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range o.Namespaces {
+			opts.Cache.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
+	return opts
+}
+
+func openStore(ctx context.Context, o Options) (*store.Store, error) {
+	if o.MySQLDSN == "" {
+		return nil, nil
+	}
+	st, err := store.Open(ctx, o.MySQLDSN)
+	if err != nil {
+		return nil, fmt.Errorf("opening the store: %w", err)
+	}
+	if o.MigrateOnStart {
+		if err := st.Migrate(ctx); err != nil {
+			_ = st.Close()
+			return nil, fmt.Errorf("migrating the store: %w", err)
+		}
+	}
+	return st, nil
+}
+
+// setupReconcilers registers both reconcilers; they share the metadata
+// cache of Secrets.
+func setupReconcilers(ctx context.Context, mgr ctrl.Manager, o Options, st *store.Store) error {
+	secrets, err := secretwatch.New(mgr, o.Namespaces...)
+	if err != nil {
+		return err
+	}
+	ki := &controllers.KommoIntegrationReconciler{SecretMetadata: secrets}
+	if err := ki.SetupWithManager(ctx, mgr); err != nil {
+		return fmt.Errorf("setting up the KommoIntegration reconciler: %w", err)
+	}
+	_ = st // LEAD: register controllers.UnisenderBindingReconciler here (store st, o.PublicBaseURL, secrets).
+	return nil
+}

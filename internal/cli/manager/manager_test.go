@@ -1,0 +1,179 @@
+package manager
+
+import (
+	"context"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/kommoemu"
+	"github.com/kommo-unisender/kommo-unisender/internal/store"
+	"github.com/kommo-unisender/kommo-unisender/internal/testenv"
+)
+
+var kube *testenv.Kube
+
+func TestMain(m *testing.M) {
+	os.Exit(testenv.RunWithKube(m, []string{filepath.Join("..", "..", "..", "config", "crd", "bases")}, &kube))
+}
+
+func TestParseFlagsDefaults(t *testing.T) {
+	t.Setenv("MYSQL_DSN", "u:p@tcp(db:3306)/kus")
+	o, err := ParseFlags(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !o.LeaderElect || o.LeaderElectionID != "kommo-unisender.sync.kommo-unisender.io" || !o.MigrateOnStart {
+		t.Fatalf("defaults = %+v", o)
+	}
+	if o.MySQLDSN != "u:p@tcp(db:3306)/kus" || o.MetricsAddr != ":8080" || o.ProbeAddr != ":8081" || o.Namespaces != nil {
+		t.Fatalf("defaults = %+v", o)
+	}
+	o, err = ParseFlags([]string{"--leader-elect=false", "--namespaces", "a, b,,", "--public-base-url", "https://hooks.example.com/base", "--zap-log-level", "debug"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.LeaderElect || strings.Join(o.Namespaces, "|") != "a|b" || o.PublicBaseURL != "https://hooks.example.com/base" {
+		t.Fatalf("parsed = %+v", o)
+	}
+}
+
+func TestParseFlagsRefusesBadInput(t *testing.T) {
+	for _, args := range [][]string{
+		{"--public-base-url", "hooks.example.com"},
+		{"--public-base-url", "ftp://hooks.example.com"},
+		{"--public-base-url", "https://hooks.example.com/?x=1"},
+		{"--no-such-flag"},
+		{"extra-argument"},
+	} {
+		if _, err := ParseFlags(args); err == nil {
+			t.Errorf("ParseFlags(%q) accepted", args)
+		}
+	}
+}
+
+// The subcommand end to end: flags, a kubeconfig, leader election on (a
+// Lease), the store migrated, the cache scoped to managed Secrets — and an
+// integration whose user Secret carries no label becomes Ready.
+func TestRunReconcilesAnIntegration(t *testing.T) {
+	dsn := testenv.MySQLDSN(t)
+	ctx := context.Background()
+	c, err := client.New(kube.Config, client.Options{Scheme: mustScheme(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ns = "manager-run"
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		t.Fatal(err)
+	}
+
+	emu := kommoemu.New(kommoemu.Options{RateLimit: -1})
+	srv := httptest.NewServer(emu)
+	defer func() { srv.Close(); emu.Close() }()
+	acct, err := emu.AddAccount("acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := emu.IssueLongLivedToken("acme", 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "kommo-llt"},
+		StringData: map[string]string{"token": token}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Create(ctx, &v1alpha1.KommoIntegration{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acme"},
+		Spec: v1alpha1.KommoIntegrationSpec{
+			BaseURL: srv.URL + "/_acct/acme", ClientID: "private",
+			LongLivedTokenRef: &v1alpha1.SecretKeySelector{Name: "kommo-llt", Key: "token"},
+		},
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, kube.Env.KubeConfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(runCtx, []string{"--kubeconfig", kubeconfig, "--metrics-bind-address", "0",
+			"--health-probe-bind-address", "127.0.0.1:0", "--leader-election-namespace", ns,
+			"--namespaces", ns, "--mysql-dsn", dsn, "--public-base-url", "https://hooks.example.com"})
+	}()
+	stopped := false
+	defer func() {
+		if !stopped {
+			cancel()
+			<-done
+		}
+	}()
+
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ki := &v1alpha1.KommoIntegration{}
+		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "acme"}, ki); err != nil {
+			t.Fatal(err)
+		}
+		if meta.IsStatusConditionTrue(ki.Status.Conditions, v1alpha1.ConditionReady) {
+			if ki.Status.AccountID != acct.ID {
+				t.Fatalf("accountID = %d", ki.Status.AccountID)
+			}
+			break
+		}
+		select {
+		case err := <-done:
+			stopped = true
+			t.Fatalf("manager stopped: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not Ready: %+v", ki.Status)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	lease := &coordinationv1.Lease{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: LeaderElectionID}, lease); err != nil {
+		t.Fatalf("leader election Lease: %v", err)
+	}
+	if lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity == "" {
+		t.Fatal("the Lease has no holder")
+	}
+	st, err := store.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if cur, latest, err := st.SchemaVersion(ctx); err != nil || cur != latest || cur == 0 {
+		t.Fatalf("store schema %d of %d: %v", cur, latest, err)
+	}
+
+	cancel()
+	stopped = true
+	if err := <-done; err != nil {
+		t.Fatalf("Run returned %v after its context ended", err)
+	}
+}
+
+func mustScheme(t *testing.T) *runtime.Scheme {
+	t.Helper()
+	s, err := Scheme()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
