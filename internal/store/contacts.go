@@ -17,9 +17,10 @@ import (
 type ContactState struct {
 	ID int64
 	// UpdatedAt is Kommo's updated_at (Unix seconds); it orders the versions
-	// of a contact. Kommo's delete events carry none: the caller picks one
-	// (for example the time the event was received), or leaves it 0 to mean
-	// "deleted as of the newest version stored".
+	// of a contact. Kommo's delete events carry none: the caller stamps
+	// them with the time the event was received (0 works too). A delete is
+	// never older than the version stored: it applies as of at least that
+	// version, so a clock of ours that runs behind Kommo's cannot lose it.
 	UpdatedAt int64
 	Deleted   bool
 	// Emails are normalised by the store (trimmed, lower-cased, de-duplicated,
@@ -96,7 +97,7 @@ func (t *Tx) ApplyContact(ctx context.Context, tenant string, c ContactState) (A
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return ApplyResult{}, err
 	}
-	if in.Deleted && in.UpdatedAt == 0 && prev != nil {
+	if in.Deleted && prev != nil && in.UpdatedAt < prev.UpdatedAt {
 		in.UpdatedAt = prev.UpdatedAt
 	}
 	res := ApplyResult{Previous: prev}

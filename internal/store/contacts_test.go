@@ -75,6 +75,7 @@ func TestApplyContactLastWriteWins(t *testing.T) {
 	v200b := ContactState{ID: 1, UpdatedAt: 200, Name: "v200 other edit", Emails: []string{"new@example.com"}}
 	del200 := ContactState{ID: 1, UpdatedAt: 200, Deleted: true}
 	del300 := ContactState{ID: 1, UpdatedAt: 300, Deleted: true}
+	del150 := ContactState{ID: 1, UpdatedAt: 150, Deleted: true} // stamped by a clock behind Kommo's
 	v250 := ContactState{ID: 1, UpdatedAt: 250, Name: "v250"}
 	v400 := ContactState{ID: 1, UpdatedAt: 400, Name: "restored", Emails: []string{"new@example.com"}}
 
@@ -95,6 +96,8 @@ func TestApplyContactLastWriteWins(t *testing.T) {
 		"tombstone blocks an older update": {
 			{v200, true, "v200", false}, {del300, true, "", true}, {v250, false, "", true}, {v100, false, "", true}},
 		"duplicate delete is ignored": {{del300, true, "", true}, {del300, false, "", true}},
+		"a delete stamped before the stored version still deletes": {
+			{v200, true, "v200", false}, {del150, true, "", true}, {v100, false, "", true}, {v200, false, "", true}},
 		"newer update after delete restores": {
 			{v200, true, "v200", false}, {del300, true, "", true}, {v400, true, "restored", false}},
 		"delete of a never-seen contact blocks its late add": {
