@@ -26,6 +26,9 @@ type MariaDB struct {
 	daemon
 	Dir  string
 	Port int
+	// sockDir holds the unix socket: a short path of its own, because a
+	// socket path may not exceed 108 bytes and test directories can.
+	sockDir string
 }
 
 // StartMariaDB initialises a fresh data directory under dir and starts
@@ -42,7 +45,11 @@ func StartMariaDB(ctx context.Context, dir string) (*MariaDB, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &MariaDB{Dir: dir, Port: port}
+	sockDir, err := os.MkdirTemp("", "mdb")
+	if err != nil {
+		return nil, err
+	}
+	m := &MariaDB{Dir: dir, Port: port, sockDir: sockDir}
 	if err := m.Start(ctx); err != nil {
 		return nil, err
 	}
@@ -108,7 +115,7 @@ func (m *MariaDB) DSN() string {
 	return cfg.FormatDSN()
 }
 
-func (m *MariaDB) socket() string { return filepath.Join(m.Dir, "mariadbd.sock") }
+func (m *MariaDB) socket() string { return filepath.Join(m.sockDir, "mariadbd.sock") }
 
 func (m *MariaDB) rootDSN() string {
 	cfg := mysql.NewConfig()
