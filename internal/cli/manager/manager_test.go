@@ -11,10 +11,14 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
 
 	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/kommoemu"
@@ -63,7 +67,8 @@ func TestParseFlagsRefusesBadInput(t *testing.T) {
 	}
 }
 
-// The subcommand end to end: flags, a kubeconfig, leader election on (a
+// The subcommand end to end: flags, a kubeconfig of a user that holds only
+// the generated RBAC role (config/rbac/role.yaml), leader election on (a
 // Lease), the store migrated, the cache scoped to managed Secrets — and an
 // integration whose user Secret carries no label becomes Ready.
 func TestRunReconcilesAnIntegration(t *testing.T) {
@@ -104,7 +109,7 @@ func TestRunReconcilesAnIntegration(t *testing.T) {
 	}
 
 	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kubeconfig, kube.Env.KubeConfig, 0o600); err != nil {
+	if err := os.WriteFile(kubeconfig, userWithGeneratedRole(t, c), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	runCtx, cancel := context.WithCancel(ctx)
@@ -176,4 +181,50 @@ func mustScheme(t *testing.T) *runtime.Scheme {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// userWithGeneratedRole binds config/rbac/role.yaml to a new user and
+// returns that user's kubeconfig: what the manager may do in a cluster is
+// exactly what the generated role grants.
+func userWithGeneratedRole(t *testing.T, c client.Client) []byte {
+	t.Helper()
+	ctx := context.Background()
+	raw, err := os.ReadFile(filepath.Join("..", "..", "..", "config", "rbac", "role.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	role := &rbacv1.ClusterRole{}
+	if err := yaml.Unmarshal(raw, role); err != nil {
+		t.Fatal(err)
+	}
+	role.Name = "kus-manager-under-test"
+	if err := c.Create(ctx, role); err != nil {
+		t.Fatal(err)
+	}
+	const user = "kus-manager"
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "kus-manager-under-test"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: user}},
+	}
+	if err := c.Create(ctx, binding); err != nil {
+		t.Fatal(err)
+	}
+	u, err := kube.Env.AddUser(envtest.User{Name: user}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The API server enforces RBAC: what the role does not grant is refused.
+	uc, err := client.New(u.Config(), client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := uc.List(ctx, &corev1.ConfigMapList{}); !apierrors.IsForbidden(err) {
+		t.Fatalf("listing ConfigMaps as the manager user: %v, want Forbidden", err)
+	}
+	kc, err := u.KubeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kc
 }
