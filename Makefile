@@ -46,7 +46,7 @@ vet: ## go vet.
 
 .PHONY: lint
 lint: ## Run golangci-lint (pinned).
-	$(GOLANGCI_LINT) run ./...
+	$(GOLANGCI_LINT) run --allow-parallel-runners ./...
 
 .PHONY: build
 build: ## Build the binary into bin/.
