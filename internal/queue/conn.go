@@ -51,7 +51,7 @@ func dial(ctx context.Context, addr string, timeout time.Duration) (*conn, error
 	d := net.Dialer{Timeout: timeout, KeepAlive: keepAlive}
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("%w: dial %s: %v", ErrUnavailable, addr, err)
+		return nil, fmt.Errorf("%w: dial %s: %w", ErrUnavailable, addr, err)
 	}
 	return &conn{net: nc, bs: beanstalk.NewConn(nc)}, nil
 }
@@ -65,7 +65,7 @@ func (c *conn) do(ctx context.Context, opTimeout time.Duration, cmd func(*beanst
 		deadline = d
 	}
 	if err := c.net.SetDeadline(deadline); err != nil {
-		return false, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return false, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	stop := context.AfterFunc(ctx, func() { _ = c.net.SetDeadline(time.Unix(1, 0)) })
 	err = cmd(c.bs)
@@ -84,7 +84,7 @@ func (c *conn) do(ctx context.Context, opTimeout time.Duration, cmd func(*beanst
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return false, fmt.Errorf("queue: %w", ctxErr)
 	}
-	return false, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	return false, fmt.Errorf("%w: %w", ErrUnavailable, err)
 }
 
 func (c *conn) close() { _ = c.net.Close() }
@@ -113,7 +113,7 @@ func translate(err error) error {
 		return fmt.Errorf("%w (%v)", ErrNotFound, err)
 	case errors.Is(err, beanstalk.ErrDraining):
 		// A draining server takes no new jobs: as good as down for a producer.
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	default:
 		return fmt.Errorf("queue: %w", err)
 	}
