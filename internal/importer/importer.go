@@ -80,6 +80,9 @@ const (
 	CheckpointDone    = "Done"
 )
 
+// MaxRunIDLen is the longest run id the checkpoint table holds.
+const MaxRunIDLen = 64
+
 // Defaults: Kommo's largest page and Unisender's largest import call.
 const (
 	DefaultPageSize  = kommo.MaxPageLimit
@@ -89,8 +92,9 @@ const (
 // Job is one run for one tenant.
 type Job struct {
 	Tenant tenant.Key
-	// RunID names the run. A checkpoint with the same RunID is resumed (or,
-	// if done, its result returned); any other checkpoint is replaced.
+	// RunID names the run (at most MaxRunIDLen bytes). A checkpoint with
+	// the same RunID is resumed (or, if done, its result returned); any
+	// other checkpoint is replaced.
 	RunID string
 	Kind  Kind
 	// From is the lower bound on Kommo's updated_at (Unix seconds,
@@ -103,6 +107,9 @@ type Job struct {
 }
 
 func (j *Job) validate() error {
+	if len(j.RunID) > MaxRunIDLen {
+		return fmt.Errorf("importer: run id %q is longer than %d bytes", j.RunID, MaxRunIDLen)
+	}
 	if j.Tenant.Namespace == "" || j.Tenant.Name == "" || j.RunID == "" || j.Mapper == nil || j.Kommo == nil || j.Unisender == nil {
 		return fmt.Errorf("importer: job %q for %q lacks a tenant, a run id, a mapper, a Kommo source or a Unisender sink", j.RunID, j.Tenant)
 	}
