@@ -52,6 +52,10 @@ lint: ## Run golangci-lint (pinned).
 build: ## Build the binary into bin/.
 	CGO_ENABLED=0 go build -trimpath -o $(BIN) .
 
+.PHONY: dev
+dev: build ## Run the whole system locally with a sandbox tenant (Ctrl-C stops it).
+	KUBEBUILDER_ASSETS="$$(bash hack/envtest-assets.sh)" $(BIN) dev $(DEV_FLAGS)
+
 .PHONY: envtest-assets
 envtest-assets: ## Build kube-apiserver, etcd and kubectl from source into the cache.
 	@bash hack/envtest-assets.sh

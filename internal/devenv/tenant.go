@@ -1,0 +1,88 @@
+package devenv
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+)
+
+// Names of the sample tenant's objects.
+const (
+	SampleNamespace   = "demo"
+	SampleIntegration = "acme"
+	SampleBinding     = "acme-newsletter"
+)
+
+// ApplySampleTenant creates the sample tenant against the sandbox: its
+// Secrets (client secret, a fresh authorization code, the Unisender key), a
+// KommoIntegration that exchanges the code, and a UnisenderBinding that
+// creates its list and imports the seeded contacts.
+func (e *Env) ApplySampleTenant(ctx context.Context) error {
+	code, err := e.sandboxAuthCode(ctx)
+	if err != nil {
+		return err
+	}
+	objs := []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: SampleNamespace}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "kommo-oauth", Namespace: SampleNamespace},
+			StringData: map[string]string{"client-secret": SandboxClientSecret, "code": code}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "unisender", Namespace: SampleNamespace},
+			StringData: map[string]string{"api-key": SandboxUnisenderKey}},
+		&syncv1.KommoIntegration{ObjectMeta: metav1.ObjectMeta{Name: SampleIntegration, Namespace: SampleNamespace},
+			Spec: syncv1.KommoIntegrationSpec{
+				BaseURL: e.KommoURL + "/_acct/" + SandboxSubdomain, ClientID: SandboxClientID,
+				ClientSecretRef:      &syncv1.SecretKeySelector{Name: "kommo-oauth", Key: "client-secret"},
+				RedirectURI:          e.redirectURI(),
+				AuthorizationCodeRef: &syncv1.SecretKeySelector{Name: "kommo-oauth", Key: "code"},
+			}},
+		&syncv1.UnisenderBinding{ObjectMeta: metav1.ObjectMeta{Name: SampleBinding, Namespace: SampleNamespace},
+			Spec: syncv1.UnisenderBindingSpec{
+				IntegrationRef:  syncv1.IntegrationReference{Name: SampleIntegration},
+				APIKeySecretRef: syncv1.SecretKeySelector{Name: "unisender", Key: "api-key"},
+				List:            syncv1.ListSelector{Title: "Kommo contacts"},
+			}},
+	}
+	for _, o := range objs {
+		if err := e.Client.Create(ctx, o); err != nil {
+			return fmt.Errorf("create %T %s: %w", o, o.GetName(), err)
+		}
+	}
+	return nil
+}
+
+// sandboxAuthCode asks the Kommo emulator for an authorization code, as an
+// admin installing the integration would get one.
+func (e *Env) sandboxAuthCode(ctx context.Context) (string, error) {
+	body, _ := json.Marshal(map[string]string{"client_id": SandboxClientID})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost,
+		e.KommoURL+"/_admin/accounts/"+SandboxSubdomain+"/codes", bytes.NewReader(body))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var out struct{ Code string }
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || out.Code == "" {
+		return "", fmt.Errorf("sandbox gave no authorization code (HTTP %d): %v", resp.StatusCode, err)
+	}
+	return out.Code, nil
+}
+
+// SampleBindingStatus reads the sample binding's status.
+func (e *Env) SampleBindingStatus(ctx context.Context) (syncv1.UnisenderBindingStatus, error) {
+	var b syncv1.UnisenderBinding
+	err := e.Client.Get(ctx, client.ObjectKey{Namespace: SampleNamespace, Name: SampleBinding}, &b)
+	return b.Status, err
+}
