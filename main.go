@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/kommo-unisender/kommo-unisender/internal/cli/dev"
+	"github.com/kommo-unisender/kommo-unisender/internal/cli/manager"
 	"github.com/kommo-unisender/kommo-unisender/internal/cli/migrate"
 	"github.com/kommo-unisender/kommo-unisender/internal/cli/sandbox"
 )
@@ -24,6 +25,7 @@ type command struct {
 // commands lists every process the binary can be.
 var commands = map[string]command{
 	"dev":     {"run the whole system on this machine with a sandbox tenant (make dev)", dev.Run},
+	"manager": {"run the reconcilers (leader-elected)", manager.Run},
 	"migrate": {"apply the MySQL schema migrations (also run by the manager at start-up)", migrate.RunMigrateCommand},
 	"sandbox": {"serve the Kommo and Unisender emulators (tests, make dev)", sandbox.Run},
 }
