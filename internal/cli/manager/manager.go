@@ -49,6 +49,8 @@ type Options struct {
 	// UnisenderBinding reconciler needs it.
 	MySQLDSN       string
 	MigrateOnStart bool
+	// UnisenderBaseURL overrides the Unisender API (the sandbox in dev).
+	UnisenderBaseURL string
 	// Namespaces limits what the manager watches; empty means all.
 	Namespaces []string
 	Kubeconfig string
@@ -68,6 +70,7 @@ func ParseFlags(args []string) (Options, error) {
 	fs.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the Lease (default: the pod's namespace)")
 	fs.StringVar(&o.PublicBaseURL, "public-base-url", "", "public https URL of the webhook server, e.g. https://hooks.example.com; Kommo webhooks are registered under it")
 	fs.StringVar(&o.MySQLDSN, "mysql-dsn", os.Getenv("MYSQL_DSN"), "MySQL DSN of the store (default: $MYSQL_DSN)")
+	fs.StringVar(&o.UnisenderBaseURL, "unisender-base-url", "", "Unisender API base URL (default https://api.unisender.com; the sandbox in dev)")
 	fs.BoolVar(&o.MigrateOnStart, "migrate", true, "apply the store's migrations at start-up (serialized by a MySQL lock)")
 	namespaces := fs.String("namespaces", "", "comma-separated namespaces to watch (default: all)")
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster config, or $KUBECONFIG)")
@@ -230,6 +233,14 @@ func setupReconcilers(ctx context.Context, mgr ctrl.Manager, o Options, st *stor
 	if err := ki.SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("setting up the KommoIntegration reconciler: %w", err)
 	}
-	_ = st // LEAD: register controllers.UnisenderBindingReconciler here (store st, o.PublicBaseURL, secrets).
+	if st == nil {
+		return errors.New("the UnisenderBinding reconciler needs the MySQL store: set --mysql-dsn or MYSQL_DSN")
+	}
+	ub := &controllers.UnisenderBindingReconciler{
+		Store: st, PublicBaseURL: o.PublicBaseURL, UnisenderBaseURL: o.UnisenderBaseURL, SecretMetadata: secrets,
+	}
+	if err := ub.SetupWithManager(ctx, mgr); err != nil {
+		return fmt.Errorf("setting up the UnisenderBinding reconciler: %w", err)
+	}
 	return nil
 }
