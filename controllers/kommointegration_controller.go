@@ -274,8 +274,9 @@ func (r *KommoIntegrationReconciler) event(obj runtime.Object, eventType, reason
 }
 
 // kommoClient is a client for the integration's account; ts may be nil for
-// the token endpoint, which needs no bearer token.
-func (r *KommoIntegrationReconciler) kommoClient(obj *v1alpha1.KommoIntegration, ts kommo.TokenSource) *kommo.Client {
+// the token endpoint, which needs no bearer token. override options come
+// last, after KommoOptions.
+func (r *KommoIntegrationReconciler) kommoClient(obj *v1alpha1.KommoIntegration, ts kommo.TokenSource, override ...kommo.Option) *kommo.Client {
 	opts := []kommo.Option{
 		kommo.WithRateLimit(float64(obj.Spec.RequestsPerSecond()), 1),
 		kommo.WithClock(r.now),
@@ -287,7 +288,8 @@ func (r *KommoIntegrationReconciler) kommoClient(obj *v1alpha1.KommoIntegration,
 	if ts != nil {
 		opts = append(opts, kommo.WithTokenSource(ts))
 	}
-	return kommo.NewClient(obj.Spec.APIBaseURL(), append(opts, r.KommoOptions...)...)
+	opts = append(opts, r.KommoOptions...)
+	return kommo.NewClient(obj.Spec.APIBaseURL(), append(opts, override...)...)
 }
 
 func (r *KommoIntegrationReconciler) writer() *tokens.Writer {

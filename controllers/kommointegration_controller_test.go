@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"fmt"
 	"net/url"
 	"strings"
 	"testing"
@@ -58,7 +59,7 @@ func TestKommoIntegrationAuthorizationCodeBecomesReady(t *testing.T) {
 	if !metav1.IsControlledBy(sec, obj) || sec.Labels[tokens.ManagedLabel] != "true" {
 		t.Fatalf("token Secret owner %v labels %v", sec.OwnerReferences, sec.Labels)
 	}
-	if pair.RefreshToken == "" || !pair.ExpiresAt.Equal(st.TokenExpiresAt.Time.Truncate(time.Second)) {
+	if pair.RefreshToken == "" || !pair.ExpiresAt.Equal(st.TokenExpiresAt.Truncate(time.Second)) {
 		t.Fatalf("pair expiry %v vs status %v", pair.ExpiresAt, st.TokenExpiresAt)
 	}
 	if a, err := sb.accountWith(ctx, pair.AccessToken); err != nil || a.ID != sb.acct.ID {
@@ -370,7 +371,7 @@ func TestKommoIntegrationDeadCodeStalls(t *testing.T) {
 	if n := sb.emu.Stats().Requests["POST /oauth2/access_token"] - before; n != 0 {
 		t.Fatalf("the dead code was sent again (%d calls)", n)
 	}
-	obj = waitCondition(t, c, ns, "acme", v1alpha1.ConditionStalled, metav1.ConditionTrue, v1alpha1.ReasonAuthorizationCodeInvalid, waitReady)
+	waitCondition(t, c, ns, "acme", v1alpha1.ConditionStalled, metav1.ConditionTrue, v1alpha1.ReasonAuthorizationCodeInvalid, waitReady)
 
 	putSecret(t, c, ns, "kommo-code", map[string]string{"code": sb.code(t)})
 	waitCondition(t, c, ns, "acme", v1alpha1.ConditionReady, metav1.ConditionTrue, "", waitReady)
@@ -471,4 +472,86 @@ func TestKommoIntegrationDeletionWaitsForBindings(t *testing.T) {
 		err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "acme"}, &v1alpha1.KommoIntegration{})
 		return apierrors.IsNotFound(err), "the integration is still there"
 	})
+}
+
+// A transient failure is retried with backoff: failedAttempts counts it,
+// Reconciling/ProgressingWithRetry and Ready=False say so (Authorized stays
+// True: the stored token is still valid), kstatus is InProgress; the next
+// success clears it.
+func TestKommoIntegrationTransientFailureBacksOff(t *testing.T) {
+	ctx := context.Background()
+	c := directClient(t)
+	ns := newNamespace(t, c, "ki-transient")
+	sb := newKommoSandbox(t, kommoemu.Options{})
+	startManager(t, ns, func(r *KommoIntegrationReconciler) {
+		r.BackoffInitial, r.BackoffMax = 2*time.Second, 4*time.Second
+	})
+
+	createSecret(t, c, ns, "kommo-client", map[string]string{"secret": testClientSecret})
+	createSecret(t, c, ns, "kommo-code", map[string]string{"code": sb.code(t)})
+	if err := c.Create(ctx, integration(ns, "acme", sb, withCodeRef)); err != nil {
+		t.Fatal(err)
+	}
+	waitCondition(t, c, ns, "acme", v1alpha1.ConditionReady, metav1.ConditionTrue, "", waitReady)
+
+	// Kommo answers 503 to the next three requests: the account check and
+	// its two retries.
+	sb.emu.Force5xx(3)
+	requestReconcile(t, c, ns, "acme")
+	obj := waitCondition(t, c, ns, "acme", v1alpha1.ConditionReconciling, metav1.ConditionTrue, v1alpha1.ReasonProgressingWithRetry, waitReady)
+	if obj.Status.FailedAttempts < 1 || obj.Status.LastFailureTime == nil {
+		t.Fatalf("status = %+v", obj.Status)
+	}
+	if r := status.Get(obj, v1alpha1.ConditionReady); r.Status != metav1.ConditionFalse || r.Reason != v1alpha1.ReasonProgressingWithRetry {
+		t.Fatalf("Ready = %+v", r)
+	}
+	if !status.IsTrue(obj, v1alpha1.ConditionAuthorized) {
+		t.Fatalf("Authorized dropped while the token is valid: %+v", obj.Status.Conditions)
+	}
+	if res := kstatusOf(t, obj); res.Status != kstatus.InProgressStatus {
+		t.Fatalf("kstatus = %s", res.Status)
+	}
+	obj = waitCondition(t, c, ns, "acme", v1alpha1.ConditionReady, metav1.ConditionTrue, "", waitReady)
+	if obj.Status.FailedAttempts != 0 || status.Get(obj, v1alpha1.ConditionReconciling) != nil {
+		t.Fatalf("after recovery: %+v", obj.Status)
+	}
+}
+
+// Kommo failing 30 % of requests at random while tokens rotate every
+// couple of seconds: refreshes fail and are retried in new claims, and no
+// refresh token is ever spent twice.
+func TestKommoIntegrationFlakyKommoNeverReusesRefreshTokens(t *testing.T) {
+	ctx := context.Background()
+	c := directClient(t)
+	ns := newNamespace(t, c, "ki-flaky")
+	sb := newKommoSandbox(t, kommoemu.Options{AccessTokenTTL: 4 * time.Second, Seed: 7})
+	startManager(t, ns, func(r *KommoIntegrationReconciler) { r.ClaimTTL = time.Second })
+
+	createSecret(t, c, ns, "kommo-client", map[string]string{"secret": testClientSecret})
+	createSecret(t, c, ns, "kommo-code", map[string]string{"code": sb.code(t)})
+	obj := integration(ns, "acme", sb, withCodeRef)
+	obj.Spec.RefreshBefore = &metav1.Duration{Duration: 2 * time.Second}
+	if err := c.Create(ctx, obj); err != nil {
+		t.Fatal(err)
+	}
+	waitCondition(t, c, ns, "acme", v1alpha1.ConditionReady, metav1.ConditionTrue, "", waitReady)
+
+	sb.emu.SetErrorRate(0.3)
+	start := sb.emu.Stats()
+	eventually(t, 60*time.Second, func() (bool, string) {
+		s := sb.emu.Stats()
+		return s.Refreshes-start.Refreshes >= 4 && s.Statuses[500] > start.Statuses[500],
+			fmt.Sprintf("%d refreshes, %d HTTP 500 so far", s.Refreshes-start.Refreshes, s.Statuses[500]-start.Statuses[500])
+	})
+	sb.emu.SetErrorRate(0)
+	waitCondition(t, c, ns, "acme", v1alpha1.ConditionReady, metav1.ConditionTrue, "", waitReady)
+	s := sb.emu.Stats()
+	t.Logf("under 30%% errors: %d refreshes, %d HTTP 500", s.Refreshes-start.Refreshes, s.Statuses[500]-start.Statuses[500])
+	if s.ReusedRefreshTokens != 0 {
+		t.Fatalf("%d refresh tokens spent twice", s.ReusedRefreshTokens)
+	}
+	_, pair := tokenSecret(t, c, ns, "acme")
+	if a, err := sb.accountWith(ctx, pair.AccessToken); err != nil || a.ID != sb.acct.ID {
+		t.Fatalf("the stored access token does not work: %v", err)
+	}
 }

@@ -169,16 +169,27 @@ func (run *tokenRun) spend(ctx context.Context, what, grant string, call func(co
 		return tokens.Pair{}, busyAfterConflict(err, r.now(), r.conflictRetry())
 	}
 	callCtx, cancel := context.WithDeadline(ctx, w.CallDeadline(claim))
-	tok, err := call(callCtx, r.kommoClient(run.obj, nil))
+	// One attempt only: after a timeout or a 5xx, Kommo may still act on
+	// the request, and a second attempt racing it could leave us holding
+	// the pair that lost. The next attempt comes in a new claim.
+	tok, err := call(callCtx, r.kommoClient(run.obj, nil, kommo.WithMaxRetries(0)))
 	cancel()
 	if err != nil {
-		var mark map[string]string
-		if errors.Is(err, kommo.ErrInvalidGrant) {
-			mark = extra
+		if kommo.IsPermanent(err) {
+			// A definite refusal: nothing was issued, others need not wait.
+			// A code Kommo refused is recorded so it is not sent again.
+			var mark map[string]string
+			if errors.Is(err, kommo.ErrInvalidGrant) {
+				mark = extra
+			}
+			if rerr := w.Release(ctx, run.sec, mark); rerr != nil {
+				logf.FromContext(ctx).Info("could not release the refresh claim; it expires by itself", "error", rerr.Error())
+			}
 		}
-		if rerr := w.Release(ctx, run.sec, mark); rerr != nil {
-			logf.FromContext(ctx).Info("could not release the refresh claim; it expires by itself", "error", rerr.Error())
-		}
+		// Otherwise the outcome is unknown (a pair may have been issued
+		// and lost): the claim is kept until its deadline, half its
+		// lifetime after the call deadline, so any request still in flight
+		// is over before anyone spends the refresh token again.
 		failure := kommoFailure(err, what, reauthorizeHint(run.obj))
 		r.Metrics.grantFailed(grant, failure)
 		return tokens.Pair{}, failure

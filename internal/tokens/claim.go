@@ -22,6 +22,12 @@ import (
 // dies between the refresh and the persist leaves the old pair stored and
 // the claim expiring; the next holder refreshes with the old refresh token,
 // which Kommo still accepts because the lost new pair was never used.
+//
+// A holder releases its claim early only after a definite refusal from
+// Kommo. After a timeout or a server error the request may still be acted
+// on, so the claim is kept to its deadline: the call is bounded by
+// CallDeadline, half the claim's lifetime earlier, and a request still in
+// flight is over before anyone spends the refresh token again.
 type Claim struct {
 	Holder   string
 	Deadline time.Time

@@ -76,7 +76,7 @@ func FromSecret(s *corev1.Secret) (Pair, error) {
 	if raw := string(s.Data[KeyExpiresAt]); raw != "" {
 		t, err := time.Parse(time.RFC3339, raw)
 		if err != nil {
-			return Pair{}, fmt.Errorf("Secret %s: key %s is not an RFC 3339 time", s.Name, KeyExpiresAt)
+			return Pair{}, fmt.Errorf("token Secret %s: key %s is not an RFC 3339 time", s.Name, KeyExpiresAt)
 		}
 		p.ExpiresAt = t
 	}

@@ -123,7 +123,9 @@ func TestRunReconcilesAnIntegration(t *testing.T) {
 	defer func() {
 		if !stopped {
 			cancel()
-			<-done
+			if err := <-done; err != nil {
+				t.Errorf("manager: %v", err)
+			}
 		}
 	}()
 
