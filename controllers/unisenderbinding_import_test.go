@@ -1,0 +1,165 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strconv"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/importer"
+	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/kommoemu"
+	"github.com/kommo-unisender/kommo-unisender/internal/store"
+)
+
+// contactListings returns the queries of the contact listings Kommo served.
+func (e *bindingEnv) contactListings() []url.Values {
+	var out []url.Values
+	for _, l := range e.kommo.RequestLog() {
+		if l.Route == "GET /api/v4/contacts" {
+			q, _ := url.ParseQuery(l.Query)
+			out = append(out, q)
+		}
+	}
+	return out
+}
+
+// waitCheckpoint waits until the tenant's checkpoint satisfies cond.
+func (e *bindingEnv) waitCheckpoint(binding string, timeout time.Duration, cond func(store.Checkpoint) bool) store.Checkpoint {
+	e.t.Helper()
+	var cp store.Checkpoint
+	eventually(e.t, timeout, func() (bool, string) {
+		var err error
+		cp, err = e.store.GetCheckpoint(context.Background(), e.tenant(binding).String())
+		return err == nil && cond(cp), fmt.Sprintf("checkpoint %+v (%v)", cp, err)
+	})
+	return cp
+}
+
+func TestInitialImportOf10000ContactsIn500RowCalls(t *testing.T) {
+	e := newBindingEnv(t, kommoemu.Options{}) // Kommo's 7 requests per second
+	e.readyIntegration(true)
+	e.addContacts(10_000)
+	e.startManager(bindingManagerOptions{})
+
+	start := time.Now()
+	e.create(e.binding("big", nil))
+	obj := e.waitBinding("big", v1alpha1.ConditionImported, metav1.ConditionTrue, v1alpha1.ReasonSucceeded, 3*time.Minute)
+	took := time.Since(start)
+
+	calls, rows := e.importCalls()
+	if calls != 20 || rows != 10_000 {
+		t.Fatalf("importContacts: %d calls with %d rows, want 20 calls of 500 rows", calls, rows)
+	}
+	if n := countActive(e.listMembers(obj.Status.ListID)); n != 10_000 {
+		t.Fatalf("the list holds %d active members, want 10000", n)
+	}
+	imp := obj.Status.Import
+	if imp == nil || imp.Phase != v1alpha1.ImportCompleted || imp.Imported != 10_000 || imp.Total != 10_000 || imp.LastPage < 40 {
+		t.Fatalf("status.import = %+v, want Completed, 10000 of 10000, at least 40 pages", imp)
+	}
+	listings := len(e.contactListings())
+	if listings > 45 {
+		t.Fatalf("%d Kommo listings for 40 pages of contacts", listings)
+	}
+	t.Logf("10000 contacts: %d importContacts calls, %d rows, %d Kommo page requests, %d pages recorded, %s from create to Imported",
+		calls, rows, listings, imp.LastPage, took.Round(10*time.Millisecond))
+}
+
+func TestImportResumesAfterTheManagerIsKilledMidImport(t *testing.T) {
+	e := newBindingEnv(t, kommoemu.Options{})
+	e.readyIntegration(true)
+	e.addContacts(10_000)
+	m1 := e.startManager(bindingManagerOptions{})
+
+	e.create(e.binding("big", nil))
+	e.waitCheckpoint("big", 2*time.Minute, func(cp store.Checkpoint) bool { return cp.LastPage >= 10 })
+	m1.stop()
+	cp, err := e.store.GetCheckpoint(context.Background(), e.tenant("big").String())
+	if err != nil || cp.Status != importer.CheckpointRunning || cp.Imported == 0 || cp.Imported >= 10_000 {
+		t.Fatalf("checkpoint after the kill = %+v, %v; want a partial running import", cp, err)
+	}
+	_, rowsBefore := e.importCalls()
+	e.kommo.ResetStats()
+
+	start := time.Now()
+	e.startManager(bindingManagerOptions{})
+	obj := e.waitBinding("big", v1alpha1.ConditionImported, metav1.ConditionTrue, v1alpha1.ReasonSucceeded, 3*time.Minute)
+	took := time.Since(start)
+
+	_, rows := e.importCalls()
+	rowsAfter := rows - rowsBefore
+	if rowsAfter != 10_000-int(cp.Imported) {
+		t.Fatalf("after the restart %d rows were sent; the checkpoint had %d contacts done, so exactly %d remained",
+			rowsAfter, cp.Imported, 10_000-cp.Imported)
+	}
+	if rows > 10_000+500 {
+		t.Fatalf("%d rows sent in all for 10000 contacts: more than one batch was sent twice", rows)
+	}
+	listings := e.contactListings()
+	if from := listings[0].Get("filter[updated_at][from]"); from != strconv.FormatInt(cp.UpdatedFrom, 10) {
+		t.Fatalf("the resumed import listed from %q, want the checkpoint's cursor %d", from, cp.UpdatedFrom)
+	}
+	if len(listings) >= 40 {
+		t.Fatalf("the resumed import fetched %d pages: it started over", len(listings))
+	}
+	if n := countActive(e.listMembers(obj.Status.ListID)); n != 10_000 {
+		t.Fatalf("the list holds %d active members, want 10000", n)
+	}
+	if imp := obj.Status.Import; imp == nil || imp.Imported != 10_000 || imp.Phase != v1alpha1.ImportCompleted {
+		t.Fatalf("status.import = %+v, want Completed with 10000", imp)
+	}
+	waitEvent(t, e.c, e.ns, "big", "Normal", "ImportResumed")
+	t.Logf("killed at page %d (%d contacts, %d rows sent); the second manager sent %d rows in %d page requests and finished in %s",
+		cp.LastPage, cp.Imported, rowsBefore, rowsAfter, len(listings), took.Round(10*time.Millisecond))
+}
+
+func TestSuspendPausesTheImport(t *testing.T) {
+	e := newBindingEnv(t, kommoemu.Options{})
+	e.readyIntegration(true)
+	e.addContacts(3000)
+	m := e.startManager(bindingManagerOptions{})
+	ctx := context.Background()
+
+	e.create(e.binding("main", nil))
+	e.waitCheckpoint("main", time.Minute, func(cp store.Checkpoint) bool { return cp.LastPage >= 4 })
+	obj := e.get("main")
+	obj.Spec.Suspend = true
+	if err := e.c.Update(ctx, obj); err != nil {
+		t.Fatal(err)
+	}
+	obj = e.waitBinding("main", v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonSuspended, 30*time.Second)
+	if _, running := m.rec.runner.Snapshot(e.tenant("main")); running {
+		t.Fatal("an import run still exists for the suspended binding")
+	}
+	cp, err := e.store.GetCheckpoint(ctx, e.tenant("main").String())
+	if err != nil || cp.Status != importer.CheckpointRunning || cp.Imported >= 3000 {
+		t.Fatalf("checkpoint of the suspended import = %+v, %v; want a partial running one", cp, err)
+	}
+	if obj.Status.Import == nil || obj.Status.Import.Phase != v1alpha1.ImportPending {
+		t.Fatalf("status.import = %+v, want Pending while suspended", obj.Status.Import)
+	}
+	_, rowsSuspended := e.importCalls()
+
+	obj.Spec.Suspend = false
+	if err := e.c.Update(ctx, obj); err != nil {
+		t.Fatal(err)
+	}
+	obj = e.waitBinding("main", v1alpha1.ConditionImported, metav1.ConditionTrue, v1alpha1.ReasonSucceeded, time.Minute)
+	_, rows := e.importCalls()
+	if rows-rowsSuspended != 3000-int(cp.Imported) {
+		t.Fatalf("after unsuspending %d rows were sent, want the %d not done", rows-rowsSuspended, 3000-cp.Imported)
+	}
+	if n := countActive(e.listMembers(obj.Status.ListID)); n != 3000 {
+		t.Fatalf("the list holds %d members, want 3000", n)
+	}
+	e.waitBinding("main", v1alpha1.ConditionReady, metav1.ConditionTrue, "", 30*time.Second)
+	if err := e.c.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+		t.Fatal(err)
+	}
+}
