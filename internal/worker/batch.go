@@ -1,0 +1,173 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
+	"github.com/kommo-unisender/kommo-unisender/internal/queue"
+	"github.com/kommo-unisender/kommo-unisender/internal/syncer"
+	"github.com/kommo-unisender/kommo-unisender/internal/tenant"
+)
+
+// idleReserveWait is how long a reserve waits for the first job of a
+// batch; it also bounds how late a goroutine notices shutdown.
+const idleReserveWait = time.Second
+
+// pollInterval spaces the non-blocking reserves that fill a batch while its
+// window is open (beanstalkd's reserve timeout counts whole seconds).
+const pollInterval = 5 * time.Millisecond
+
+// entry is one reserved job, decoded.
+type entry struct {
+	job    *queue.Job
+	env    queue.Envelope
+	tenant tenant.Key
+	events []syncer.Event
+	// poison says why the job can never be processed; nil for a good job.
+	poison error
+	// settled is set once the job was deleted, released or buried, so the
+	// heartbeat stops touching it.
+	settled atomic.Bool
+}
+
+// weight is what the job counts toward MaxEvents: its contact events, and
+// at least one so that empty or poison jobs cannot grow a batch unbounded.
+func (e *entry) weight() int { return max(1, len(e.events)) }
+
+// decodeEntry decodes a job's envelope and webhook payload. Anything this
+// binary cannot read is poison.
+func decodeEntry(j *queue.Job) *entry {
+	e := &entry{job: j}
+	env, err := queue.Decode(j.Body)
+	if err != nil {
+		e.poison = err
+		return e
+	}
+	e.env = env
+	if env.Kind != queue.KindWebhook {
+		e.poison = fmt.Errorf("%w: job kind %q is not one this worker processes", queue.ErrBadEnvelope, truncate(env.Kind, 40))
+		return e
+	}
+	if e.tenant, err = tenant.Parse(env.Tenant); err != nil {
+		e.poison = fmt.Errorf("%w: %v", queue.ErrBadEnvelope, err)
+		return e
+	}
+	if e.events, err = decodeEvents(env); err != nil {
+		e.poison = fmt.Errorf("%w: %v", queue.ErrBadEnvelope, err)
+	}
+	return e
+}
+
+// decodeEvents reads the webhook payload (the JSON of a
+// kommo.WebhookPayload, as the webhook server writes it).
+func decodeEvents(env queue.Envelope) ([]syncer.Event, error) {
+	if len(env.Payload) == 0 {
+		return nil, errors.New("no payload")
+	}
+	var p kommo.WebhookPayload
+	if err := json.Unmarshal(env.Payload, &p); err != nil {
+		return nil, fmt.Errorf("webhook payload: %v", err)
+	}
+	events := make([]syncer.Event, 0, len(p.Events))
+	for i, ev := range p.Events {
+		switch ev.Action {
+		case kommo.ActionAdd, kommo.ActionUpdate, kommo.ActionDelete:
+		default:
+			return nil, fmt.Errorf("event %d: unknown action %q", i, truncate(string(ev.Action), 40))
+		}
+		if ev.Contact.ID <= 0 {
+			return nil, fmt.Errorf("event %d: contact id %d is not a Kommo id", i, ev.Contact.ID)
+		}
+		events = append(events, syncer.Event{Action: ev.Action, Contact: ev.Contact, ReceivedAt: env.ReceivedAt})
+	}
+	return events, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// batch is what one goroutine reserved in one go.
+type batch struct {
+	entries []*entry
+	weight  int
+}
+
+func (b *batch) add(e *entry) {
+	b.entries = append(b.entries, e)
+	b.weight += e.weight()
+}
+
+// group is the good jobs of one tenant in a batch, in reservation order.
+type group struct {
+	tenant  tenant.Key
+	entries []*entry
+}
+
+// split returns the poison jobs and the good ones grouped by tenant, the
+// groups in the order their tenants first appear.
+func (b *batch) split() (poison []*entry, groups []*group) {
+	byTenant := map[tenant.Key]*group{}
+	for _, e := range b.entries {
+		if e.poison != nil {
+			poison = append(poison, e)
+			continue
+		}
+		g := byTenant[e.tenant]
+		if g == nil {
+			g = &group{tenant: e.tenant}
+			byTenant[e.tenant] = g
+			groups = append(groups, g)
+		}
+		g.entries = append(g.entries, e)
+	}
+	return poison, groups
+}
+
+// events are the contact events of entries, in order.
+func events(entries []*entry) []syncer.Event {
+	var out []syncer.Event
+	for _, e := range entries {
+		out = append(out, e.events...)
+	}
+	return out
+}
+
+// gather reserves a batch: it waits up to idleReserveWait for a first job
+// (nil, nil if none came or ctx ended), then takes every job that is ready,
+// and waits BatchWindow for more, until MaxEvents. A job reserved before an
+// error is kept in the batch: it is settled normally, and if the
+// connection broke beanstalkd has already put it back.
+func (w *Worker) gather(ctx context.Context, c *queue.Consumer) (*batch, error) {
+	first, err := c.Reserve(ctx, idleReserveWait)
+	switch {
+	case errors.Is(err, queue.ErrTimeout), errors.Is(err, queue.ErrDeadlineSoon), ctx.Err() != nil:
+		return nil, nil
+	case err != nil:
+		return nil, err
+	}
+	b := &batch{}
+	b.add(decodeEntry(first))
+	deadline := time.Now().Add(w.cfg.BatchWindow)
+	for b.weight < w.cfg.MaxEvents && ctx.Err() == nil {
+		j, err := c.Reserve(ctx, 0)
+		if err == nil {
+			b.add(decodeEntry(j))
+			continue
+		}
+		wait := time.Until(deadline)
+		if !errors.Is(err, queue.ErrTimeout) || wait <= 0 {
+			break
+		}
+		sleep(ctx, min(pollInterval, wait))
+	}
+	return b, nil
+}

@@ -1,0 +1,166 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/kommo-unisender/kommo-unisender/internal/queue"
+	"github.com/kommo-unisender/kommo-unisender/internal/store"
+	"github.com/kommo-unisender/kommo-unisender/internal/syncer"
+	"github.com/kommo-unisender/kommo-unisender/internal/unisender"
+)
+
+// process settles every job of a batch. It runs on a grace context: a
+// shutdown lets it finish for ShutdownGrace, then the remaining work fails
+// and its jobs are released.
+func (w *Worker) process(ctx context.Context, c *queue.Consumer, b *batch, log logr.Logger) {
+	pctx, cancel := graceContext(ctx, w.cfg.ShutdownGrace)
+	defer cancel()
+	stopTouching := w.keepAlive(c, b.entries, log)
+	defer stopTouching()
+	w.cfg.Metrics.batch(b.weight)
+
+	s := &settler{w: w, c: c, log: log}
+	poison, groups := b.split()
+	for _, e := range poison {
+		s.bury(e, e.poison.Error())
+	}
+	for _, g := range groups {
+		w.processGroup(pctx, s, g)
+	}
+}
+
+// processGroup applies one tenant's jobs under the tenant's lock.
+func (w *Worker) processGroup(ctx context.Context, s *settler, g *group) {
+	log := s.log.WithValues("tenant", g.tenant.String())
+	s = s.withLog(log)
+	t, err := w.cfg.Resolver.Resolve(ctx, g.tenant)
+	switch {
+	case errors.Is(err, ErrTenantGone):
+		log.Info("tenant is gone; dropping its events", "jobs", len(g.entries), "reason", err.Error())
+		s.drop(g.entries)
+		return
+	case errors.Is(err, ErrTenantNotReady):
+		log.V(1).Info("tenant not ready; its events wait", "jobs", len(g.entries), "reason", err.Error(), "delay", w.cfg.NotReadyDelay)
+		s.park(g.entries, w.cfg.NotReadyDelay)
+		return
+	case err != nil:
+		s.failed(ctx, g.entries, fmt.Errorf("resolving the tenant: %w", err))
+		return
+	}
+	lock, ok, err := w.cfg.Store.LockTenant(ctx, g.tenant.String(), w.cfg.LockWait)
+	if err != nil {
+		s.failed(ctx, g.entries, err)
+		return
+	}
+	if !ok {
+		log.V(1).Info("tenant locked by another worker; releasing its jobs", "jobs", len(g.entries))
+		s.release(g.entries, w.cfg.LockBusyDelay, "lock_busy")
+		return
+	}
+	defer func() {
+		rctx, cancel := settleContext()
+		defer cancel()
+		if err := lock.Release(rctx); err != nil {
+			log.Error(err, "releasing the tenant lock (the server frees it with the connection)")
+		}
+	}()
+	w.apply(ctx, s, t, g.entries, true)
+}
+
+// apply runs the sync for entries and settles them by the outcome. When
+// Unisender or the store refuses a multi-job group as a bad request, the
+// jobs are applied one by one, so only the bad one is buried.
+func (w *Worker) apply(ctx context.Context, s *settler, t syncer.Tenant, entries []*entry, mayIsolate bool) {
+	start := time.Now()
+	out, err := syncer.Apply(ctx, w.cfg.Store, t, events(entries))
+	w.cfg.Metrics.applied(time.Since(start), err)
+	if err == nil {
+		s.succeeded(t.Key, entries, out)
+		return
+	}
+	if classify(ctx, err) == failPermanent && mayIsolate && len(entries) > 1 {
+		s.log.Info("batch refused as a bad request; applying its jobs one by one", "jobs", len(entries), "error", err.Error())
+		for _, e := range entries {
+			w.apply(ctx, s, t, []*entry{e}, false)
+		}
+		return
+	}
+	if classify(ctx, err) == failTenant {
+		if f, ok := w.cfg.Resolver.(KeyForgetter); ok {
+			f.Forget(entries[0].tenant)
+		}
+	}
+	s.failed(ctx, entries, err)
+}
+
+// failure is how a failed attempt is handled.
+type failure int
+
+const (
+	failTransient failure = iota + 1 // retry with backoff
+	failShutdown                     // the grace period ended: release at once
+	failTenant                       // Unisender refused the tenant's key or account: park
+	failPermanent                    // the request itself is bad: bury
+)
+
+// classify decides how to handle err, returned by work done under ctx.
+func classify(ctx context.Context, err error) failure {
+	switch {
+	case ctx.Err() != nil:
+		return failShutdown
+	case unisender.IsTransient(err), store.IsTransient(err), errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, queue.ErrUnavailable):
+		return failTransient
+	case unisender.IsPermanentForTenant(err):
+		return failTenant
+	case errors.Is(err, context.Canceled):
+		// A cancellation that is not ours (an HTTP client's, say): retry.
+		return failTransient
+	}
+	return failPermanent
+}
+
+// keepAlive touches the batch's unsettled jobs every third of the shortest
+// TTR until the returned function is called, so a slow Unisender call or a
+// wait for a tenant lock does not let beanstalkd hand the jobs to another
+// worker.
+func (w *Worker) keepAlive(c *queue.Consumer, entries []*entry, log logr.Logger) (stop func()) {
+	ttr := time.Duration(0)
+	for _, e := range entries {
+		if ttr == 0 || e.job.TTR < ttr {
+			ttr = e.job.TTR
+		}
+	}
+	interval := max(ttr/3, 200*time.Millisecond)
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			for _, e := range entries {
+				if e.settled.Load() {
+					continue
+				}
+				ctx, cancel := settleContext()
+				err := c.Touch(ctx, e.job.ID)
+				cancel()
+				if err != nil && !errors.Is(err, queue.ErrNotFound) {
+					log.V(1).Info("touching a job failed", "job", e.job.ID, "error", err.Error())
+				}
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}

@@ -1,0 +1,34 @@
+package worker
+
+import (
+	"context"
+	"errors"
+
+	"github.com/kommo-unisender/kommo-unisender/internal/syncer"
+	"github.com/kommo-unisender/kommo-unisender/internal/tenant"
+)
+
+// ErrTenantGone is returned (wrapped) by a TenantResolver when the tenant's
+// UnisenderBinding no longer exists or is being deleted: its events are
+// deleted, since nobody syncs them any more.
+var ErrTenantGone = errors.New("tenant gone")
+
+// ErrTenantNotReady is returned (wrapped, with the reason) when the tenant
+// exists but its events must wait: suspended, no Unisender list yet, no API
+// key yet, or a spec change the operator has not applied yet.
+var ErrTenantNotReady = errors.New("tenant not ready")
+
+// TenantResolver gives the worker what the sync needs to know of a tenant.
+// Any error other than ErrTenantGone and ErrTenantNotReady is retried with
+// backoff. It is called once per tenant per batch, so it should be cheap
+// (read from a cache).
+type TenantResolver interface {
+	Resolve(ctx context.Context, key tenant.Key) (syncer.Tenant, error)
+}
+
+// KeyForgetter is implemented by resolvers that cache API keys: the worker
+// calls Forget when Unisender refused a tenant's key or account, so that a
+// key the user fixes is read again rather than served from the cache.
+type KeyForgetter interface {
+	Forget(key tenant.Key)
+}

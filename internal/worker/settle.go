@@ -1,0 +1,191 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/kommo-unisender/kommo-unisender/internal/queue"
+	"github.com/kommo-unisender/kommo-unisender/internal/store"
+	"github.com/kommo-unisender/kommo-unisender/internal/syncer"
+)
+
+// settleTimeout bounds one beanstalkd or MySQL command that settles a job.
+// Settling runs on its own context: even at shutdown, a job must be
+// deleted, released or buried rather than left reserved.
+const settleTimeout = 10 * time.Second
+
+func settleContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), settleTimeout)
+}
+
+// settler deletes, releases, parks and buries jobs on the connection that
+// reserved them, counting what it did.
+type settler struct {
+	w   *Worker
+	c   *queue.Consumer
+	log logr.Logger
+}
+
+func (s *settler) withLog(log logr.Logger) *settler {
+	cp := *s
+	cp.log = log
+	return &cp
+}
+
+// succeeded deletes the jobs of an applied group and records the outcome.
+func (s *settler) succeeded(tenantKey string, entries []*entry, out syncer.Outcome) {
+	s.w.cfg.Metrics.outcome(entries[0].tenant, out)
+	if len(out.Rejected) > 0 {
+		// Unisender refused these rows one by one (invalid or role
+		// addresses): the same rows would be refused again, so they are
+		// reported and not retried. The log carries Unisender's reason, not
+		// the address.
+		for _, r := range out.Rejected[:min(len(out.Rejected), 5)] {
+			s.log.Info("Unisender rejected a row", "code", r.Code, "message", r.Message)
+		}
+		s.log.Info("rows rejected by Unisender", "rejected", len(out.Rejected))
+	}
+	s.log.V(1).Info("batch applied", "jobs", len(entries), "events", out.Events, "stale", out.Stale,
+		"companies", out.Companies, "upserted", out.Upserted, "removed", out.Removed)
+	now := time.Now()
+	for _, e := range entries {
+		s.w.cfg.Metrics.latency(now.Sub(e.env.ReceivedAt))
+	}
+	s.delete(entries, "applied")
+}
+
+// drop deletes the jobs of a tenant that no longer exists.
+func (s *settler) drop(entries []*entry) { s.delete(entries, "dropped") }
+
+func (s *settler) delete(entries []*entry, outcome string) {
+	for _, e := range entries {
+		ctx, cancel := settleContext()
+		err := s.c.Delete(ctx, e.job.ID)
+		cancel()
+		e.settled.Store(true)
+		if err != nil {
+			// The job comes back (TTR, or the broken connection already
+			// returned it) and is applied again, which changes nothing.
+			s.log.Error(err, "deleting a processed job failed; it will be processed again", "job", e.job.ID)
+			continue
+		}
+		s.w.cfg.Metrics.job(outcome)
+	}
+}
+
+// failed settles jobs whose processing failed with err.
+func (s *settler) failed(ctx context.Context, entries []*entry, err error) {
+	switch classify(ctx, err) {
+	case failShutdown:
+		s.log.Info("shutting down: releasing unfinished jobs", "jobs", len(entries))
+		s.release(entries, 0, "shutdown")
+	case failTenant:
+		s.log.Error(err, "Unisender refused the tenant's API key or account; its events wait until the key or account is fixed",
+			"jobs", len(entries), "retryIn", s.w.cfg.TenantFailureDelay)
+		s.park(entries, s.w.cfg.TenantFailureDelay)
+	case failPermanent:
+		for _, e := range entries {
+			s.bury(e, err.Error())
+		}
+	default:
+		s.retry(entries, err)
+	}
+}
+
+// retry releases jobs after a transient failure with a backoff that grows
+// with each job's releases, and buries those that failed too often.
+func (s *settler) retry(entries []*entry, err error) {
+	s.log.Info("transient failure; retrying later", "jobs", len(entries), "error", err.Error())
+	for _, e := range entries {
+		if int(e.job.Releases) >= s.w.cfg.MaxReleases {
+			s.bury(e, fmt.Sprintf("gave up after %d attempts: %v", e.job.Reserves, err))
+			continue
+		}
+		s.release([]*entry{e}, s.backoff(e.job.Releases), "retry")
+	}
+}
+
+// backoff is BackoffBase doubled per earlier release, capped at
+// BackoffMax, plus up to a quarter of jitter so retries of many jobs do not
+// come back in step.
+func (s *settler) backoff(releases uint32) time.Duration {
+	d := s.w.cfg.BackoffBase << min(releases, 30)
+	if d <= 0 || d > s.w.cfg.BackoffMax {
+		d = s.w.cfg.BackoffMax
+	}
+	return d + rand.N(d/4+1)
+}
+
+func (s *settler) release(entries []*entry, delay time.Duration, reason string) {
+	for _, e := range entries {
+		ctx, cancel := settleContext()
+		err := s.c.Release(ctx, e.job.ID, e.job.Pri, delay)
+		cancel()
+		e.settled.Store(true)
+		if err != nil {
+			// Only a broken connection or a lost reservation fails a
+			// release, and in both cases beanstalkd has the job back.
+			s.log.Error(err, "releasing a job failed; beanstalkd returns it when its TTR ends or the connection closes", "job", e.job.ID)
+			continue
+		}
+		s.w.cfg.Metrics.released(reason)
+	}
+}
+
+// park sets jobs aside for delay without counting a failed attempt: it
+// puts a copy back with the delay and deletes the original. A crash between
+// the two leaves both, and applying an event twice changes nothing. If the
+// copy cannot be put, the job is released instead.
+func (s *settler) park(entries []*entry, delay time.Duration) {
+	for _, e := range entries {
+		ctx, cancel := settleContext()
+		_, err := s.w.cfg.Producer.Put(ctx, e.job.Tube, e.job.Body, e.job.Pri, delay, e.job.TTR)
+		if err == nil {
+			err = s.c.Delete(ctx, e.job.ID)
+			if err != nil {
+				s.log.Error(err, "deleting a parked job's original failed; both copies will be processed", "job", e.job.ID)
+			}
+			e.settled.Store(true)
+			s.w.cfg.Metrics.job("parked")
+		}
+		cancel()
+		if err != nil && !e.settled.Load() {
+			s.release([]*entry{e}, delay, "park")
+		}
+	}
+}
+
+// bury records a dead letter for the job and then buries it. If the dead
+// letter cannot be recorded (MySQL is down) the job is released to try
+// again later: a buried job nobody knows about would be lost.
+func (s *settler) bury(e *entry, reason string) {
+	ctx, cancel := settleContext()
+	defer cancel()
+	tenantKey := ""
+	if e.poison == nil {
+		tenantKey = e.tenant.String()
+	}
+	id, err := s.w.cfg.Store.RecordDeadLetter(ctx, store.DeadLetter{
+		Tenant: tenantKey, Tube: e.job.Tube, JobID: e.job.ID, Body: e.job.Body,
+		Reason: reason, Attempts: int(e.job.Reserves),
+	})
+	if err != nil {
+		s.log.Error(err, "recording a dead letter failed; releasing the job instead of burying it", "job", e.job.ID)
+		s.release([]*entry{e}, s.backoff(e.job.Releases), "dead_letter_unrecorded")
+		return
+	}
+	err = s.c.Bury(ctx, e.job.ID, e.job.Pri)
+	e.settled.Store(true)
+	if err != nil {
+		// The reservation was lost (connection broken, TTR over): the job
+		// comes back and its dead letter is recorded again, in the same row.
+		s.log.Error(err, "burying a job failed; it comes back and is recorded again", "job", e.job.ID)
+		return
+	}
+	s.w.cfg.Metrics.job("buried")
+	s.log.Info("job buried as a dead letter", "job", e.job.ID, "deadLetter", id, "reason", truncate(reason, 300))
+}
