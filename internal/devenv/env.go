@@ -53,7 +53,7 @@ type Options struct {
 const (
 	SandboxSubdomain    = "acme"
 	SandboxClientID     = "dev-client"
-	SandboxClientSecret = "dev-client-secret-not-for-production"
+	SandboxClientSecret = "dev-client-secret-not-for-production" //nolint:gosec // the sandbox's own, public by design
 	SandboxUnisenderKey = "dev-unisender-key"
 )
 

@@ -75,7 +75,7 @@ func (e *Env) sandboxAuthCode(ctx context.Context) (string, error) {
 	defer resp.Body.Close()
 	var out struct{ Code string }
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || out.Code == "" {
-		return "", fmt.Errorf("sandbox gave no authorization code (HTTP %d): %v", resp.StatusCode, err)
+		return "", fmt.Errorf("sandbox gave no authorization code (HTTP %d): %w", resp.StatusCode, err)
 	}
 	return out.Code, nil
 }

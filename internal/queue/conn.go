@@ -110,7 +110,7 @@ func isServerReply(err error) bool {
 func translate(err error) error {
 	switch {
 	case errors.Is(err, beanstalk.ErrNotFound):
-		return fmt.Errorf("%w (%v)", ErrNotFound, err)
+		return fmt.Errorf("%w (%w)", ErrNotFound, err)
 	case errors.Is(err, beanstalk.ErrDraining):
 		// A draining server takes no new jobs: as good as down for a producer.
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)

@@ -53,7 +53,7 @@ func Decode(body []byte) (Envelope, error) {
 	var e Envelope
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(&e); err != nil {
-		return Envelope{}, fmt.Errorf("%w: %v", ErrBadEnvelope, err)
+		return Envelope{}, fmt.Errorf("%w: %w", ErrBadEnvelope, err)
 	}
 	if dec.More() {
 		return Envelope{}, fmt.Errorf("%w: data after the JSON object", ErrBadEnvelope)
