@@ -4,12 +4,25 @@ import (
 	"context"
 	"errors"
 	"net/url"
+	"slices"
 	"strconv"
+	"time"
 
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
 	"github.com/kommo-unisender/kommo-unisender/internal/unisender"
 )
+
+// Commit retries and the tenant lock: the webhook workers hold a tenant's
+// lock for one batch at a time, so waiting up to tenantLockWait is plenty.
+const (
+	maxCommitAttempts = 3
+	commitRetryDelay  = time.Second
+	tenantLockWait    = 30 * time.Second
+)
+
+// errTenantBusy: the tenant's lock stayed taken.
+var errTenantBusy = errors.New("importer: the tenant stayed locked by another process")
 
 // maxPendingContacts bounds the buffer when contacts carry few rows (no
 // e-mail): past it the buffer is committed even if its call is not full.
@@ -133,23 +146,58 @@ func (r *run) flush(ctx context.Context, all bool) error {
 
 // commit records a batch of contacts in the store and sends the rows of
 // those that changed, in one transaction that commits only after Unisender
-// accepted them.
+// accepted them. The tenant's lock (the one the webhook workers take)
+// keeps a worker from interleaving its own changes to these contacts. A
+// deadlock or a lost connection is retried a few times; Unisender's
+// transient failures were already retried by its client.
 func (r *run) commit(ctx context.Context, batch []pendingContact) error {
+	var err error
+	for attempt := 1; attempt <= maxCommitAttempts; attempt++ {
+		err = r.commitOnce(ctx, batch)
+		if err == nil || ctx.Err() != nil || !(store.IsTransient(err) || errors.Is(err, errTenantBusy)) {
+			return err
+		}
+		if serr := sleep(ctx, time.Duration(attempt)*commitRetryDelay); serr != nil {
+			return err
+		}
+	}
+	return err
+}
+
+func (r *run) commitOnce(ctx context.Context, batch []pendingContact) error {
 	tenantKey := r.job.Tenant.String()
+	lock, ok, err := r.im.Store.LockTenant(ctx, tenantKey, tenantLockWait)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errTenantBusy
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = lock.Release(rctx) // a failed release closes the session, which frees the lock
+	}()
 	var counted int64
-	var rows [][]string
-	var orphans []string
 	var sent sendStats
-	err := r.im.Store.InTx(ctx, func(tx *store.Tx) error {
-		counted, rows, orphans, sent = 0, rows[:0], orphans[:0], sendStats{}
+	err = r.im.Store.InTx(ctx, func(tx *store.Tx) error {
+		counted, sent = 0, sendStats{}
+		states := make([]store.ContactState, len(batch))
 		for i := range batch {
-			res, err := tx.ApplyContact(ctx, tenantKey, batch[i].state)
-			if err != nil {
-				return err
-			}
+			states[i] = batch[i].state
+		}
+		results, err := tx.ApplyContacts(ctx, tenantKey, states)
+		if err != nil {
+			return err
+		}
+		var rows [][]string
+		orphans := map[string]bool{}
+		for i, res := range results {
 			if res.Applied {
 				rows = append(rows, batch[i].rows...)
-				orphans = append(orphans, res.OrphanedEmails...)
+				for _, e := range res.OrphanedEmails {
+					orphans[e] = true
+				}
 			}
 			if res.Applied || batch[i].state.UpdatedAt != r.startBound {
 				counted++
@@ -158,7 +206,7 @@ func (r *run) commit(ctx context.Context, batch []pendingContact) error {
 		if err := r.send(ctx, r.job.Mapper.UpsertColumns(), rows, &sent); err != nil {
 			return err
 		}
-		if b := r.job.Mapper.RemovalBatch(orphans, r.job.DeletionPolicy); b != nil {
+		if b := r.job.Mapper.RemovalBatch(sortedKeys(orphans), r.job.DeletionPolicy); b != nil {
 			return r.send(ctx, b.FieldNames, b.Rows, &sent)
 		}
 		return nil
@@ -172,6 +220,26 @@ func (r *run) commit(ctx context.Context, batch []pendingContact) error {
 	r.p.Imported += counted
 	r.p.Cursor = max(r.p.Cursor, batch[len(batch)-1].state.UpdatedAt)
 	return nil
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // sendStats counts what one commit sent.
