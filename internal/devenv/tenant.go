@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -42,6 +43,7 @@ func (e *Env) ApplySampleTenant(ctx context.Context) error {
 				ClientSecretRef:      &syncv1.SecretKeySelector{Name: "kommo-oauth", Key: "client-secret"},
 				RedirectURI:          e.redirectURI(),
 				AuthorizationCodeRef: &syncv1.SecretKeySelector{Name: "kommo-oauth", Key: "code"},
+				RefreshBefore:        e.refreshBefore(),
 			}},
 		&syncv1.UnisenderBinding{ObjectMeta: metav1.ObjectMeta{Name: SampleBinding, Namespace: SampleNamespace},
 			Spec: syncv1.UnisenderBindingSpec{
@@ -54,6 +56,15 @@ func (e *Env) ApplySampleTenant(ctx context.Context) error {
 		if err := e.Client.Create(ctx, o); err != nil {
 			return fmt.Errorf("create %T %s: %w", o, o.GetName(), err)
 		}
+	}
+	return nil
+}
+
+// refreshBefore makes short sandbox token lifetimes refresh a third of the
+// way before expiry, so refreshes happen while you watch.
+func (e *Env) refreshBefore() *metav1.Duration {
+	if ttl := e.opts.SandboxAccessTokenTTL; ttl > 0 && ttl < 3*time.Hour {
+		return &metav1.Duration{Duration: (ttl / 3).Round(time.Second)}
 	}
 	return nil
 }
