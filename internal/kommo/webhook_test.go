@@ -1,54 +1,25 @@
 package kommo
 
 import (
-	"bufio"
 	"cmp"
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/kommo-unisender/kommo-unisender/internal/fixtures"
 )
 
-// fixtureDir holds Kommo webhook samples shared by the project (read-only).
-const fixtureDir = "../../../shared/fixtures/kommo-webhooks"
-
-// fixtureLines reads a .form fixture: one unencoded key=value per line,
-// split at the first '='.
-func fixtureLines(tb testing.TB, name string) [][2]string {
-	tb.Helper()
-	f, err := os.Open(filepath.Join(fixtureDir, name))
-	if err != nil {
-		tb.Fatalf("fixture %s: %v (the shared fixtures are expected at %s)", name, err, fixtureDir)
-	}
-	defer f.Close()
-	var pairs [][2]string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" {
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			tb.Fatalf("fixture %s: line without '=': %q", name, line)
-		}
-		pairs = append(pairs, [2]string{k, v})
-	}
-	if err := sc.Err(); err != nil {
-		tb.Fatal(err)
-	}
-	return pairs
-}
+// The Kommo webhook samples are embedded by internal/fixtures.
 
 func fixtureForm(tb testing.TB, name string) url.Values {
-	form := url.Values{}
-	for _, kv := range fixtureLines(tb, name) {
-		form.Add(kv[0], kv[1])
+	tb.Helper()
+	form, err := fixtures.KommoWebhook(name)
+	if err != nil {
+		tb.Fatal(err)
 	}
 	return form
 }
@@ -56,20 +27,18 @@ func fixtureForm(tb testing.TB, name string) url.Values {
 // fixtureBody is the fixture as Kommo POSTs it: each key and value
 // URL-encoded, joined with '&' in file order.
 func fixtureBody(tb testing.TB, name string) string {
-	var parts []string
-	for _, kv := range fixtureLines(tb, name) {
-		parts = append(parts, url.QueryEscape(kv[0])+"="+url.QueryEscape(kv[1]))
+	tb.Helper()
+	body, err := fixtures.KommoWebhookBody(name)
+	if err != nil {
+		tb.Fatal(err)
 	}
-	return strings.Join(parts, "&")
+	return body
 }
 
 func fixtureNames(tb testing.TB) []string {
-	names, err := filepath.Glob(filepath.Join(fixtureDir, "*.form"))
-	if err != nil || len(names) == 0 {
-		tb.Fatalf("no fixtures in %s (err %v)", fixtureDir, err)
-	}
-	for i, n := range names {
-		names[i] = filepath.Base(n)
+	names := fixtures.KommoWebhookNames()
+	if len(names) == 0 {
+		tb.Fatal("no Kommo webhook fixtures embedded")
 	}
 	return names
 }

@@ -1,19 +1,15 @@
 package syncer_test
 
 import (
-	"bufio"
 	"context"
 	"net/http/httptest"
-	"net/url"
-	"os"
-	"path/filepath"
 	"reflect"
 	"sort"
-	"strings"
 	"testing"
 	"time"
 
 	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/fixtures"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/mapping"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/unisenderemu"
@@ -94,17 +90,9 @@ func (h *harness) member(email string) unisenderemu.Member {
 // fixtureEvents parses one of the shared webhook samples.
 func fixtureEvents(t *testing.T, name string, at time.Time) []syncer.Event {
 	t.Helper()
-	f, err := os.Open(filepath.Join("..", "..", "..", "shared", "fixtures", "kommo-webhooks", name))
+	form, err := fixtures.KommoWebhook(name)
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer f.Close()
-	form := url.Values{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if k, v, ok := strings.Cut(sc.Text(), "="); ok {
-			form.Add(k, v)
-		}
 	}
 	p, err := kommo.ParseWebhook(form)
 	if err != nil {
@@ -121,7 +109,7 @@ func TestFixturesAddUpdateDelete(t *testing.T) {
 	h := newHarness(t, syncv1.DeletionPolicyExclude)
 	now := time.Unix(1764160000, 0)
 
-	h.apply(fixtureEvents(t, "add-contact.form", now)...)
+	h.apply(fixtureEvents(t, fixtures.AddContact, now)...)
 	if got := h.members(); !reflect.DeepEqual(got, []string{"maria.lopez@example.com"}) {
 		t.Fatalf("after add: members = %v", got)
 	}
@@ -129,7 +117,7 @@ func TestFixturesAddUpdateDelete(t *testing.T) {
 		t.Fatalf("after add: member = %+v", m)
 	}
 
-	out := h.apply(fixtureEvents(t, "update-contact-and-company.form", now)...)
+	out := h.apply(fixtureEvents(t, fixtures.UpdateContactAndCompany, now)...)
 	if out.Companies != 1 {
 		t.Fatalf("companies = %d, want the company skipped", out.Companies)
 	}
@@ -144,7 +132,7 @@ func TestFixturesAddUpdateDelete(t *testing.T) {
 		t.Fatalf("after update: member = %+v", m)
 	}
 
-	h.apply(fixtureEvents(t, "delete-contact.form", now.Add(time.Hour))...)
+	h.apply(fixtureEvents(t, fixtures.DeleteContact, now.Add(time.Hour))...)
 	if got := h.members(); len(got) != 0 {
 		t.Fatalf("after delete: members = %v, want none", got)
 	}
