@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -101,6 +102,19 @@ func TestBindingLifecycleCreateReadyDelete(t *testing.T) {
 		waitEvent(t, e.c, e.ns, "main", corev1.EventTypeNormal, reason)
 	}
 	e.assertNoBindingSecretLeak([]*bindingManager{m}, secret, bindingTestKey)
+	if v := importMetric(t, "kommo_unisender_import_imported_contacts", e.ns, "main"); v != 30 {
+		t.Fatalf("import progress gauge = %v, want 30", v)
+	}
+	if v := importMetric(t, "kommo_unisender_import_calls_total", e.ns, "main"); v < 1 {
+		t.Fatalf("import calls counter = %v, want at least 1", v)
+	}
+
+	// The annotation forces a reconcile, recorded in the status.
+	requested := requestBindingReconcile(t, e.c, e.ns, "main")
+	eventually(t, 30*time.Second, func() (bool, string) {
+		got := e.get("main").Status.LastHandledReconcileAt
+		return got == requested, "lastHandledReconcileAt = " + got
+	})
 
 	// Deletion: the webhook leaves Kommo, the addresses leave the list
 	// (Exclude: not unsubscribed), the store forgets the tenant.
@@ -123,6 +137,9 @@ func TestBindingLifecycleCreateReadyDelete(t *testing.T) {
 	}
 	if live, err := e.store.LiveContacts(ctx, e.tenant("main").String()); err != nil || len(live) != 0 {
 		t.Fatalf("store still holds %d contacts of the tenant (%v)", len(live), err)
+	}
+	if v := importMetric(t, "kommo_unisender_import_imported_contacts", e.ns, "main"); v != -1 {
+		t.Fatalf("the deleted binding's import gauge is still exported (%v)", v)
 	}
 }
 
@@ -256,5 +273,95 @@ func TestDisabledWebhookIsReregisteredOnResyncAndCatchesUp(t *testing.T) {
 	obj = e.waitBinding("main", v1alpha1.ConditionReady, metav1.ConditionTrue, "", 30*time.Second)
 	if !status.IsTrue(obj, v1alpha1.ConditionWebhookRegistered) {
 		t.Fatalf("WebhookRegistered not True: %s", conditionsOf(obj))
+	}
+}
+
+// The whole operator: the KommoIntegration reconciler obtains the token, the
+// binding uses it; deleting both at once works because the integration
+// waits for the binding, which removes its webhook with the integration's
+// token first.
+func TestBindingWithTheKommoIntegrationReconciler(t *testing.T) {
+	e := newBindingEnv(t, kommoemu.Options{})
+	ctx := context.Background()
+	token, err := e.kommo.IssueLongLivedToken("acme", 30*24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	createSecret(t, e.c, e.ns, "kommo-llt", map[string]string{"token": token})
+	ki := &v1alpha1.KommoIntegration{
+		ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: ubIntegrationName},
+		Spec: v1alpha1.KommoIntegrationSpec{
+			BaseURL: e.kommoBase(), ClientID: testClientID,
+			LongLivedTokenRef: &v1alpha1.SecretKeySelector{Name: "kommo-llt", Key: "token"},
+		},
+	}
+	e.create(ki)
+	e.addContacts(10)
+	m := e.startManager(bindingManagerOptions{withIntegrationReconciler: true})
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(conditionsOf(e.get("main")))
+			t.Log(m.logs.String())
+		}
+	})
+
+	e.create(e.binding("main", nil))
+	obj := e.waitBinding("main", v1alpha1.ConditionReady, metav1.ConditionTrue, "", 60*time.Second)
+	if err := e.c.Get(ctx, client.ObjectKeyFromObject(ki), ki); err != nil {
+		t.Fatal(err)
+	}
+	if !status.IsTrue(ki, v1alpha1.ConditionReady) || ki.Status.AccountID == 0 {
+		t.Fatalf("integration status = %+v, want Ready with the account id", ki.Status)
+	}
+	if n := countActive(e.listMembers(obj.Status.ListID)); n != 10 {
+		t.Fatalf("the list holds %d members, want 10", n)
+	}
+	if hooks := e.webhooks(); len(hooks) != 1 {
+		t.Fatalf("Kommo webhooks = %+v, want the binding's", hooks)
+	}
+	secret := e.webhookSecret("main")
+
+	if err := e.c.Delete(ctx, ki); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.Delete(ctx, obj); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 60*time.Second, func() (bool, string) {
+		errB := e.c.Get(ctx, client.ObjectKeyFromObject(obj), &v1alpha1.UnisenderBinding{})
+		errK := e.c.Get(ctx, client.ObjectKeyFromObject(ki), &v1alpha1.KommoIntegration{})
+		return apierrors.IsNotFound(errB) && apierrors.IsNotFound(errK), fmt.Sprintf("binding: %v, integration: %v", errB, errK)
+	})
+	if hooks := e.webhooks(); len(hooks) != 0 {
+		t.Fatalf("Kommo webhooks after deleting both = %+v, want none", hooks)
+	}
+	e.assertNoBindingSecretLeak([]*bindingManager{m}, token, secret, bindingTestKey)
+}
+
+// A binding whose integration is gone cannot remove its webhook: deletion
+// gives up on that after CleanupGiveUp with a Warning, and still applies
+// the deletion policy and goes.
+func TestBindingDeletionGivesUpOnAMissingIntegration(t *testing.T) {
+	e := newBindingEnv(t, kommoemu.Options{})
+	ki := e.readyIntegration(true)
+	e.addContacts(3)
+	e.startManager(bindingManagerOptions{tune: func(r *UnisenderBindingReconciler) { r.CleanupGiveUp = 2 * time.Second }})
+	ctx := context.Background()
+
+	e.create(e.binding("main", nil))
+	obj := e.waitBinding("main", v1alpha1.ConditionReady, metav1.ConditionTrue, "", 60*time.Second)
+	if err := e.c.Delete(ctx, ki); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.Delete(ctx, obj); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, func() (bool, string) {
+		err := e.c.Get(ctx, client.ObjectKeyFromObject(obj), &v1alpha1.UnisenderBinding{})
+		return apierrors.IsNotFound(err), "binding still there"
+	})
+	waitEvent(t, e.c, e.ns, "main", corev1.EventTypeWarning, "WebhookNotRemoved")
+	if n := countActive(e.listMembers(obj.Status.ListID)); n != 0 {
+		t.Fatalf("%d addresses still active: the deletion policy was not applied", n)
 	}
 }

@@ -11,7 +11,6 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
-	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/mapping"
 	"github.com/kommo-unisender/kommo-unisender/internal/unisender"
 )
@@ -36,11 +35,11 @@ func (r *UnisenderBindingReconciler) reconcileBindingDelete(ctx context.Context,
 		return 0, fmt.Errorf("stopping the import run: %w", err)
 	}
 	if err := r.removeWebhooks(ctx, p); err != nil {
-		return 0, err
+		return 0, r.untilGiveUp(p, err)
 	}
 	n, err := r.applyDeletionPolicy(ctx, p)
 	if err != nil {
-		return 0, err
+		return 0, r.untilGiveUp(p, err)
 	}
 	if err := r.Store.DeleteTenant(ctx, p.tenant.String()); err != nil {
 		return 0, err
@@ -72,6 +71,17 @@ func (r *UnisenderBindingReconciler) giveUp(p *bindingPass, reason, format strin
 	return true
 }
 
+// untilGiveUp makes a cleanup that waits look again no later than when it
+// would give up.
+func (r *UnisenderBindingReconciler) untilGiveUp(p *bindingPass, err error) error {
+	var wait *bindingWait
+	if errors.As(err, &wait) {
+		left := r.cleanupGiveUp() - r.now().Sub(p.obj.DeletionTimestamp.Time)
+		wait.after = max(min(wait.after, left+time.Second), time.Second)
+	}
+	return err
+}
+
 // removeWebhooks unsubscribes every Kommo webhook of the tenant.
 func (r *UnisenderBindingReconciler) removeWebhooks(ctx context.Context, p *bindingPass) error {
 	if p.obj.Status.WebhookSecretName == "" && p.obj.Status.WebhookDestination == "" {
@@ -100,7 +110,7 @@ func (r *UnisenderBindingReconciler) removeWebhooks(ctx context.Context, p *bind
 		}
 	}
 	if err != nil {
-		if kommo.IsPermanent(err) && r.giveUp(p, "WebhookNotRemoved",
+		if r.giveUp(p, "WebhookNotRemoved",
 			"could not remove the Kommo webhook (%v): remove it by hand in Kommo's settings", err) {
 			return nil
 		}

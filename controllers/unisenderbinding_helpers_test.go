@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
@@ -428,4 +429,48 @@ func (e *bindingEnv) assertNoBindingSecretLeak(mgrs []*bindingManager, secrets .
 			}
 		}
 	}
+}
+
+// requestBindingReconcile sets the reconcile-request annotation on a
+// binding and returns its value.
+func requestBindingReconcile(t testing.TB, c client.Client, ns, name string) string {
+	t.Helper()
+	v := time.Now().Format(time.RFC3339Nano)
+	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, v1alpha1.ReconcileRequestAnnotation, v)
+	obj := &v1alpha1.UnisenderBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	if err := c.Patch(context.Background(), obj, client.RawPatch("application/merge-patch+json", []byte(patch))); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// importMetric sums the series of a metric family on controller-runtime's
+// registry that belong to the binding; -1 when there are none.
+func importMetric(t testing.TB, family, ns, name string) float64 {
+	t.Helper()
+	families, err := ctrlmetrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, found := 0.0, false
+	for _, f := range families {
+		if f.GetName() != family {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["namespace"] != ns || labels["name"] != name {
+				continue
+			}
+			found = true
+			sum += m.GetGauge().GetValue() + m.GetCounter().GetValue()
+		}
+	}
+	if !found {
+		return -1
+	}
+	return sum
 }

@@ -27,9 +27,11 @@ func (r *UnisenderBindingReconciler) reconcileIntegrationRef(ctx context.Context
 }
 
 // readyIntegration returns the binding's integration if it is Ready, or a
-// bindingWait saying why not. A deleting integration is refused unless
-// cleaningUp: its deletion waits for the bindings, and keeps the token
-// fresh meanwhile, precisely so they can remove their webhooks.
+// bindingWait saying why not. When cleaningUp, an integration that exists
+// is enough, Ready or not, deleting or not: a deleting integration waits
+// for its bindings (and reports Ready=False meanwhile) but keeps the token
+// fresh precisely so that they can remove their webhooks; a broken token
+// shows in the Kommo call, which the cleanup retries and gives up on.
 func (r *UnisenderBindingReconciler) readyIntegration(ctx context.Context, obj *v1alpha1.UnisenderBinding, cleaningUp bool) (*v1alpha1.KommoIntegration, error) {
 	name := obj.Spec.IntegrationRef.Name
 	ki := &v1alpha1.KommoIntegration{}
@@ -41,7 +43,10 @@ func (r *UnisenderBindingReconciler) readyIntegration(ctx context.Context, obj *
 	if err != nil {
 		return nil, fmt.Errorf("reading KommoIntegration %q: %w", name, err)
 	}
-	if !ki.DeletionTimestamp.IsZero() && !cleaningUp {
+	if cleaningUp {
+		return ki, nil
+	}
+	if !ki.DeletionTimestamp.IsZero() {
 		return nil, waitBinding(bindingWaitRecheck, v1alpha1.ReasonIntegrationNotReady,
 			"KommoIntegration %q is being deleted", name)
 	}
