@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -26,7 +27,8 @@ func WidgetKeySecretName(binding string) string { return binding + "-widget-key"
 func (r *UnisenderBindingReconciler) reconcileAPIKey(ctx context.Context, p *bindingPass) (time.Duration, error) {
 	key, source, err := r.apiKey(ctx, p.obj)
 	if err != nil {
-		if w, ok := err.(*bindingWait); ok {
+		var w *bindingWait
+		if errors.As(err, &w) {
 			status.MarkFalse(p.obj, v1alpha1.ConditionKeyValid, w.reason, "%s", w.message)
 		}
 		return 0, err
@@ -36,7 +38,8 @@ func (r *UnisenderBindingReconciler) reconcileAPIKey(ctx context.Context, p *bin
 	lists, err := p.uni.GetLists(ctx)
 	if err != nil {
 		err = unisenderKeyFailure(err, source)
-		if st, ok := err.(*bindingStall); ok {
+		var st *bindingStall
+		if errors.As(err, &st) {
 			status.MarkFalse(p.obj, v1alpha1.ConditionKeyValid, st.reason, "%s", st.message)
 			return 0, err
 		}

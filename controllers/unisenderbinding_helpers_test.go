@@ -199,6 +199,7 @@ func (e *bindingEnv) create(obj client.Object) {
 // reconciler (and, if asked, the KommoIntegration reconciler) with the
 // production cache scoping.
 type bindingManager struct {
+	t      testing.TB
 	rec    *UnisenderBindingReconciler
 	logs   *syncBuffer
 	cancel context.CancelFunc
@@ -257,7 +258,7 @@ func (e *bindingEnv) startManager(o bindingManagerOptions) *bindingManager {
 			t.Fatal(err)
 		}
 	}
-	m := &bindingManager{rec: rec, logs: logs, cancel: cancel, done: make(chan error, 1)}
+	m := &bindingManager{t: t, rec: rec, logs: logs, cancel: cancel, done: make(chan error, 1)}
 	go func() { m.done <- mgr.Start(ctx) }()
 	t.Cleanup(m.stop)
 	return m
@@ -270,7 +271,9 @@ func (m *bindingManager) stop() {
 		return
 	}
 	m.cancel()
-	<-m.done
+	if err := <-m.done; err != nil {
+		m.t.Errorf("manager: %v", err)
+	}
 	m.cancel = nil
 }
 

@@ -154,7 +154,8 @@ func (r *run) commit(ctx context.Context, batch []pendingContact) error {
 	var err error
 	for attempt := 1; attempt <= maxCommitAttempts; attempt++ {
 		err = r.commitOnce(ctx, batch)
-		if err == nil || ctx.Err() != nil || !(store.IsTransient(err) || errors.Is(err, errTenantBusy)) {
+		retryable := store.IsTransient(err) || errors.Is(err, errTenantBusy)
+		if err == nil || ctx.Err() != nil || !retryable {
 			return err
 		}
 		if serr := sleep(ctx, time.Duration(attempt)*commitRetryDelay); serr != nil {
