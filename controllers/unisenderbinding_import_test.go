@@ -29,6 +29,17 @@ func (e *bindingEnv) contactListings() []url.Values {
 	return out
 }
 
+// setSuspend patches spec.suspend (a merge patch: the operator writes the
+// object concurrently).
+func (e *bindingEnv) setSuspend(name string, suspend bool) {
+	e.t.Helper()
+	obj := &v1alpha1.UnisenderBinding{ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: name}}
+	patch := fmt.Sprintf(`{"spec":{"suspend":%t}}`, suspend)
+	if err := e.c.Patch(context.Background(), obj, client.RawPatch("application/merge-patch+json", []byte(patch))); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
 // waitCheckpoint waits until the tenant's checkpoint satisfies cond.
 func (e *bindingEnv) waitCheckpoint(binding string, timeout time.Duration, cond func(store.Checkpoint) bool) store.Checkpoint {
 	e.t.Helper()
@@ -128,12 +139,8 @@ func TestSuspendPausesTheImport(t *testing.T) {
 
 	e.create(e.binding("main", nil))
 	e.waitCheckpoint("main", time.Minute, func(cp store.Checkpoint) bool { return cp.LastPage >= 4 })
-	obj := e.get("main")
-	obj.Spec.Suspend = true
-	if err := e.c.Update(ctx, obj); err != nil {
-		t.Fatal(err)
-	}
-	obj = e.waitBinding("main", v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonSuspended, 30*time.Second)
+	e.setSuspend("main", true)
+	obj := e.waitBinding("main", v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonSuspended, 30*time.Second)
 	if _, running := m.rec.runner.Snapshot(e.tenant("main")); running {
 		t.Fatal("an import run still exists for the suspended binding")
 	}
@@ -146,10 +153,7 @@ func TestSuspendPausesTheImport(t *testing.T) {
 	}
 	_, rowsSuspended := e.importCalls()
 
-	obj.Spec.Suspend = false
-	if err := e.c.Update(ctx, obj); err != nil {
-		t.Fatal(err)
-	}
+	e.setSuspend("main", false)
 	obj = e.waitBinding("main", v1alpha1.ConditionImported, metav1.ConditionTrue, v1alpha1.ReasonSucceeded, time.Minute)
 	_, rows := e.importCalls()
 	if rows-rowsSuspended != 3000-int(cp.Imported) {
