@@ -52,6 +52,10 @@ lint: ## Run golangci-lint (pinned).
 build: ## Build the binary into bin/.
 	CGO_ENABLED=0 go build -trimpath -o $(BIN) .
 
+.PHONY: widget
+widget: ## Build the Kommo widget archive dist/widget.zip (same bytes for the same sources).
+	go run ./hack/widgetzip -src widget -out dist/widget.zip
+
 .PHONY: dev
 dev: build ## Run the whole system locally with a sandbox tenant (Ctrl-C stops it).
 	KUBEBUILDER_ASSETS="$$(bash hack/envtest-assets.sh)" $(BIN) dev $(DEV_FLAGS)
