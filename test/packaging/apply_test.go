@@ -33,6 +33,7 @@ func applyKustomize(t *testing.T) *kubeEnv {
 }
 
 func TestKustomizeDefaultApplies(t *testing.T) {
+	t.Parallel()
 	env := applyKustomize(t)
 	objs := decodeManifests(t, kustomize(t, repoPath("config", "default")))
 	if len(objs) < 20 {
@@ -58,6 +59,7 @@ func TestKustomizeDefaultApplies(t *testing.T) {
 // Each CI rendering of the chart is applied as a user of `helm template`
 // (Argo CD, say) would, into its own namespace.
 func TestHelmTemplateApplies(t *testing.T) {
+	t.Parallel()
 	env := applyCluster.get(t)
 	for _, values := range ciValues {
 		t.Run(values, func(t *testing.T) {
@@ -82,8 +84,10 @@ type applyResult struct {
 }
 
 // applyCI server-side applies one CI rendering to the apply control plane,
-// once per run. The CRDs are shared with the kustomize objects there, hence
-// --force-conflicts: only their labels differ (managed-by Helm vs kustomize).
+// once per run. The three renderings share the CRDs (cluster-scoped) and
+// label them each with their own release (app.kubernetes.io/instance),
+// hence --force-conflicts; the kustomize build sets no label a rendering
+// sets differently, so it applies without forcing whatever ran first.
 func applyCI(t *testing.T, values string) *kubeEnv {
 	t.Helper()
 	env := applyCluster.get(t)
@@ -117,6 +121,7 @@ func applyCI(t *testing.T, values string) *kubeEnv {
 
 // The samples users start from are accepted by the CRDs' validation.
 func TestSamplesApply(t *testing.T) {
+	t.Parallel()
 	env := applyCluster.get(t)
 	env.createNamespaces(t, nil, "samples")
 	out := env.kubectl(t, nil, "apply", "--server-side", "--field-manager=samples", "-n", "samples", "-k", repoPath("config", "samples"))
@@ -136,6 +141,7 @@ func TestSamplesApply(t *testing.T) {
 // config/argocd adds the health checks to an existing argocd-cm without
 // touching its other keys.
 func TestArgoCDConfigMapApplies(t *testing.T) {
+	t.Parallel()
 	env := applyCluster.get(t)
 	env.createNamespaces(t, nil, "argocd")
 	env.apply(t, []byte(`apiVersion: v1

@@ -19,6 +19,7 @@ const restrictedNamespace = "pss-restricted"
 // Pod Security "restricted", is admitted; a template with one setting
 // removed is not (so the namespace really enforces).
 func TestPodSecurityRestricted(t *testing.T) {
+	t.Parallel()
 	env := applyCluster.get(t)
 	env.createNamespaces(t, map[string]string{
 		"pod-security.kubernetes.io/enforce":         "restricted",

@@ -20,6 +20,7 @@ type access struct {
 // The RBAC installed by config/default grants each program what it needs and
 // no more, as the API server's own authorizer answers it.
 func TestKustomizeRBACLeastPrivilege(t *testing.T) {
+	t.Parallel()
 	env := applyKustomize(t)
 	const (
 		manager = "system:serviceaccount:kommo-unisender-system:kommo-unisender-controller-manager"
@@ -53,6 +54,7 @@ func TestKustomizeRBACLeastPrivilege(t *testing.T) {
 
 // With watchNamespaces the chart grants Secrets and tenants only there.
 func TestChartRBACWatchNamespaces(t *testing.T) {
+	t.Parallel()
 	env := applyCI(t, "full")
 	const (
 		manager = "system:serviceaccount:kommo-unisender-full:full-kommo-unisender-manager"
