@@ -28,6 +28,8 @@ type entry struct {
 	env    queue.Envelope
 	tenant tenant.Key
 	events []syncer.Event
+	// recheck holds the addresses of a recheck job (KindRecheck).
+	recheck []string
 	// poison says why the job can never be processed; nil for a good job.
 	poison error
 	// settled is set once the job was deleted, released or buried, so the
@@ -49,7 +51,7 @@ func decodeEntry(j *queue.Job) *entry {
 		return e
 	}
 	e.env = env
-	if env.Kind != queue.KindWebhook {
+	if env.Kind != queue.KindWebhook && env.Kind != KindRecheck {
 		e.poison = fmt.Errorf("%w: job kind %q is not one this worker processes", queue.ErrBadEnvelope, truncate(env.Kind, 40))
 		return e
 	}
@@ -57,7 +59,12 @@ func decodeEntry(j *queue.Job) *entry {
 		e.poison = fmt.Errorf("%w: %v", queue.ErrBadEnvelope, err)
 		return e
 	}
-	if e.events, err = decodeEvents(env); err != nil {
+	if env.Kind == KindRecheck {
+		e.recheck, err = decodeRecheck(env)
+	} else {
+		e.events, err = decodeEvents(env)
+	}
+	if err != nil {
 		e.poison = fmt.Errorf("%w: %v", queue.ErrBadEnvelope, err)
 	}
 	return e
@@ -110,6 +117,18 @@ func (b *batch) add(e *entry) {
 type group struct {
 	tenant  tenant.Key
 	entries []*entry
+}
+
+// kinds splits the group's jobs into webhook jobs and recheck jobs.
+func (g *group) kinds() (webhooks, rechecks []*entry) {
+	for _, e := range g.entries {
+		if e.env.Kind == KindRecheck {
+			rechecks = append(rechecks, e)
+		} else {
+			webhooks = append(webhooks, e)
+		}
+	}
+	return webhooks, rechecks
 }
 
 // split returns the poison jobs and the good ones grouped by tenant, the

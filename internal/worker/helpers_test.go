@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -101,6 +103,9 @@ type harness struct {
 	stats    *queue.Consumer
 	resolver *staticResolver
 	logs     *logSink
+	// intercept, when set, sees every request to the emulator first and
+	// reports whether it answered it itself.
+	intercept atomic.Pointer[func(w http.ResponseWriter, r *http.Request) bool]
 }
 
 type harnessOptions struct {
@@ -128,7 +133,12 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	}
 	h.st = st
 	h.emu = unisenderemu.New(unisenderemu.Options{})
-	srv := httptest.NewServer(h.emu)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if f := h.intercept.Load(); f != nil && (*f)(w, r) {
+			return
+		}
+		h.emu.ServeHTTP(w, r)
+	}))
 	t.Cleanup(srv.Close)
 	t.Cleanup(h.emu.Close)
 	h.emuURL = srv.URL
@@ -166,7 +176,7 @@ func (h *harness) addTenant(key tenant.Key) tenantSpec {
 func (h *harness) config() worker.Config {
 	return worker.Config{
 		BeanstalkdAddr: h.addr, Tube: h.tube, Store: h.st, Resolver: h.resolver,
-		Log: logr.New(h.logs.sink()),
+		RecheckDelay: time.Second, Log: logr.New(h.logs.sink()),
 	}
 }
 
@@ -227,12 +237,16 @@ func (h *harness) tubeStats() queue.TubeStats {
 	return s
 }
 
-// waitDrained waits until no job of the tube is ready, reserved or delayed.
+// waitDrained waits until no job of the tube is ready, reserved or delayed
+// (beanstalkd being unreachable meanwhile is not an error).
 func (h *harness) waitDrained(timeout time.Duration) queue.TubeStats {
 	h.t.Helper()
 	var s queue.TubeStats
 	eventually(h.t, timeout, func() (bool, string) {
-		s = h.tubeStats()
+		var err error
+		if s, err = h.stats.StatsTube(context.Background(), h.tube); err != nil {
+			return false, err.Error()
+		}
 		return s.Ready+s.Reserved+s.Delayed == 0, fmt.Sprintf("tube %+v", s)
 	})
 	return s

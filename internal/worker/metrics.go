@@ -55,7 +55,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"namespace", "name", "outcome"}),
 		jobs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kommo_unisender_worker_jobs_total",
-			Help: "Jobs settled, by outcome: applied, dropped (tenant gone), parked (waiting for the tenant), buried (dead letter).",
+			Help: "Jobs settled, by outcome: applied, rechecked, dropped (tenant gone), parked (waiting for the tenant), buried (dead letter).",
 		}, []string{"outcome"}),
 		releases: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kommo_unisender_worker_released_jobs_total",

@@ -69,7 +69,13 @@ func (w *Worker) processGroup(ctx context.Context, s *settler, g *group) {
 			log.Error(err, "releasing the tenant lock (the server frees it with the connection)")
 		}
 	}()
-	w.apply(ctx, s, t, g.entries, true)
+	webhooks, rechecks := g.kinds()
+	if len(webhooks) > 0 {
+		w.apply(ctx, s, t, webhooks, true)
+	}
+	if len(rechecks) > 0 {
+		w.recheck(ctx, s, t, rechecks)
+	}
 }
 
 // apply runs the sync for entries and settles them by the outcome. When
@@ -77,9 +83,13 @@ func (w *Worker) processGroup(ctx context.Context, s *settler, g *group) {
 // jobs are applied one by one, so only the bad one is buried.
 func (w *Worker) apply(ctx context.Context, s *settler, t syncer.Tenant, entries []*entry, mayIsolate bool) {
 	start := time.Now()
-	out, err := syncer.Apply(ctx, w.cfg.Store, t, events(entries))
+	rw := &recheckWriter{w: w, tenant: entries[0].tenant, next: t.Unisender}
+	withRecheck := t
+	withRecheck.Unisender = rw
+	out, err := syncer.Apply(ctx, w.cfg.Store, withRecheck, events(entries))
 	w.cfg.Metrics.applied(time.Since(start), err)
 	if err == nil {
+		rw.committed(s.c)
 		s.succeeded(t.Key, entries, out)
 		return
 	}

@@ -28,6 +28,12 @@
 // rather than releasing it, so that waiting for a user does not count as a
 // failed attempt toward MaxReleases.
 //
+// Every push to Unisender is preceded by a delayed recheck job naming its
+// addresses, deleted once the batch committed; if the commit is lost (a
+// crash, an answer lost after Unisender applied), the recheck later sets
+// those addresses in Unisender as the committed store says. See recheck.go
+// for why retrying the events alone is not enough.
+//
 // While a batch is being applied its jobs are touched so their TTR does not
 // run out. On shutdown (ctx cancelled) the goroutines stop reserving, finish
 // their batch within ShutdownGrace, and release whatever they could not
@@ -81,6 +87,10 @@ type Config struct {
 
 	ShutdownGrace time.Duration // time to finish the in-flight batch on shutdown, default 25s
 
+	// RecheckDelay is when the recheck job put before each push runs if the
+	// batch's commit does not delete it first (see recheck.go), default 1m.
+	RecheckDelay time.Duration
+
 	Consumer queue.ConsumerOptions
 	Metrics  *Metrics // nil records nothing
 	Log      logr.Logger
@@ -99,6 +109,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.NotReadyDelay, 30*time.Second)
 	setDefault(&c.TenantFailureDelay, 10*time.Minute)
 	setDefault(&c.ShutdownGrace, 25*time.Second)
+	setDefault(&c.RecheckDelay, time.Minute)
 	return c
 }
 

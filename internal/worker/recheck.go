@@ -1,0 +1,171 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/kommo-unisender/kommo-unisender/internal/mapping"
+	"github.com/kommo-unisender/kommo-unisender/internal/queue"
+	"github.com/kommo-unisender/kommo-unisender/internal/store"
+	"github.com/kommo-unisender/kommo-unisender/internal/syncer"
+	"github.com/kommo-unisender/kommo-unisender/internal/tenant"
+	"github.com/kommo-unisender/kommo-unisender/internal/unisender"
+)
+
+// KindRecheck is the kind of the jobs the worker puts for itself to make
+// Unisender agree with the store on a set of addresses (see recheckWriter).
+const KindRecheck = "recheck"
+
+// recheckPayload is the payload of a recheck job.
+type recheckPayload struct {
+	Emails []string `json:"emails"`
+}
+
+// Why rechecks exist: syncer.Apply pushes to Unisender inside the store
+// transaction and commits after Unisender accepted. If the commit never
+// happens — the worker dies after Unisender applied the rows, or the answer
+// is lost and the call reported as failed — Unisender holds changes the
+// store does not know. Retrying the same events would repeat them, but the
+// events may come back after newer ones of the same contacts, and then
+// they are stale: an address Unisender took in stays in the list although
+// no contact holds it (or one it excluded stays out although a contact
+// holds it).
+//
+// So before each push the worker puts a delayed recheck job naming the
+// addresses the push touches, durably, in beanstalkd; once the batch has
+// committed, it deletes that job. A recheck job that survives — because
+// the commit did not happen — is processed like a webhook job, under the
+// tenant's lock: every address is set in Unisender as the committed store
+// says (upserted from a live contact that holds it, or removed as the
+// deletion policy says when none does). Any push whose commit was lost is
+// thereby corrected after the fact, whatever order the retried events come
+// back in.
+
+// recheckWriter wraps the tenant's Unisender importer: each import is
+// preceded by a recheck job for its addresses, put in the worker's tube
+// with RecheckDelay.
+type recheckWriter struct {
+	w      *Worker
+	tenant tenant.Key
+	next   syncer.Importer
+
+	mu   sync.Mutex
+	jobs []uint64
+}
+
+func (r *recheckWriter) ImportContacts(ctx context.Context, req unisender.ImportRequest) (*unisender.ImportResult, error) {
+	col := slices.Index(req.FieldNames, mapping.ColumnEmail)
+	if col < 0 {
+		return r.next.ImportContacts(ctx, req)
+	}
+	emails := make([]string, 0, len(req.Rows))
+	for _, row := range req.Rows {
+		emails = append(emails, row[col])
+	}
+	body, err := recheckEnvelope(r.tenant, emails)
+	if err != nil {
+		return nil, err
+	}
+	id, err := r.w.cfg.Producer.Put(ctx, r.w.cfg.Tube, body, recheckPriority, r.w.cfg.RecheckDelay, recheckTTR)
+	if err != nil {
+		return nil, fmt.Errorf("putting the recheck job before the push: %w", err)
+	}
+	r.mu.Lock()
+	r.jobs = append(r.jobs, id)
+	r.mu.Unlock()
+	return r.next.ImportContacts(ctx, req)
+}
+
+// committed deletes the recheck jobs: the store now knows what was pushed.
+// A job that cannot be deleted runs later and changes nothing.
+func (r *recheckWriter) committed(c *queue.Consumer) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, id := range r.jobs {
+		ctx, cancel := settleContext()
+		if err := c.Delete(ctx, id); err != nil && !errors.Is(err, queue.ErrNotFound) {
+			r.w.cfg.Log.V(1).Info("deleting a recheck job failed; it will run and change nothing", "job", id, "error", err.Error())
+		}
+		cancel()
+	}
+	r.jobs = nil
+}
+
+const (
+	// recheckPriority runs rechecks after the webhook jobs that are ready
+	// (priority 1024) — they repair, they do not carry news.
+	recheckPriority = 2048
+	recheckTTR      = 2 * time.Minute
+)
+
+func recheckEnvelope(key tenant.Key, emails []string) ([]byte, error) {
+	raw, err := json.Marshal(recheckPayload{Emails: emails})
+	if err != nil {
+		return nil, err
+	}
+	return queue.Envelope{Version: queue.EnvelopeVersion, Tenant: key.String(), Kind: KindRecheck,
+		ReceivedAt: time.Now().UTC(), Payload: raw}.Encode()
+}
+
+func decodeRecheck(env queue.Envelope) ([]string, error) {
+	var p recheckPayload
+	if err := json.Unmarshal(env.Payload, &p); err != nil {
+		return nil, fmt.Errorf("recheck payload: %v", err)
+	}
+	return p.Emails, nil
+}
+
+// recheck makes Unisender agree with the committed store on the addresses
+// of the recheck entries; it runs under the tenant's lock.
+func (w *Worker) recheck(ctx context.Context, s *settler, t syncer.Tenant, entries []*entry) {
+	var emails []string
+	for _, e := range entries {
+		emails = append(emails, e.recheck...)
+	}
+	slices.Sort(emails)
+	emails = slices.Compact(emails)
+	upserts, orphaned, err := w.storedView(ctx, t, emails)
+	if err == nil && len(upserts.Rows) > 0 {
+		_, err = t.Unisender.ImportContacts(ctx, unisender.ImportRequest{FieldNames: upserts.FieldNames, Rows: upserts.Rows})
+	}
+	if removal := t.Mapper.RemovalBatch(orphaned, t.DeletionPolicy); err == nil && removal != nil {
+		_, err = t.Unisender.ImportContacts(ctx, unisender.ImportRequest{FieldNames: removal.FieldNames, Rows: removal.Rows})
+	}
+	if err != nil {
+		s.failed(ctx, entries, fmt.Errorf("recheck of %d addresses: %w", len(emails), err))
+		return
+	}
+	s.log.Info("rechecked addresses after an unconfirmed push", "addresses", len(emails),
+		"upserted", len(upserts.Rows), "removed", len(orphaned))
+	s.delete(entries, "rechecked")
+}
+
+// storedView is what the store says of each address: the rows that put a
+// held address in the list with a holder's data, and the addresses no live
+// contact holds.
+func (w *Worker) storedView(ctx context.Context, t syncer.Tenant, emails []string) (mapping.Batch, []string, error) {
+	upserts := mapping.Batch{FieldNames: t.Mapper.UpsertColumns()}
+	var orphaned []string
+	for _, email := range emails {
+		holders, err := w.cfg.Store.EmailHolders(ctx, t.Key, email)
+		if err != nil {
+			return upserts, nil, err
+		}
+		if len(holders) == 0 {
+			orphaned = append(orphaned, store.NormalizeEmail(email))
+			continue
+		}
+		c, err := w.cfg.Store.GetContact(ctx, t.Key, holders[0])
+		if err != nil {
+			return upserts, nil, err
+		}
+		p := mapping.Profile{Emails: []string{store.NormalizeEmail(email)}, Name: c.Name, Phone: c.Phone, Tags: c.Tags, Fields: c.Fields}
+		upserts.Rows = append(upserts.Rows, t.Mapper.UpsertRows(p)...)
+	}
+	return upserts, orphaned, nil
+}
