@@ -194,11 +194,16 @@ func run(stdin []byte, name string, args ...string) (string, error) {
 
 // runEnv runs a command in the repository root with extra environment
 // variables, returning stdout; an error carries stdout and stderr.
+// runEnvDir does the same in dir.
 func runEnv(env []string, stdin []byte, name string, args ...string) (string, error) {
+	return runEnvDir(repoRoot, env, stdin, name, args...)
+}
+
+func runEnvDir(dir string, env []string, stdin []byte, name string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Dir = repoRoot
+	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
 	if stdin != nil {
 		cmd.Stdin = bytes.NewReader(stdin)
