@@ -216,7 +216,7 @@ define(['jquery'], function ($) {
         if (base) {
           loadStatus(base);
         } else {
-          $root.find('.kus-widget-status').text(t('status.not_configured'));
+          $root.find('.kus-widget-status').attr('data-loaded', 'unconfigured').text(t('status.not_configured'));
         }
         return true;
       },
