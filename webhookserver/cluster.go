@@ -1,0 +1,374 @@
+package webhookserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/tokens"
+)
+
+// Cluster is what the OAuth callback and the widget routes read and write
+// in Kubernetes.
+type Cluster interface {
+	// Integration returns the KommoIntegration key names, or ErrNotFound.
+	Integration(ctx context.Context, key types.NamespacedName) (*syncv1.KommoIntegration, error)
+	// IntegrationsByClientID returns every KommoIntegration with that
+	// spec.clientID (one Kommo integration may serve several accounts).
+	IntegrationsByClientID(ctx context.Context, clientID string) ([]syncv1.KommoIntegration, error)
+	// BindingsOf returns the UnisenderBindings whose integrationRef names ki,
+	// sorted by name.
+	BindingsOf(ctx context.Context, ki *syncv1.KommoIntegration) ([]syncv1.UnisenderBinding, error)
+	// ClientSecret returns the integration's client secret
+	// (spec.clientSecretRef).
+	ClientSecret(ctx context.Context, ki *syncv1.KommoIntegration) ([]byte, error)
+	// PutOwnedSecret creates or replaces the data of the Secret name in
+	// owner's namespace, labelled managed and owned by owner. It refuses
+	// (ErrForeignSecret) to touch a Secret of that name that owner does not
+	// own.
+	PutOwnedSecret(ctx context.Context, owner client.Object, name string, data map[string][]byte) error
+}
+
+// Errors of a Cluster.
+var (
+	ErrNotFound = errors.New("not found")
+	// ErrForeignSecret: a Secret with the name the operator writes exists
+	// and is not the operator's; it is left alone.
+	ErrForeignSecret = errors.New("a Secret with that name exists and is not managed by the operator for this object")
+	// ErrNoClientSecret: the integration names no client secret, or the
+	// Secret or key is missing.
+	ErrNoClientSecret = errors.New("the integration's client secret is not available")
+)
+
+// Field indexes of the cache.
+const (
+	indexClientID    = "spec.clientID"
+	indexIntegration = "spec.integrationRef.name"
+)
+
+// KubeOptions configure NewKube.
+type KubeOptions struct {
+	// Namespace restricts the watches to one namespace; empty means all.
+	Namespace string
+	// ClientSecretTTL is how long a client secret read from the API server
+	// is reused (default 30 s): an unauthenticated caller who names an
+	// integration must not cost a Secret read per request.
+	ClientSecretTTL time.Duration
+	// SyncTimeout bounds Start's wait for the cache (default 2 min).
+	SyncTimeout time.Duration
+}
+
+// Kube is the Kubernetes side of the server: a controller-runtime cache of
+// UnisenderBindings, KommoIntegrations and the operator's own Secrets
+// (label sync.kommo-unisender.io/managed=true only, their data reduced to
+// the webhook secret), the TenantIndex fed by it, an uncached client for
+// the user Secrets holding client secrets, and the writes of the callback
+// and widget routes.
+type Kube struct {
+	cache   cache.Cache
+	direct  client.Client
+	scheme  *runtime.Scheme
+	tenants *TenantIndex
+	secrets secretTTLCache
+	regs    []toolscache.ResourceEventHandlerRegistration
+	syncFor time.Duration
+}
+
+var _ Cluster = (*Kube)(nil)
+
+// Scheme returns a scheme with the core types and the operator's API.
+func Scheme() (*runtime.Scheme, error) {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	if err := syncv1.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// NewKube builds the cache and its index; Start runs them.
+func NewKube(cfg *rest.Config, opts KubeOptions) (*Kube, error) {
+	scheme, err := Scheme()
+	if err != nil {
+		return nil, err
+	}
+	copts := cache.Options{
+		Scheme: scheme,
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Secret{}: {
+				Label:     labels.SelectorFromSet(labels.Set{tokens.ManagedLabel: tokens.ManagedLabelValue}),
+				Transform: keepWebhookSecretOnly,
+			},
+		},
+		DefaultTransform: cache.TransformStripManagedFields(),
+	}
+	if opts.Namespace != "" {
+		copts.DefaultNamespaces = map[string]cache.Config{opts.Namespace: {}}
+	}
+	c, err := cache.New(cfg, copts)
+	if err != nil {
+		return nil, fmt.Errorf("creating the cache: %w", err)
+	}
+	direct, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, fmt.Errorf("creating the API client: %w", err)
+	}
+	ttl := opts.ClientSecretTTL
+	if ttl <= 0 {
+		ttl = 30 * time.Second
+	}
+	syncFor := opts.SyncTimeout
+	if syncFor <= 0 {
+		syncFor = 2 * time.Minute
+	}
+	k := &Kube{cache: c, direct: direct, scheme: scheme, tenants: NewTenantIndex(),
+		secrets: secretTTLCache{ttl: ttl, entries: map[string]cachedSecret{}}, syncFor: syncFor}
+	return k, nil
+}
+
+// Tenants is the webhook route's Directory.
+func (k *Kube) Tenants() *TenantIndex { return k.tenants }
+
+// Start registers the indexes and event handlers, starts the cache (it
+// runs until ctx ends) and returns once the cache and the tenant index
+// hold the current state, so that the server never answers 404 to a tenant
+// that exists; or an error after SyncTimeout.
+func (k *Kube) Start(ctx context.Context) error {
+	if err := k.cache.IndexField(ctx, &syncv1.KommoIntegration{}, indexClientID, func(o client.Object) []string {
+		return []string{o.(*syncv1.KommoIntegration).Spec.ClientID}
+	}); err != nil {
+		return fmt.Errorf("indexing integrations by client id: %w", err)
+	}
+	if err := k.cache.IndexField(ctx, &syncv1.UnisenderBinding{}, indexIntegration, func(o client.Object) []string {
+		return []string{o.(*syncv1.UnisenderBinding).Spec.IntegrationRef.Name}
+	}); err != nil {
+		return fmt.Errorf("indexing bindings by integration: %w", err)
+	}
+	handlers := []struct {
+		obj client.Object
+		h   toolscache.ResourceEventHandler
+	}{
+		{&syncv1.UnisenderBinding{}, k.tenants.BindingHandler()},
+		{&syncv1.KommoIntegration{}, k.tenants.IntegrationHandler()},
+		{&corev1.Secret{}, k.tenants.SecretHandler()},
+	}
+	for _, h := range handlers {
+		inf, err := k.cache.GetInformer(ctx, h.obj)
+		if err != nil {
+			return fmt.Errorf("informer for %T: %w", h.obj, err)
+		}
+		reg, err := inf.AddEventHandler(h.h)
+		if err != nil {
+			return fmt.Errorf("event handler for %T: %w", h.obj, err)
+		}
+		k.regs = append(k.regs, reg)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- k.cache.Start(ctx) }()
+	wait, cancel := context.WithTimeout(ctx, k.syncFor)
+	defer cancel()
+	if !k.cache.WaitForCacheSync(wait) {
+		select {
+		case err := <-errc:
+			return fmt.Errorf("cache stopped before syncing: %w", err)
+		default:
+			return errors.New("the cache did not sync")
+		}
+	}
+	synced := func() bool {
+		for _, r := range k.regs {
+			if !r.HasSynced() {
+				return false
+			}
+		}
+		return true
+	}
+	for !synced() {
+		select {
+		case <-wait.Done():
+			return fmt.Errorf("the tenant index did not sync: %w", wait.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// Integration implements Cluster.
+func (k *Kube) Integration(ctx context.Context, key types.NamespacedName) (*syncv1.KommoIntegration, error) {
+	var ki syncv1.KommoIntegration
+	if err := k.cache.Get(ctx, key, &ki); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, ErrNotFound
+		}
+		return nil, err
+	}
+	return &ki, nil
+}
+
+// IntegrationsByClientID implements Cluster.
+func (k *Kube) IntegrationsByClientID(ctx context.Context, clientID string) ([]syncv1.KommoIntegration, error) {
+	if clientID == "" {
+		return nil, nil
+	}
+	var list syncv1.KommoIntegrationList
+	if err := k.cache.List(ctx, &list, client.MatchingFields{indexClientID: clientID}); err != nil {
+		return nil, err
+	}
+	return list.Items, nil
+}
+
+// BindingsOf implements Cluster.
+func (k *Kube) BindingsOf(ctx context.Context, ki *syncv1.KommoIntegration) ([]syncv1.UnisenderBinding, error) {
+	var list syncv1.UnisenderBindingList
+	if err := k.cache.List(ctx, &list, client.InNamespace(ki.Namespace), client.MatchingFields{indexIntegration: ki.Name}); err != nil {
+		return nil, err
+	}
+	slices.SortFunc(list.Items, func(a, b syncv1.UnisenderBinding) int { return strings.Compare(a.Name, b.Name) })
+	return list.Items, nil
+}
+
+// ClientSecret implements Cluster. User Secrets are not in the cache (it
+// holds the operator's Secrets only), so this reads the API server, at most
+// once per ClientSecretTTL per Secret key.
+func (k *Kube) ClientSecret(ctx context.Context, ki *syncv1.KommoIntegration) ([]byte, error) {
+	ref := ki.Spec.ClientSecretRef
+	if ref == nil || ref.Name == "" || ref.Key == "" {
+		return nil, ErrNoClientSecret
+	}
+	id := ki.Namespace + "/" + ref.Name + "/" + ref.Key
+	if v, ok := k.secrets.get(id); ok {
+		return v, nil
+	}
+	var s corev1.Secret
+	if err := k.direct.Get(ctx, types.NamespacedName{Namespace: ki.Namespace, Name: ref.Name}, &s); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, ErrNoClientSecret
+		}
+		return nil, fmt.Errorf("reading Secret %q (spec.clientSecretRef): %w", ref.Name, err)
+	}
+	v := []byte(strings.TrimSpace(string(s.Data[ref.Key])))
+	if len(v) == 0 {
+		return nil, ErrNoClientSecret
+	}
+	k.secrets.put(id, v)
+	return v, nil
+}
+
+// PutOwnedSecret implements Cluster. It reads and writes the API server
+// directly (the cache holds only part of a Secret's data) and retries a
+// write that lost a race.
+func (k *Kube) PutOwnedSecret(ctx context.Context, owner client.Object, name string, data map[string][]byte) error {
+	var err error
+	for range 3 {
+		if err = k.putOwnedSecret(ctx, owner, name, data); !apierrors.IsConflict(err) && !apierrors.IsAlreadyExists(err) {
+			return err
+		}
+	}
+	return err
+}
+
+func (k *Kube) putOwnedSecret(ctx context.Context, owner client.Object, name string, data map[string][]byte) error {
+	var s corev1.Secret
+	err := k.direct.Get(ctx, types.NamespacedName{Namespace: owner.GetNamespace(), Name: name}, &s)
+	if apierrors.IsNotFound(err) {
+		s = corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: owner.GetNamespace(), Name: name,
+				Labels: map[string]string{tokens.ManagedLabel: tokens.ManagedLabelValue}},
+			Type: corev1.SecretTypeOpaque,
+			Data: data,
+		}
+		if err := controllerutil.SetOwnerReference(owner, &s, k.scheme); err != nil {
+			return err
+		}
+		return k.direct.Create(ctx, &s)
+	}
+	if err != nil {
+		return fmt.Errorf("reading Secret %q: %w", name, err)
+	}
+	if s.Labels[tokens.ManagedLabel] != tokens.ManagedLabelValue || !ownedBy(&s, owner) {
+		return fmt.Errorf("Secret %q: %w", name, ErrForeignSecret)
+	}
+	s.Data = data
+	s.StringData = nil
+	return k.direct.Update(ctx, &s)
+}
+
+func ownedBy(s *corev1.Secret, owner client.Object) bool {
+	for _, ref := range s.OwnerReferences {
+		if ref.UID == owner.GetUID() {
+			return true
+		}
+	}
+	return false
+}
+
+// keepWebhookSecretOnly reduces a cached Secret to its metadata and the
+// webhook secret: the operator's token Secrets and widget keys have no
+// business in this process's memory.
+func keepWebhookSecretOnly(in any) (any, error) {
+	s, ok := in.(*corev1.Secret)
+	if !ok {
+		return in, nil
+	}
+	out := &corev1.Secret{
+		TypeMeta: s.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{
+			Name: s.Name, Namespace: s.Namespace, UID: s.UID, ResourceVersion: s.ResourceVersion,
+			Labels: s.Labels, OwnerReferences: s.OwnerReferences, DeletionTimestamp: s.DeletionTimestamp,
+		},
+		Type: s.Type,
+	}
+	if v, ok := s.Data[WebhookSecretKey]; ok {
+		out.Data = map[string][]byte{WebhookSecretKey: v}
+	}
+	return out, nil
+}
+
+// secretTTLCache remembers client secrets for a short time.
+type secretTTLCache struct {
+	ttl     time.Duration
+	mu      sync.Mutex
+	entries map[string]cachedSecret
+}
+
+type cachedSecret struct {
+	value   []byte
+	expires time.Time
+}
+
+func (c *secretTTLCache) get(id string) ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[id]
+	if !ok || time.Now().After(e.expires) {
+		delete(c.entries, id)
+		return nil, false
+	}
+	return e.value, true
+}
+
+func (c *secretTTLCache) put(id string, v []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.entries[id] = cachedSecret{value: v, expires: time.Now().Add(c.ttl)}
+}
