@@ -1,0 +1,95 @@
+package packaging
+
+import (
+	"regexp"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/kommo-unisender/kommo-unisender/internal/cli/manager"
+)
+
+// The manager container's command line, as every install path renders it,
+// is accepted by the manager's own flag parsing: an unknown or malformed
+// flag would crash-loop the pod, which no API server can tell.
+func TestManagerArgsParse(t *testing.T) {
+	sources := map[string]struct {
+		manifests  []byte
+		deployment string
+	}{
+		"kustomize": {kustomize(t, repoPath("config", "default")), "kommo-unisender-controller-manager"},
+	}
+	for _, values := range ciValues {
+		sources["helm-"+values] = struct {
+			manifests  []byte
+			deployment string
+		}{renderCI(t, values), values + "-kommo-unisender-manager"}
+	}
+	for name, src := range sources {
+		t.Run(name, func(t *testing.T) {
+			objs := decodeManifests(t, src.manifests)
+			idx := byKind(objs)
+			spec := podSpec(t, idx["Deployment"][src.deployment])
+			c := containerByName(t, spec, "manager")
+			args := stringSlice(c["args"])
+			if len(args) == 0 || args[0] != "manager" {
+				t.Fatalf("manager container args %v do not start with the subcommand", args)
+			}
+			env := resolvedEnv(t, c, idx["ConfigMap"])
+			expanded := make([]string, 0, len(args)-1)
+			for _, a := range args[1:] {
+				expanded = append(expanded, expandEnv(a, env))
+			}
+			opts, err := manager.ParseFlags(expanded)
+			if err != nil {
+				t.Fatalf("manager %v: %v", expanded, err)
+			}
+			if opts.PublicBaseURL == "" && name != "helm-defaults" {
+				t.Errorf("no --public-base-url reaches the manager")
+			}
+		})
+	}
+}
+
+// resolvedEnv gives the values the kubelet would set for a container's env:
+// literal values and ConfigMap keys (Secrets stay unresolved).
+func resolvedEnv(t *testing.T, container map[string]any, configMaps map[string]*unstructured.Unstructured) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	list, _, _ := unstructured.NestedSlice(container, "env")
+	for _, e := range list {
+		m := e.(map[string]any)
+		name := m["name"].(string)
+		if v, ok := m["value"].(string); ok {
+			out[name] = expandEnv(v, out)
+			continue
+		}
+		cmName, found, _ := unstructured.NestedString(m, "valueFrom", "configMapKeyRef", "name")
+		if !found {
+			continue
+		}
+		key, _, _ := unstructured.NestedString(m, "valueFrom", "configMapKeyRef", "key")
+		cm := configMaps[cmName]
+		if cm == nil {
+			t.Fatalf("env %s refers to ConfigMap %s, which is not in the manifests", name, cmName)
+		}
+		v, found, _ := unstructured.NestedString(cm.Object, "data", key)
+		if !found {
+			t.Fatalf("ConfigMap %s has no key %s", cmName, key)
+		}
+		out[name] = v
+	}
+	return out
+}
+
+var envRef = regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_]*)\)`)
+
+// expandEnv does the kubelet's $(VAR) expansion; unknown references stay.
+func expandEnv(s string, env map[string]string) string {
+	return envRef.ReplaceAllStringFunc(s, func(ref string) string {
+		if v, ok := env[ref[2:len(ref)-1]]; ok {
+			return v
+		}
+		return ref
+	})
+}
