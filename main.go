@@ -14,6 +14,7 @@ import (
 	"github.com/kommo-unisender/kommo-unisender/internal/cli/manager"
 	"github.com/kommo-unisender/kommo-unisender/internal/cli/migrate"
 	"github.com/kommo-unisender/kommo-unisender/internal/cli/sandbox"
+	"github.com/kommo-unisender/kommo-unisender/internal/cli/webhookserver"
 )
 
 // command is one subcommand of the binary.
@@ -24,10 +25,11 @@ type command struct {
 
 // commands lists every process the binary can be.
 var commands = map[string]command{
-	"dev":     {"run the whole system on this machine with a sandbox tenant (make dev)", dev.Run},
-	"manager": {"run the reconcilers (leader-elected)", manager.Run},
-	"migrate": {"apply the MySQL schema migrations (also run by the manager at start-up)", migrate.RunMigrateCommand},
-	"sandbox": {"serve the Kommo and Unisender emulators (tests, make dev)", sandbox.Run},
+	"dev":           {"run the whole system on this machine with a sandbox tenant (make dev)", dev.Run},
+	"manager":       {"run the reconcilers (leader-elected)", manager.Run},
+	"migrate":       {"apply the MySQL schema migrations (also run by the manager at start-up)", migrate.RunMigrateCommand},
+	"webhookserver": {"serve Kommo's webhooks, the OAuth callback and the widget routes", webhookserver.Run},
+	"sandbox":       {"serve the Kommo and Unisender emulators (tests, make dev)", sandbox.Run},
 }
 
 func usage() {
