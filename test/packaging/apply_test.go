@@ -98,11 +98,7 @@ func applyCI(t *testing.T, values string) *kubeEnv {
 		namespaces := []string{releaseNamespace(values)}
 		if values == "full" {
 			namespaces = append(namespaces, "tenants")
-			// The ServiceMonitor needs its CRD; a minimal one stands in.
-			if _, res.err = env.kubectlErr(readFile(t, "testdata/servicemonitor-crd.yaml"), "apply", "--server-side", "-f", "-"); res.err != nil {
-				return
-			}
-			if _, res.err = env.kubectlErr(nil, "wait", "--for=condition=Established", "crd/servicemonitors.monitoring.coreos.com", "--timeout=30s"); res.err != nil {
+			if res.err = env.installServiceMonitorCRD(); res.err != nil {
 				return
 			}
 		}
@@ -117,6 +113,33 @@ func applyCI(t *testing.T, values string) *kubeEnv {
 		t.Fatalf("applying the %s rendering: %v", values, res.err)
 	}
 	return env
+}
+
+// The optional ServiceMonitor of config/prometheus applies next to config/default.
+func TestKustomizePrometheusApplies(t *testing.T) {
+	t.Parallel()
+	env := applyKustomize(t)
+	if err := env.installServiceMonitorCRD(); err != nil {
+		t.Fatal(err)
+	}
+	out := env.apply(t, kustomize(t, repoPath("config", "prometheus")), "kustomize-prometheus")
+	if !strings.Contains(out, "servicemonitor.monitoring.coreos.com/kommo-unisender-metrics serverside-applied") {
+		t.Errorf("apply output:\n%s", out)
+	}
+}
+
+// installServiceMonitorCRD installs a minimal stand-in for the Prometheus
+// Operator's ServiceMonitor CRD (idempotent) and waits until it serves.
+func (e *kubeEnv) installServiceMonitorCRD() error {
+	crd, err := os.ReadFile("testdata/servicemonitor-crd.yaml")
+	if err != nil {
+		return err
+	}
+	if _, err := e.kubectlErr(crd, "apply", "--server-side", "--field-manager=packaging-test", "-f", "-"); err != nil {
+		return err
+	}
+	_, err = e.kubectlErr(nil, "wait", "--for=condition=Established", "crd/servicemonitors.monitoring.coreos.com", "--timeout=30s")
+	return err
 }
 
 // The samples users start from are accepted by the CRDs' validation.

@@ -22,8 +22,9 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 	env.createNamespaces(t, nil, "tenants")
 	// full-values.yaml enables a ServiceMonitor: a minimal CRD stands in
 	// for the Prometheus Operator's.
-	env.apply(t, readFile(t, "testdata/servicemonitor-crd.yaml"), "packaging-test")
-	env.kubectl(t, nil, "wait", "--for=condition=Established", "crd/servicemonitors.monitoring.coreos.com", "--timeout=30s")
+	if err := env.installServiceMonitorCRD(); err != nil {
+		t.Fatal(err)
+	}
 
 	// With tenants and CRDs in one first install, Helm cannot map the tenant
 	// kinds before the CRDs exist; values.yaml says to add tenants with an
