@@ -15,6 +15,7 @@ import (
 	"github.com/kommo-unisender/kommo-unisender/internal/cli/migrate"
 	"github.com/kommo-unisender/kommo-unisender/internal/cli/sandbox"
 	"github.com/kommo-unisender/kommo-unisender/internal/cli/webhookserver"
+	"github.com/kommo-unisender/kommo-unisender/internal/cli/worker"
 )
 
 // command is one subcommand of the binary.
@@ -28,6 +29,7 @@ var commands = map[string]command{
 	"dev":           {"run the whole system on this machine with a sandbox tenant (make dev)", dev.Run},
 	"manager":       {"run the reconcilers (leader-elected)", manager.Run},
 	"migrate":       {"apply the MySQL schema migrations (also run by the manager at start-up)", migrate.RunMigrateCommand},
+	"worker":        {"apply queued Kommo events to Unisender (a Deployment that scales out)", worker.Run},
 	"webhookserver": {"serve Kommo's webhooks, the OAuth callback and the widget routes", webhookserver.Run},
 	"sandbox":       {"serve the Kommo and Unisender emulators (tests, make dev)", sandbox.Run},
 }

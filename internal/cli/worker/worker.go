@@ -1,0 +1,193 @@
+// Package worker is the `worker` subcommand: a Deployment that scales out,
+// draining Kommo events from beanstalkd into Unisender with sync state in
+// MySQL. Tenants come from a cache of UnisenderBindings and the operator's
+// managed Secrets; users' API-key Secrets are read directly.
+package worker
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/cli/manager"
+	"github.com/kommo-unisender/kommo-unisender/internal/store"
+	"github.com/kommo-unisender/kommo-unisender/internal/tokens"
+	"github.com/kommo-unisender/kommo-unisender/internal/unisender"
+	"github.com/kommo-unisender/kommo-unisender/internal/worker"
+)
+
+// Options are the subcommand's flags.
+type Options struct {
+	BeanstalkdAddr   string
+	MySQLDSN         string
+	UnisenderBaseURL string
+	UnisenderRate    int
+	MetricsAddr      string
+	ProbeAddr        string
+	Namespace        string
+	Kubeconfig       string
+	Worker           worker.Config
+	Zap              zap.Options
+}
+
+// ParseFlags reads the flags; secrets-bearing settings default to the
+// environment so they stay out of the process list.
+func ParseFlags(args []string) (Options, error) {
+	var o Options
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	fs.StringVar(&o.BeanstalkdAddr, "beanstalkd-addr", os.Getenv("BEANSTALKD_ADDR"), "beanstalkd host:port (default: $BEANSTALKD_ADDR)")
+	fs.StringVar(&o.MySQLDSN, "mysql-dsn", os.Getenv("MYSQL_DSN"), "MySQL DSN of the store (default: $MYSQL_DSN)")
+	fs.StringVar(&o.UnisenderBaseURL, "unisender-base-url", unisender.DefaultBaseURL, "Unisender API base URL (the sandbox in dev)")
+	fs.IntVar(&o.UnisenderRate, "unisender-calls-per-minute", 1200, "Unisender calls per minute per API key")
+	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", "address of /metrics")
+	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
+	fs.StringVar(&o.Namespace, "namespace", "", "serve only the tenants of this namespace (default: all)")
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster config, or $KUBECONFIG)")
+	fs.StringVar(&o.Worker.Tube, "tube", worker.DefaultTube, "beanstalkd tube of webhook jobs")
+	fs.IntVar(&o.Worker.Concurrency, "concurrency", 4, "reserving goroutines, each with its own beanstalkd connection")
+	fs.IntVar(&o.Worker.MaxEvents, "max-events", 500, "contact events coalesced into one batch (one importContacts)")
+	fs.DurationVar(&o.Worker.BatchWindow, "batch-window", 50*time.Millisecond, "how long a batch waits for more jobs")
+	o.Zap.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	case o.BeanstalkdAddr == "":
+		return o, errors.New("--beanstalkd-addr (or $BEANSTALKD_ADDR) is required")
+	case o.MySQLDSN == "":
+		return o, errors.New("--mysql-dsn (or $MYSQL_DSN) is required")
+	}
+	return o, nil
+}
+
+// Run is the `worker` subcommand.
+func Run(ctx context.Context, args []string) error {
+	o, err := ParseFlags(args)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	log := zap.New(zap.UseFlagOptions(&o.Zap)).WithName("worker")
+	ctrl.SetLogger(log)
+	st, err := store.Open(ctx, o.MySQLDSN)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	resolver, err := startResolver(ctx, o)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	o.Worker.BeanstalkdAddr, o.Worker.Store, o.Worker.Resolver = o.BeanstalkdAddr, st, resolver
+	o.Worker.Metrics, o.Worker.Log = worker.NewMetrics(reg), log
+	w, err := worker.New(o.Worker)
+	if err != nil {
+		return err
+	}
+	go serve(ctx, o.MetricsAddr, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	go serve(ctx, o.ProbeAddr, probes(st))
+	log.Info("starting", "tube", o.Worker.Tube, "concurrency", o.Worker.Concurrency)
+	return w.Run(ctx)
+}
+
+// startResolver starts a cache of bindings and managed Secrets and returns
+// the resolver reading it.
+func startResolver(ctx context.Context, o Options) (*worker.KubeResolver, error) {
+	cfg, err := restConfig(o.Kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	scheme, err := manager.Scheme()
+	if err != nil {
+		return nil, err
+	}
+	opts := cache.Options{Scheme: scheme, ByObject: map[client.Object]cache.ByObject{
+		&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{tokens.ManagedLabel: tokens.ManagedLabelValue})},
+	}}
+	if o.Namespace != "" {
+		opts.DefaultNamespaces = map[string]cache.Config{o.Namespace: {}}
+	}
+	c, err := cache.New(cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	// Informers for what Resolve reads, so the first batch does not wait.
+	for _, obj := range []client.Object{&syncv1.UnisenderBinding{}, &corev1.Secret{}} {
+		if _, err := c.GetInformer(ctx, obj); err != nil {
+			return nil, err
+		}
+	}
+	go func() { _ = c.Start(ctx) }()
+	if !c.WaitForCacheSync(ctx) {
+		return nil, errors.New("the cache did not sync")
+	}
+	direct, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, err
+	}
+	return &worker.KubeResolver{
+		Reader: c, APIReader: direct,
+		NewClient: func(apiKey string) *unisender.Client {
+			return unisender.NewClient(o.UnisenderBaseURL, apiKey, unisender.WithRateLimit(o.UnisenderRate, 1))
+		},
+	}, nil
+}
+
+func probes(st *store.Store) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := st.Ping(r.Context()); err != nil {
+			http.Error(w, "MySQL unreachable", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	return mux
+}
+
+func serve(ctx context.Context, addr string, h http.Handler) {
+	if addr == "" || addr == "0" {
+		return
+	}
+	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	_ = srv.ListenAndServe()
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig == "" {
+		return ctrl.GetConfig()
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("loading kubeconfig: %w", err)
+	}
+	return cfg, nil
+}
