@@ -68,6 +68,10 @@ envtest-assets: ## Build kube-apiserver, etcd and kubectl from source into the c
 test: check-generated vet lint ## Check, then run every test against real services.
 	go run ./hack/testenv -- go test $(GOTEST_FLAGS) $(TEST_PKGS)
 
+.PHONY: e2e
+e2e: ## The end-to-end test alone: real processes, kills and restarts, latency figures (also part of make test).
+	go run ./hack/testenv -- go test -count=1 -v -run TestEndToEnd ./test/e2e/
+
 .PHONY: test-short
 test-short: ## Unit tests only (service tests skip).
 	go test -short ./...
