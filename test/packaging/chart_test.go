@@ -115,10 +115,13 @@ func TestHelmTemplateWiring(t *testing.T) {
 		idx := byKind(decodeManifests(t, renderCI(t, "full")))
 		manager := podSpec(t, idx["Deployment"]["full-kommo-unisender-manager"])
 		args := stringSlice(containerByName(t, manager, "manager")["args"])
-		for _, want := range []string{"--namespaces=tenants,kommo-unisender-full", "--public-base-url=https://kommo-hooks.example.com", "--leader-election-id=kus-full"} {
+		for _, want := range []string{"--namespaces=tenants", "--public-base-url=https://kommo-hooks.example.com", "--leader-election-id=kus-full"} {
 			if !contains(args, want) {
 				t.Errorf("manager args %v lack %s", args, want)
 			}
+		}
+		if args := stringSlice(containerByName(t, manager, "webhookserver")["args"]); !contains(args, "--namespace=tenants") {
+			t.Errorf("webhook server args %v do not narrow its watch to the tenants namespace", args)
 		}
 		if _, found, _ := unstructured.NestedFieldNoCopy(idx["Deployment"]["full-kommo-unisender-worker"].Object, "spec", "replicas"); found {
 			t.Error("the worker Deployment sets replicas although the HPA owns them")
@@ -170,6 +173,7 @@ func TestValuesSchemaRejectsMistakes(t *testing.T) {
 		"tenant name not DNS":     {"--set", "tenants[0].name=Acme", "--set", "tenants[0].binding.list.id=1"},
 		"log level":               {"--set", "manager.logLevel=verbose"},
 		"public URL":              {"--set", "publicBaseURL=kommo-hooks.example.com"},
+		"two watch namespaces":    {"--set", "watchNamespaces={a,b}"},
 	}
 	for name, args := range bad {
 		t.Run(name, func(t *testing.T) {

@@ -7,47 +7,61 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/kommo-unisender/kommo-unisender/internal/cli/manager"
+	webhookservercli "github.com/kommo-unisender/kommo-unisender/internal/cli/webhookserver"
 )
 
-// The manager container's command line, as every install path renders it,
-// is accepted by the manager's own flag parsing: an unknown or malformed
+// commandLines maps each container name to the flag parsing of the
+// subcommand it runs. The worker joins when its subcommand exists.
+var commandLines = map[string]struct {
+	subcommand string
+	parse      func(t *testing.T, args []string, env map[string]string) error
+}{
+	"manager": {"manager", func(t *testing.T, args []string, _ map[string]string) error {
+		_, err := manager.ParseFlags(args)
+		return err
+	}},
+	"webhookserver": {"webhookserver", func(t *testing.T, args []string, env map[string]string) error {
+		// $BEANSTALKD_ADDR is a flag default, read when parsing.
+		t.Setenv("BEANSTALKD_ADDR", env["BEANSTALKD_ADDR"])
+		_, err := webhookservercli.ParseFlags(args)
+		return err
+	}},
+}
+
+// Each container's command line, as every install path renders it, is
+// accepted by its subcommand's own flag parsing: an unknown or malformed
 // flag would crash-loop the pod, which no API server can tell.
-func TestManagerArgsParse(t *testing.T) {
-	sources := map[string]struct {
+func TestCommandLinesParse(t *testing.T) {
+	type source struct {
 		manifests  []byte
 		deployment string
-	}{
+	}
+	sources := map[string]source{
 		"kustomize": {kustomize(t, repoPath("config", "default")), "kommo-unisender-controller-manager"},
 	}
 	for _, values := range ciValues {
-		sources["helm-"+values] = struct {
-			manifests  []byte
-			deployment string
-		}{renderCI(t, values), values + "-kommo-unisender-manager"}
+		sources["helm-"+values] = source{renderCI(t, values), values + "-kommo-unisender-manager"}
 	}
 	for name, src := range sources {
-		t.Run(name, func(t *testing.T) {
-			objs := decodeManifests(t, src.manifests)
-			idx := byKind(objs)
-			spec := podSpec(t, idx["Deployment"][src.deployment])
-			c := containerByName(t, spec, "manager")
-			args := stringSlice(c["args"])
-			if len(args) == 0 || args[0] != "manager" {
-				t.Fatalf("manager container args %v do not start with the subcommand", args)
-			}
-			env := resolvedEnv(t, c, idx["ConfigMap"])
-			expanded := make([]string, 0, len(args)-1)
-			for _, a := range args[1:] {
-				expanded = append(expanded, expandEnv(a, env))
-			}
-			opts, err := manager.ParseFlags(expanded)
-			if err != nil {
-				t.Fatalf("manager %v: %v", expanded, err)
-			}
-			if opts.PublicBaseURL == "" && name != "helm-defaults" {
-				t.Errorf("no --public-base-url reaches the manager")
-			}
-		})
+		idx := byKind(decodeManifests(t, src.manifests))
+		spec := podSpec(t, idx["Deployment"][src.deployment])
+		for container, cl := range commandLines {
+			t.Run(name+"/"+container, func(t *testing.T) {
+				c := containerByName(t, spec, container)
+				args := stringSlice(c["args"])
+				if len(args) == 0 || args[0] != cl.subcommand {
+					t.Fatalf("%s container args %v do not start with the subcommand %s", container, args, cl.subcommand)
+				}
+				env := resolvedEnv(t, c, idx["ConfigMap"])
+				expanded := make([]string, 0, len(args)-1)
+				for _, a := range args[1:] {
+					expanded = append(expanded, expandEnv(a, env))
+				}
+				if err := cl.parse(t, expanded, env); err != nil {
+					t.Fatalf("%s %v: %v", cl.subcommand, expanded, err)
+				}
+			})
+		}
 	}
 }
 
