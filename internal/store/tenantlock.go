@@ -29,14 +29,20 @@ type TenantLock struct {
 // maxLockNameLen is MySQL 8's limit on named-lock names.
 const maxLockNameLen = 64
 
-// TenantLockName is the lock name of a tenant: "kus:" and the tenant, or,
-// when that is longer than MySQL allows, "kus:#" and a hash of the tenant.
-func TenantLockName(tenant string) string {
-	if name := "kus:" + tenant; len(name) <= maxLockNameLen {
+// TenantLockName is the lock name of a tenant in a database: "kus:", a
+// short hash of the database name (named locks are server-wide, and
+// installations or test databases sharing a server must not wait for each
+// other), ":" and the tenant — or, when that is longer than MySQL allows,
+// "#" and a hash of the tenant.
+func TenantLockName(database, tenant string) string {
+	db := sha256.Sum256([]byte(database))
+	prefix := "kus:" + hex.EncodeToString(db[:4]) + ":"
+	if name := prefix + tenant; len(name) <= maxLockNameLen {
 		return name
 	}
 	sum := sha256.Sum256([]byte(tenant))
-	return "kus:#" + hex.EncodeToString(sum[:24])
+	name := prefix + "#" + hex.EncodeToString(sum[:])
+	return name[:maxLockNameLen]
 }
 
 // LockTenant takes the tenant's lock, waiting up to wait for another
@@ -51,7 +57,12 @@ func (s *Store) LockTenant(ctx context.Context, tenant string, wait time.Duratio
 	if err != nil {
 		return nil, false, fmt.Errorf("store: lock tenant: %w", err)
 	}
-	name := TenantLockName(tenant)
+	var database sql.NullString
+	if err := conn.QueryRowContext(ctx, "SELECT DATABASE()").Scan(&database); err != nil {
+		discard(conn)
+		return nil, false, fmt.Errorf("store: lock tenant: %w", err)
+	}
+	name := TenantLockName(database.String, tenant)
 	seconds := int64(math.Ceil(max(wait, 0).Seconds()))
 	var got sql.NullInt64
 	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, ?)", name, seconds).Scan(&got); err != nil {

@@ -42,6 +42,22 @@ func TestTenantLockExcludesOtherSessions(t *testing.T) {
 	}
 }
 
+// Databases sharing a server do not share tenant locks.
+func TestTenantLockIsPerDatabase(t *testing.T) {
+	a, b := newStore(t), newStore(t)
+	ctx := context.Background()
+	la, ok, err := a.LockTenant(ctx, tenantA, 0)
+	if err != nil || !ok {
+		t.Fatalf("lock in the first database: ok=%v err=%v", ok, err)
+	}
+	defer la.Release(ctx)
+	lb, ok, err := b.LockTenant(ctx, tenantA, 0)
+	if err != nil || !ok {
+		t.Fatalf("the same tenant in another database: ok=%v err=%v; want it free", ok, err)
+	}
+	_ = lb.Release(ctx)
+}
+
 // A lock whose session dies is freed by the server; a connection that could
 // not release its lock is never handed to the next user of the pool.
 func TestTenantLockDroppedWithItsSession(t *testing.T) {
@@ -60,13 +76,14 @@ func TestTenantLockDroppedWithItsSession(t *testing.T) {
 }
 
 func TestTenantLockNameFitsMySQL(t *testing.T) {
-	short := TenantLockName("acme/main")
-	if short != "kus:acme/main" {
-		t.Fatalf("short name = %q", short)
+	short := TenantLockName("operator", "acme/main")
+	if !strings.HasPrefix(short, "kus:") || !strings.HasSuffix(short, ":acme/main") ||
+		short == TenantLockName("staging", "acme/main") {
+		t.Fatalf("short name = %q: want the tenant readable and the database told apart", short)
 	}
 	long := "ns/" + strings.Repeat("a", 250)
-	name := TenantLockName(long)
-	if len(name) > maxLockNameLen || name == TenantLockName(long+"b") {
+	name := TenantLockName("operator", long)
+	if len(name) > maxLockNameLen || name == TenantLockName("operator", long+"b") {
 		t.Fatalf("long name %q (%d bytes): want at most %d and distinct per tenant", name, len(name), maxLockNameLen)
 	}
 	s := newStore(t)

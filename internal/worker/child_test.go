@@ -127,7 +127,7 @@ func (h *harness) startChild(spec childSpec) *child {
 }
 
 // signal sends sig and waits up to timeout for the process to exit.
-func (c *child) signal(t *testing.T, sig syscall.Signal, timeout time.Duration) error {
+func (c *child) signal(t testing.TB, sig syscall.Signal, timeout time.Duration) error {
 	t.Helper()
 	if err := c.cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)

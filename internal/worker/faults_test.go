@@ -125,6 +125,7 @@ func (h *harness) inFlightImports() (inFlight, done int) {
 // worker process finishes the job and the list ends exactly as Kommo holds
 // it.
 func TestWorkerProcessKilledMidBatch(t *testing.T) {
+	t.Parallel()
 	t.Run("during the Unisender call", func(t *testing.T) {
 		h := newHarness(t, harnessOptions{})
 		h.addTenant(acme)
@@ -206,6 +207,7 @@ func (h *harness) finishAfterKill(sc scenario) {
 // it, the batch's jobs are released. Either way the process exits cleanly
 // and leaves no job reserved.
 func TestWorkerProcessSIGTERM(t *testing.T) {
+	t.Parallel()
 	t.Run("batch finished within the grace period", func(t *testing.T) {
 		h := newHarness(t, harnessOptions{})
 		ts := h.addTenant(acme)
@@ -250,6 +252,7 @@ func TestWorkerProcessSIGTERM(t *testing.T) {
 // flight, then restarted on its binlog: every acknowledged job is
 // processed.
 func TestBeanstalkdKilledAndRestarted(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	bs, err := testenv.StartBeanstalkd(ctx, t.TempDir())
 	if err != nil {
@@ -284,6 +287,7 @@ func TestBeanstalkdKilledAndRestarted(t *testing.T) {
 // MariaDB stopped for 10 s under load: the worker retries with backoff,
 // and the backlog drains once it is back, nothing buried.
 func TestMariaDBStoppedForTenSeconds(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	db, err := testenv.StartMariaDB(ctx, t.TempDir())
 	if err != nil {
@@ -338,6 +342,7 @@ func privateDatabase(t *testing.T, serverDSN string) string {
 // With a fifth of Unisender's answers transient errors, the lists converge
 // and nothing is buried.
 func TestUnisenderTransientErrorsConverge(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOptions{})
 	var scenarios []scenario
 	for i := range 3 {

@@ -92,7 +92,7 @@ func (r *staticResolver) Resolve(_ context.Context, key tenant.Key) (syncer.Tena
 // harness is a store on MariaDB, the Unisender emulator behind httptest, a
 // tube of beanstalkd, and tenants.
 type harness struct {
-	t        *testing.T
+	t        testing.TB
 	dsn      string
 	st       *store.Store
 	emu      *unisenderemu.Server
@@ -113,7 +113,7 @@ type harnessOptions struct {
 	addr string // "" → the shared beanstalkd
 }
 
-func newHarness(t *testing.T, o harnessOptions) *harness {
+func newHarness(t testing.TB, o harnessOptions) *harness {
 	t.Helper()
 	ctx := context.Background()
 	h := &harness{t: t, dsn: o.dsn, addr: o.addr, tube: testenv.Tube("worker"), logs: &logSink{}}

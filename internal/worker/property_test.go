@@ -122,6 +122,7 @@ func (m *kommoModel) jobs(t testing.TB, key tenant.Key) [][]byte {
 // and in shuffled order to two workers at once (as two replicas), converge
 // to what Kommo holds, for every seed.
 func TestRandomHistoriesConvergeToKommoState(t *testing.T) {
+	t.Parallel()
 	const seeds, eventsPerSeed = 30, 40
 	h := newHarness(t, harnessOptions{})
 	models := map[tenant.Key]*kommoModel{}

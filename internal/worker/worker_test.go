@@ -47,6 +47,7 @@ func fixturePayload(t *testing.T, name string) *kommo.WebhookPayload {
 // Every shared fixture, as a job built like the webhook server builds it,
 // through beanstalkd, the worker, MariaDB and the Unisender emulator.
 func TestFixturesThroughTheQueue(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOptions{})
 	ts := h.addTenant(acme)
 	h.start(h.config())
@@ -90,6 +91,7 @@ func TestFixturesThroughTheQueue(t *testing.T) {
 // Jobs that cannot be read are buried with a dead letter saying why; good
 // jobs of the same batch are applied.
 func TestPoisonJobsAreBuriedWithAReason(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOptions{})
 	ts := h.addTenant(acme)
 	poison := map[string][]byte{
@@ -137,6 +139,7 @@ func TestPoisonJobsAreBuriedWithAReason(t *testing.T) {
 }
 
 func TestTenantGoneDropsItsJobs(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOptions{})
 	ts := h.addTenant(acme)
 	h.resolver.set(acme, worker.ErrTenantGone)
@@ -151,6 +154,7 @@ func TestTenantGoneDropsItsJobs(t *testing.T) {
 // A suspended or not-ready tenant's jobs wait (parked with a delay, their
 // release count untouched) and apply once the tenant is ready.
 func TestNotReadyTenantParksItsJobs(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOptions{})
 	ts := h.addTenant(acme)
 	h.resolver.set(acme, worker.ErrTenantNotReady)
@@ -176,6 +180,7 @@ func TestNotReadyTenantParksItsJobs(t *testing.T) {
 // Unisender refusing the tenant's key parks the jobs for a long delay;
 // they are not buried: the user fixes the key.
 func TestInvalidKeyParksInsteadOfBurying(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOptions{})
 	h.addTenant(acme)
 	h.emu.ForceErrors(1, unisenderemu.ForcedError{Code: "invalid_api_key", Message: "Invalid API key"})
@@ -195,6 +200,7 @@ func TestInvalidKeyParksInsteadOfBurying(t *testing.T) {
 // A multi-job group refused as a bad request is retried job by job: only
 // the job whose call fails is buried.
 func TestBadRequestBuriesOnlyTheCulprit(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOptions{})
 	ts := h.addTenant(acme)
 	first := h.put(envelope(t, acme, payload(kommo.WebhookEvent{Action: kommo.ActionAdd, Contact: contact(1, 100, "one@example.com")}), time.Now()))
@@ -219,6 +225,7 @@ func TestBadRequestBuriesOnlyTheCulprit(t *testing.T) {
 // after MaxReleases. (Each attempt also left a recheck job, which fails the
 // same way and is buried too.)
 func TestTransientFailuresGiveUpAfterMaxReleases(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOptions{})
 	h.addTenant(acme)
 	h.emu.SetTransientErrorRate(1, unisenderemu.TransientRetryLater)
@@ -245,6 +252,7 @@ func TestTransientFailuresGiveUpAfterMaxReleases(t *testing.T) {
 // A tenant locked by another worker (here: held by the test) makes the
 // worker release the jobs with a short delay; they apply once it is free.
 func TestLockedTenantReleasesAndRetries(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOptions{})
 	ts := h.addTenant(acme)
 	ctx := context.Background()
