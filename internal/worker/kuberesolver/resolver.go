@@ -1,0 +1,202 @@
+// Package kuberesolver is the worker's production TenantResolver: it reads a
+// tenant's UnisenderBinding (from a controller-runtime cache) and its
+// Unisender API key Secret, and hands out one Unisender client per API key,
+// so all the tenants and goroutines using a key share its rate limiter.
+package kuberesolver
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/mapping"
+	"github.com/kommo-unisender/kommo-unisender/internal/syncer"
+	"github.com/kommo-unisender/kommo-unisender/internal/tenant"
+	"github.com/kommo-unisender/kommo-unisender/internal/unisender"
+	"github.com/kommo-unisender/kommo-unisender/internal/worker"
+)
+
+// The Secret the Kommo widget route writes a binding's API key into, used
+// when spec.allowWidgetKey is true and it exists (the same names as the
+// UnisenderBinding reconciler's; see the architecture notes).
+const (
+	widgetKeySuffix    = "-widget-key"
+	widgetKeySecretKey = "apiKey"
+)
+
+// DefaultKeyTTL is how long an API key read from a Secret is reused before
+// it is read again.
+const DefaultKeyTTL = 30 * time.Second
+
+// Options configure a Resolver.
+type Options struct {
+	// Bindings reads UnisenderBindings: a controller-runtime cache, so that
+	// resolving a tenant per batch costs no API request.
+	Bindings client.Reader
+	// Secrets reads the API key Secrets. User Secrets carry no label a
+	// scoped cache could select, so this is normally the API server itself
+	// (a client.Client); keys are memoised for KeyTTL.
+	Secrets client.Reader
+	// UnisenderBaseURL is the API's base URL (unisender.DefaultBaseURL in
+	// production, the sandbox in development).
+	UnisenderBaseURL string
+	// ClientOptions are applied to every Unisender client made.
+	ClientOptions []unisender.Option
+	// KeyTTL: default DefaultKeyTTL.
+	KeyTTL time.Duration
+}
+
+// Resolver implements worker.TenantResolver and worker.KeyForgetter.
+type Resolver struct {
+	o   Options
+	now func() time.Time
+
+	mu      sync.Mutex
+	keys    map[tenant.Key]cachedKey
+	clients map[[sha256.Size]byte]*unisender.Client // by hash of the key: the map never holds a key in clear
+}
+
+type cachedKey struct {
+	source  string // where it was read from; a spec change reads it again
+	key     string
+	readAt  time.Time
+}
+
+var (
+	_ worker.TenantResolver = (*Resolver)(nil)
+	_ worker.KeyForgetter   = (*Resolver)(nil)
+)
+
+// New returns a Resolver.
+func New(o Options) *Resolver {
+	if o.KeyTTL <= 0 {
+		o.KeyTTL = DefaultKeyTTL
+	}
+	if o.UnisenderBaseURL == "" {
+		o.UnisenderBaseURL = unisender.DefaultBaseURL
+	}
+	return &Resolver{o: o, now: time.Now, keys: map[tenant.Key]cachedKey{}, clients: map[[sha256.Size]byte]*unisender.Client{}}
+}
+
+// Resolve returns the sync configuration of the tenant's UnisenderBinding.
+// A binding that is gone or being deleted is worker.ErrTenantGone; one
+// that is suspended, has no list yet, has a spec change the operator has
+// not reconciled yet (the list or the fields may not exist), or whose API
+// key Secret is missing is worker.ErrTenantNotReady.
+func (r *Resolver) Resolve(ctx context.Context, key tenant.Key) (syncer.Tenant, error) {
+	var b syncv1.UnisenderBinding
+	err := r.o.Bindings.Get(ctx, key.NamespacedName(), &b)
+	switch {
+	case apierrors.IsNotFound(err):
+		return syncer.Tenant{}, fmt.Errorf("%w: UnisenderBinding %s not found", worker.ErrTenantGone, key)
+	case err != nil:
+		return syncer.Tenant{}, fmt.Errorf("reading UnisenderBinding %s: %w", key, err)
+	case !b.DeletionTimestamp.IsZero():
+		return syncer.Tenant{}, fmt.Errorf("%w: UnisenderBinding %s is being deleted", worker.ErrTenantGone, key)
+	case b.Spec.Suspend:
+		return syncer.Tenant{}, fmt.Errorf("%w: UnisenderBinding %s is suspended", worker.ErrTenantNotReady, key)
+	case b.Status.ListID == 0:
+		return syncer.Tenant{}, fmt.Errorf("%w: UnisenderBinding %s has no Unisender list yet", worker.ErrTenantNotReady, key)
+	case b.Status.ObservedGeneration != b.Generation:
+		return syncer.Tenant{}, fmt.Errorf("%w: UnisenderBinding %s changed (generation %d) and the operator has not applied it yet",
+			worker.ErrTenantNotReady, key, b.Generation)
+	}
+	apiKey, err := r.apiKey(ctx, key, &b)
+	if err != nil {
+		return syncer.Tenant{}, err
+	}
+	policy := b.Spec.DeletionPolicy
+	if policy == "" {
+		policy = syncv1.DeletionPolicyExclude
+	}
+	return syncer.Tenant{
+		Key: key.String(), Mapper: mapping.New(b.Spec, b.Status.ListID),
+		DeletionPolicy: policy, Unisender: r.client(apiKey),
+	}, nil
+}
+
+// Forget drops the tenant's memoised API key, so the next Resolve reads
+// the Secret again (the worker calls it when Unisender refused the key).
+func (r *Resolver) Forget(key tenant.Key) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.keys, key)
+}
+
+// apiKey returns the binding's API key: the widget-delivered one when the
+// binding allows it and it exists, otherwise spec.apiKeySecretRef's.
+func (r *Resolver) apiKey(ctx context.Context, key tenant.Key, b *syncv1.UnisenderBinding) (string, error) {
+	ref := b.Spec.APIKeySecretRef
+	source := fmt.Sprintf("%t|%s|%s", b.Spec.AllowWidgetKey, ref.Name, ref.Key)
+	r.mu.Lock()
+	cached, ok := r.keys[key]
+	r.mu.Unlock()
+	if ok && cached.source == source && r.now().Sub(cached.readAt) < r.o.KeyTTL {
+		return cached.key, nil
+	}
+	apiKey, err := r.readKey(ctx, b)
+	if err != nil {
+		return "", err
+	}
+	r.mu.Lock()
+	r.keys[key] = cachedKey{source: source, key: apiKey, readAt: r.now()}
+	r.mu.Unlock()
+	return apiKey, nil
+}
+
+func (r *Resolver) readKey(ctx context.Context, b *syncv1.UnisenderBinding) (string, error) {
+	if b.Spec.AllowWidgetKey {
+		v, found, err := r.secretValue(ctx, b.Namespace, b.Name+widgetKeySuffix, widgetKeySecretKey)
+		if err != nil {
+			return "", err
+		}
+		if found {
+			return v, nil
+		}
+	}
+	ref := b.Spec.APIKeySecretRef
+	v, found, err := r.secretValue(ctx, b.Namespace, ref.Name, ref.Key)
+	if err != nil {
+		return "", err
+	}
+	if !found {
+		return "", fmt.Errorf("%w: Secret %s/%s has no key %q (spec.apiKeySecretRef)", worker.ErrTenantNotReady, b.Namespace, ref.Name, ref.Key)
+	}
+	return v, nil
+}
+
+// secretValue reads one key of a Secret; found is false when the Secret or
+// the key does not exist or is empty. Errors name the Secret, never a value.
+func (r *Resolver) secretValue(ctx context.Context, namespace, name, key string) (string, bool, error) {
+	var s corev1.Secret
+	err := r.o.Secrets.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &s)
+	if apierrors.IsNotFound(err) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("reading Secret %s/%s: %w", namespace, name, err)
+	}
+	v := s.Data[key]
+	return string(v), len(v) > 0, nil
+}
+
+// client returns the Unisender client of an API key, made once.
+func (r *Resolver) client(apiKey string) *unisender.Client {
+	id := sha256.Sum256([]byte(r.o.UnisenderBaseURL + "\x00" + apiKey))
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c, ok := r.clients[id]; ok {
+		return c
+	}
+	c := unisender.NewClient(r.o.UnisenderBaseURL, apiKey, r.o.ClientOptions...)
+	r.clients[id] = c
+	return c
+}
