@@ -65,9 +65,9 @@ type Resolver struct {
 }
 
 type cachedKey struct {
-	source  string // where it was read from; a spec change reads it again
-	key     string
-	readAt  time.Time
+	source string // where it was read from; a spec change reads it again
+	key    string
+	readAt time.Time
 }
 
 var (
