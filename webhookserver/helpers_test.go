@@ -1,0 +1,439 @@
+package webhookserver_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/fixtures"
+	"github.com/kommo-unisender/kommo-unisender/internal/queue"
+	"github.com/kommo-unisender/kommo-unisender/internal/testenv"
+	"github.com/kommo-unisender/kommo-unisender/internal/tokens"
+	"github.com/kommo-unisender/kommo-unisender/webhookserver"
+)
+
+var kube *testenv.Kube
+
+func TestMain(m *testing.M) {
+	os.Exit(testenv.RunWithKube(m, []string{"../config/crd/bases"}, &kube))
+}
+
+// shared is one started Kube (cache + tenant index) for the whole package,
+// and a direct client to set up objects; each test uses its own namespace.
+var shared struct {
+	once   sync.Once
+	kube   *webhookserver.Kube
+	client client.Client
+	err    error
+}
+
+func cluster(t testing.TB) (*webhookserver.Kube, client.Client) {
+	t.Helper()
+	shared.once.Do(func() {
+		scheme, err := webhookserver.Scheme()
+		if err != nil {
+			shared.err = err
+			return
+		}
+		if shared.client, err = client.New(kube.Config, client.Options{Scheme: scheme}); err != nil {
+			shared.err = err
+			return
+		}
+		if shared.kube, err = webhookserver.NewKube(kube.Config, webhookserver.KubeOptions{}); err != nil {
+			shared.err = err
+			return
+		}
+		// The cache lives as long as the test binary (the control plane
+		// stops with it).
+		shared.err = shared.kube.Start(context.Background())
+	})
+	if shared.err != nil {
+		t.Fatal(shared.err)
+	}
+	return shared.kube, shared.client
+}
+
+// accountOf reads account[id] of a fixture, so tenants match the samples.
+func accountOf(t testing.TB, name string) int64 {
+	t.Helper()
+	form, err := fixtures.KommoWebhook(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := strconv.ParseInt(form.Get("account[id]"), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// tenantOpts shape a fixture tenant.
+type tenantOpts struct {
+	allowWidgetKey bool
+	accountID      int64
+}
+
+// tenantFixture is one tenant as the reconcilers would leave it: a
+// KommoIntegration (OAuth callback flow, authorized for an account) with its
+// user client-secret Secret, a UnisenderBinding with its operator-owned
+// webhook Secret.
+type tenantFixture struct {
+	Namespace     string
+	Integration   *syncv1.KommoIntegration
+	Binding       *syncv1.UnisenderBinding
+	WebhookSecret string
+	ClientSecret  string
+	ClientID      string
+	AccountID     int64
+	RedirectURI   string
+}
+
+func randomHex(t testing.TB, n int) string {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// newTenant creates a tenant and waits until the server's index has it.
+func newTenant(t testing.TB, o tenantOpts) *tenantFixture {
+	t.Helper()
+	k, c := cluster(t)
+	ctx := context.Background()
+	if o.accountID == 0 {
+		o.accountID = accountOf(t, fixtures.AddContact)
+	}
+	f := &tenantFixture{
+		Namespace:     "wh-" + randomHex(t, 4),
+		WebhookSecret: randomHex(t, 32),
+		ClientSecret:  "cs-" + randomHex(t, 24),
+		ClientID:      "0f1e2d3c-4b5a-6978-8796-" + randomHex(t, 6),
+		AccountID:     o.accountID,
+		RedirectURI:   "https://hooks.example.test/oauth/callback",
+	}
+	must(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: f.Namespace}}))
+	t.Cleanup(func() {
+		_ = c.Delete(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: f.Namespace}})
+	})
+	must(t, c.Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: f.Namespace, Name: "kommo-client"},
+		Data:       map[string][]byte{"client-secret": []byte(f.ClientSecret)},
+	}))
+	ki := &syncv1.KommoIntegration{
+		ObjectMeta: metav1.ObjectMeta{Namespace: f.Namespace, Name: "kommo"},
+		Spec: syncv1.KommoIntegrationSpec{
+			Subdomain: "acme", ClientID: f.ClientID, RedirectURI: f.RedirectURI,
+			ClientSecretRef: &syncv1.SecretKeySelector{Name: "kommo-client", Key: "client-secret"},
+			OAuthCallback:   &syncv1.OAuthCallbackSource{},
+		},
+	}
+	must(t, c.Create(ctx, ki))
+	ki.Status.AccountID = f.AccountID
+	must(t, c.Status().Update(ctx, ki))
+	f.Integration = ki
+	b := &syncv1.UnisenderBinding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: f.Namespace, Name: "newsletter"},
+		Spec: syncv1.UnisenderBindingSpec{
+			IntegrationRef:  syncv1.IntegrationReference{Name: ki.Name},
+			APIKeySecretRef: syncv1.SecretKeySelector{Name: "unisender", Key: "api-key"},
+			List:            syncv1.ListSelector{Title: "Kommo contacts"},
+			AllowWidgetKey:  o.allowWidgetKey,
+		},
+	}
+	must(t, c.Create(ctx, b))
+	must(t, c.Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: f.Namespace, Name: b.Name + "-webhook",
+			Labels: map[string]string{tokens.ManagedLabel: tokens.ManagedLabelValue}},
+		Data: map[string][]byte{webhookserver.WebhookSecretKey: []byte(f.WebhookSecret)},
+	}))
+	b.Status.WebhookSecretName = b.Name + "-webhook"
+	must(t, c.Status().Update(ctx, b))
+	f.Binding = b
+	waitFor(t, "the tenant in the index", func() bool {
+		info, ok := k.Tenants().Tenant(f.Segment())
+		return ok && info.AccountID == f.AccountID
+	})
+	waitFor(t, "the integration in the cache", func() bool {
+		kis, err := k.IntegrationsByClientID(ctx, f.ClientID)
+		return err == nil && len(kis) == 1 && kis[0].Status.AccountID == f.AccountID
+	})
+	return f
+}
+
+// Segment is the tenant part of the webhook URL.
+func (f *tenantFixture) Segment() string { return f.Namespace + "." + f.Binding.Name }
+
+// WebhookPath is the destination Kommo posts to.
+func (f *tenantFixture) WebhookPath() string {
+	return "/kommo/webhooks/" + f.Segment() + "/" + f.WebhookSecret
+}
+
+// TenantID is the tenant key jobs carry.
+func (f *tenantFixture) TenantID() string { return f.Namespace + "/" + f.Binding.Name }
+
+// waitFor polls cond (the index and cache follow the API server
+// asynchronously); it is not a timing assertion.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// logBuffer collects every log line of a server, at every verbosity.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) logger() logr.Logger {
+	return funcr.New(func(prefix, args string) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		fmt.Fprintf(&l.buf, "%s %s\n", prefix, args)
+	}, funcr.Options{Verbosity: 10})
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// harness is the real server over the shared cache, a real beanstalkd and
+// a fresh tube.
+type harness struct {
+	t        testing.TB
+	URL      string
+	Tube     string
+	Addr     string // beanstalkd
+	Logs     *logBuffer
+	Producer *queue.Producer
+	Server   *webhookserver.Server
+}
+
+type harnessOpts struct {
+	beanstalkd string // default: the shared one
+	config     func(*webhookserver.Config)
+	logs       *logBuffer
+}
+
+func newHarness(t testing.TB, o harnessOpts) *harness {
+	t.Helper()
+	k, _ := cluster(t)
+	if o.beanstalkd == "" {
+		o.beanstalkd = testenv.BeanstalkdAddr(t)
+	}
+	if o.logs == nil {
+		o.logs = &logBuffer{}
+	}
+	cfg := webhookserver.DefaultConfig()
+	cfg.Tube = testenv.Tube("wh")
+	if o.config != nil {
+		o.config(&cfg)
+	}
+	producer := queue.NewProducer(o.beanstalkd, queue.ProducerOptions{Conns: 8})
+	t.Cleanup(func() { _ = producer.Close() })
+	srv, err := webhookserver.New(cfg, webhookserver.Deps{
+		Tenants: k.Tenants(), Cluster: k, Queue: producer, Log: o.logs.logger(), Registry: prometheus.NewRegistry(),
+	})
+	must(t, err)
+	ts := httptest.NewServer(srv)
+	t.Cleanup(ts.Close)
+	return &harness{t: t, URL: ts.URL, Tube: cfg.Tube, Addr: o.beanstalkd, Logs: o.logs, Producer: producer, Server: srv}
+}
+
+// response is what a test looks at in an answer.
+type response struct {
+	Status int
+	Header http.Header
+	Body   string
+}
+
+func (h *harness) do(req *http.Request) response {
+	h.t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	must(h.t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	must(h.t, err)
+	return response{Status: resp.StatusCode, Header: resp.Header, Body: string(body)}
+}
+
+func (h *harness) request(method, path, contentType, body string, header map[string]string) response {
+	h.t.Helper()
+	req, err := http.NewRequest(method, h.URL+path, strings.NewReader(body))
+	must(h.t, err)
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	return h.do(req)
+}
+
+func (h *harness) postForm(path, body string) response {
+	h.t.Helper()
+	return h.request(http.MethodPost, path, "application/x-www-form-urlencoded", body, nil)
+}
+
+// fixtureBody is a sample as Kommo posts it.
+func fixtureBody(t testing.TB, name string) string {
+	t.Helper()
+	body, err := fixtures.KommoWebhookBody(name)
+	must(t, err)
+	return body
+}
+
+// consumer returns a beanstalkd consumer of the harness tube.
+func (h *harness) consumer() *queue.Consumer {
+	h.t.Helper()
+	c, err := queue.NewConsumer(h.Addr, []string{h.Tube}, queue.ConsumerOptions{})
+	must(h.t, err)
+	h.t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// jobsInTube counts the jobs of the tube, whatever their state.
+func (h *harness) jobsInTube() int64 {
+	h.t.Helper()
+	st, err := h.consumer().StatsTube(context.Background(), h.Tube)
+	must(h.t, err)
+	return st.TotalJobs
+}
+
+// reserveAll takes every ready job of the tube (and deletes it).
+func (h *harness) reserveAll() []queue.Envelope {
+	h.t.Helper()
+	c := h.consumer()
+	var out []queue.Envelope
+	for {
+		job, err := c.Reserve(context.Background(), 0)
+		if err != nil {
+			if errors.Is(err, queue.ErrTimeout) {
+				return out
+			}
+			h.t.Fatal(err)
+		}
+		env, err := queue.Decode(job.Body)
+		must(h.t, err)
+		out = append(out, env)
+		must(h.t, c.Delete(context.Background(), job.ID))
+	}
+}
+
+// kommoToken is the X-Auth-Token Kommo's $authorizedAjax sends.
+type kommoToken struct {
+	Alg      jwt.SigningMethod
+	Key      any
+	Claims   jwt.MapClaims
+	NoneAlgo bool
+}
+
+// token is a valid token for the tenant, issued now.
+func (f *tenantFixture) token() kommoToken {
+	now := time.Now()
+	jti := make([]byte, 16)
+	_, _ = rand.Read(jti)
+	return kommoToken{
+		Alg: jwt.SigningMethodHS256,
+		Key: []byte(f.ClientSecret),
+		Claims: jwt.MapClaims{
+			"iss": "https://acme.kommo.com", "aud": "https://hooks.example.test",
+			"jti": hex.EncodeToString(jti),
+			"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(30 * time.Minute).Unix(),
+			"account_id": f.AccountID, "user_id": 42, "client_uuid": f.ClientID,
+			"subdomain": "acme", "is_admin": true,
+		},
+	}
+}
+
+func (k kommoToken) with(claim string, v any) kommoToken {
+	c := jwt.MapClaims{}
+	for key, val := range k.Claims {
+		c[key] = val
+	}
+	c[claim] = v
+	k.Claims = c
+	return k
+}
+
+func (k kommoToken) sign(t testing.TB) string {
+	t.Helper()
+	s, err := jwt.NewWithClaims(k.Alg, k.Claims).SignedString(k.Key)
+	must(t, err)
+	return s
+}
+
+// widgetKeySecret returns the widget-key Secret of the tenant's binding;
+// ok is false while it does not exist.
+func (f *tenantFixture) widgetKeySecret(t testing.TB) (*corev1.Secret, bool) {
+	t.Helper()
+	return getSecret(t, f.Namespace, f.Binding.Name+"-widget-key")
+}
+
+// oauthCodeSecret returns the integration's callback code Secret.
+func (f *tenantFixture) oauthCodeSecret(t testing.TB) (*corev1.Secret, bool) {
+	t.Helper()
+	return getSecret(t, f.Namespace, tokens.OAuthCodeSecretName(f.Integration.Name))
+}
+
+func getSecret(t testing.TB, ns, name string) (*corev1.Secret, bool) {
+	t.Helper()
+	_, c := cluster(t)
+	var s corev1.Secret
+	err := c.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, &s)
+	if apierrors.IsNotFound(err) {
+		return nil, false
+	}
+	must(t, err)
+	return &s, true
+}
+
+// callbackQuery is Kommo's redirect after a granted authorization.
+func (f *tenantFixture) callbackQuery(code string) url.Values {
+	return url.Values{
+		"code":      {code},
+		"state":     {tokens.CallbackState(f.Namespace, f.Integration.Name, f.ClientSecret)},
+		"referer":   {"acme.kommo.com"},
+		"client_id": {f.ClientID},
+	}
+}
