@@ -60,7 +60,9 @@ func TestBadRequestsAreRefusedAndChangeNothing(t *testing.T) {
 		return func(h *harness) response { return h.postForm(path, body) }
 	}
 	callback := func(q url.Values) func(h *harness) response {
-		return func(h *harness) response { return h.request(http.MethodGet, "/oauth/callback?"+q.Encode(), "", "", nil) }
+		return func(h *harness) response {
+			return h.request(http.MethodGet, "/oauth/callback?"+q.Encode(), "", "", nil)
+		}
 	}
 	wrongState := f.callbackQuery("code-1")
 	wrongState.Set("state", tokens.CallbackState(f.Namespace, f.Integration.Name, "not-the-client-secret"))
