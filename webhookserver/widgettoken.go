@@ -185,18 +185,24 @@ func newReplaySet(limit int) *replaySet {
 func (r *replaySet) add(key string, expires, now time.Time) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for len(r.order) > 0 && (!r.order[0].expires.After(now) || len(r.order) >= r.limit) {
-		e := heap.Pop(&r.order).(expiryEntry)
-		if r.seen[e.key].Equal(e.expires) {
-			delete(r.seen, e.key)
-		}
+	for len(r.order) > 0 && !r.order[0].expires.After(now) {
+		r.popOldest()
 	}
 	if _, dup := r.seen[key]; dup {
 		return false
 	}
+	for len(r.order) >= r.limit {
+		r.popOldest()
+	}
 	r.seen[key] = expires
 	heap.Push(&r.order, expiryEntry{key: key, expires: expires})
 	return true
+}
+
+// popOldest forgets the entry nearest expiry.
+func (r *replaySet) popOldest() {
+	e := heap.Pop(&r.order).(expiryEntry)
+	delete(r.seen, e.key)
 }
 
 type expiryEntry struct {
