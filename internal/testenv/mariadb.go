@@ -78,6 +78,9 @@ func (m *MariaDB) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := os.MkdirAll(m.sockDir, 0o700); err != nil {
+		return err
+	}
 	logFile, err := os.OpenFile(filepath.Join(m.Dir, "mariadbd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
@@ -101,8 +104,12 @@ func (m *MariaDB) Start(ctx context.Context) error {
 	return waitFor(ctx, &m.daemon, func() error { return ping(ctx, m.rootDSN()) })
 }
 
-// Stop shuts mariadbd down cleanly.
-func (m *MariaDB) Stop() { m.stop(syscall.SIGTERM, 30*time.Second) }
+// Stop shuts mariadbd down cleanly and removes its socket directory
+// (Start makes it again).
+func (m *MariaDB) Stop() {
+	m.stop(syscall.SIGTERM, 30*time.Second)
+	_ = os.RemoveAll(m.sockDir)
+}
 
 // Kill ends mariadbd with SIGKILL, as a crash would.
 func (m *MariaDB) Kill() { m.stop(syscall.SIGKILL, 10*time.Second) }
