@@ -31,6 +31,7 @@ import (
 	"github.com/kommo-unisender/kommo-unisender/internal/tokens"
 	"github.com/kommo-unisender/kommo-unisender/internal/unisender"
 	"github.com/kommo-unisender/kommo-unisender/internal/worker"
+	"github.com/kommo-unisender/kommo-unisender/internal/worker/kuberesolver"
 )
 
 // Options are the subcommand's flags.
@@ -115,7 +116,7 @@ func Run(ctx context.Context, args []string) error {
 
 // startResolver starts a cache of bindings and managed Secrets and returns
 // the resolver reading it.
-func startResolver(ctx context.Context, o Options) (*worker.KubeResolver, error) {
+func startResolver(ctx context.Context, o Options) (*kuberesolver.Resolver, error) {
 	cfg, err := restConfig(o.Kubeconfig)
 	if err != nil {
 		return nil, err
@@ -148,12 +149,12 @@ func startResolver(ctx context.Context, o Options) (*worker.KubeResolver, error)
 	if err != nil {
 		return nil, err
 	}
-	return &worker.KubeResolver{
-		Reader: c, APIReader: direct,
-		NewClient: func(apiKey string) *unisender.Client {
-			return unisender.NewClient(o.UnisenderBaseURL, apiKey, unisender.WithRateLimit(o.UnisenderRate, 1))
-		},
-	}, nil
+	// One client per API key, so every tenant and goroutine using a key
+	// shares its rate limiter.
+	return kuberesolver.New(kuberesolver.Options{
+		Bindings: c, ManagedSecrets: c, Secrets: direct, UnisenderBaseURL: o.UnisenderBaseURL,
+		ClientOptions: []unisender.Option{unisender.WithRateLimit(o.UnisenderRate, 1)},
+	}), nil
 }
 
 func probes(st *store.Store) http.Handler {

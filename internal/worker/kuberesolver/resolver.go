@@ -41,10 +41,13 @@ type Options struct {
 	// Bindings reads UnisenderBindings: a controller-runtime cache, so that
 	// resolving a tenant per batch costs no API request.
 	Bindings client.Reader
-	// Secrets reads the API key Secrets. User Secrets carry no label a
-	// scoped cache could select, so this is normally the API server itself
-	// (a client.Client); keys are memoised for KeyTTL.
+	// Secrets reads the user's API key Secrets (spec.apiKeySecretRef). They
+	// carry no label a scoped cache could select, so this is normally the
+	// API server itself (a client.Client); keys are memoised for KeyTTL.
 	Secrets client.Reader
+	// ManagedSecrets reads the operator-managed widget key Secret: a cache
+	// scoped to the managed label. Nil means Secrets.
+	ManagedSecrets client.Reader
 	// UnisenderBaseURL is the API's base URL (unisender.DefaultBaseURL in
 	// production, the sandbox in development).
 	UnisenderBaseURL string
@@ -79,6 +82,9 @@ var (
 func New(o Options) *Resolver {
 	if o.KeyTTL <= 0 {
 		o.KeyTTL = DefaultKeyTTL
+	}
+	if o.ManagedSecrets == nil {
+		o.ManagedSecrets = o.Secrets
 	}
 	if o.UnisenderBaseURL == "" {
 		o.UnisenderBaseURL = unisender.DefaultBaseURL
@@ -154,7 +160,7 @@ func (r *Resolver) apiKey(ctx context.Context, key tenant.Key, b *syncv1.Unisend
 
 func (r *Resolver) readKey(ctx context.Context, b *syncv1.UnisenderBinding) (string, error) {
 	if b.Spec.AllowWidgetKey {
-		v, found, err := r.secretValue(ctx, b.Namespace, b.Name+widgetKeySuffix, widgetKeySecretKey)
+		v, found, err := r.secretValue(ctx, r.o.ManagedSecrets, b.Namespace, b.Name+widgetKeySuffix, widgetKeySecretKey)
 		if err != nil {
 			return "", err
 		}
@@ -163,7 +169,7 @@ func (r *Resolver) readKey(ctx context.Context, b *syncv1.UnisenderBinding) (str
 		}
 	}
 	ref := b.Spec.APIKeySecretRef
-	v, found, err := r.secretValue(ctx, b.Namespace, ref.Name, ref.Key)
+	v, found, err := r.secretValue(ctx, r.o.Secrets, b.Namespace, ref.Name, ref.Key)
 	if err != nil {
 		return "", err
 	}
@@ -175,9 +181,9 @@ func (r *Resolver) readKey(ctx context.Context, b *syncv1.UnisenderBinding) (str
 
 // secretValue reads one key of a Secret; found is false when the Secret or
 // the key does not exist or is empty. Errors name the Secret, never a value.
-func (r *Resolver) secretValue(ctx context.Context, namespace, name, key string) (string, bool, error) {
+func (r *Resolver) secretValue(ctx context.Context, reader client.Reader, namespace, name, key string) (string, bool, error) {
 	var s corev1.Secret
-	err := r.o.Secrets.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &s)
+	err := reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &s)
 	if apierrors.IsNotFound(err) {
 		return "", false, nil
 	}
