@@ -129,7 +129,11 @@ define(['jquery'], function ($) {
         return t('status.import_done');
       }
       if (imp.total) {
-        return (imp.done || 0) + ' / ' + imp.total;
+        return (imp.imported || 0) + ' / ' + imp.total;
+      }
+      if (imp.imported) {
+        // Kommo does not count contacts up front: the total may be unknown.
+        return String(imp.imported);
       }
       return t('status.import_pending');
     }
