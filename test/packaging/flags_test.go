@@ -8,22 +8,30 @@ import (
 
 	"github.com/kommo-unisender/kommo-unisender/internal/cli/manager"
 	webhookservercli "github.com/kommo-unisender/kommo-unisender/internal/cli/webhookserver"
+	workercli "github.com/kommo-unisender/kommo-unisender/internal/cli/worker"
 )
 
 // commandLines maps each container name to the flag parsing of the
-// subcommand it runs. The worker joins when its subcommand exists.
+// subcommand it runs.
 var commandLines = map[string]struct {
+	deployment string // suffix of the Deployment holding the container
 	subcommand string
 	parse      func(t *testing.T, args []string, env map[string]string) error
 }{
-	"manager": {"manager", func(t *testing.T, args []string, _ map[string]string) error {
+	"manager": {"manager", "manager", func(t *testing.T, args []string, _ map[string]string) error {
 		_, err := manager.ParseFlags(args)
 		return err
 	}},
-	"webhookserver": {"webhookserver", func(t *testing.T, args []string, env map[string]string) error {
+	"webhookserver": {"manager", "webhookserver", func(t *testing.T, args []string, env map[string]string) error {
 		// $BEANSTALKD_ADDR is a flag default, read when parsing.
 		t.Setenv("BEANSTALKD_ADDR", env["BEANSTALKD_ADDR"])
 		_, err := webhookservercli.ParseFlags(args)
+		return err
+	}},
+	"worker": {"worker", "worker", func(t *testing.T, args []string, env map[string]string) error {
+		t.Setenv("BEANSTALKD_ADDR", env["BEANSTALKD_ADDR"])
+		t.Setenv("MYSQL_DSN", env["MYSQL_DSN"])
+		_, err := workercli.ParseFlags(args)
 		return err
 	}},
 }
@@ -33,21 +41,24 @@ var commandLines = map[string]struct {
 // flag would crash-loop the pod, which no API server can tell.
 func TestCommandLinesParse(t *testing.T) {
 	type source struct {
-		manifests  []byte
-		deployment string
+		manifests []byte
+		prefix    string // of the Deployments' names
 	}
 	sources := map[string]source{
-		"kustomize": {kustomize(t, repoPath("config", "default")), "kommo-unisender-controller-manager"},
+		"kustomize": {kustomize(t, repoPath("config", "default")), "kommo-unisender-"},
 	}
 	for _, values := range ciValues {
-		sources["helm-"+values] = source{renderCI(t, values), values + "-kommo-unisender-manager"}
+		sources["helm-"+values] = source{renderCI(t, values), values + "-kommo-unisender-"}
 	}
 	for name, src := range sources {
 		idx := byKind(decodeManifests(t, src.manifests))
-		spec := podSpec(t, idx["Deployment"][src.deployment])
 		for container, cl := range commandLines {
 			t.Run(name+"/"+container, func(t *testing.T) {
-				c := containerByName(t, spec, container)
+				deployment := src.prefix + cl.deployment
+				if name == "kustomize" && cl.deployment == "manager" {
+					deployment = "kommo-unisender-controller-manager"
+				}
+				c := containerByName(t, podSpec(t, idx["Deployment"][deployment]), container)
 				args := stringSlice(c["args"])
 				if len(args) == 0 || args[0] != cl.subcommand {
 					t.Fatalf("%s container args %v do not start with the subcommand %s", container, args, cl.subcommand)
@@ -66,7 +77,8 @@ func TestCommandLinesParse(t *testing.T) {
 }
 
 // resolvedEnv gives the values the kubelet would set for a container's env:
-// literal values and ConfigMap keys (Secrets stay unresolved).
+// literal values and ConfigMap keys; values from Secrets become a
+// placeholder.
 func resolvedEnv(t *testing.T, container map[string]any, configMaps map[string]*unstructured.Unstructured) map[string]string {
 	t.Helper()
 	out := map[string]string{}
@@ -76,6 +88,10 @@ func resolvedEnv(t *testing.T, container map[string]any, configMaps map[string]*
 		name := m["name"].(string)
 		if v, ok := m["value"].(string); ok {
 			out[name] = expandEnv(v, out)
+			continue
+		}
+		if _, fromSecret, _ := unstructured.NestedMap(m, "valueFrom", "secretKeyRef"); fromSecret {
+			out[name] = "from-a-secret"
 			continue
 		}
 		cmName, found, _ := unstructured.NestedString(m, "valueFrom", "configMapKeyRef", "name")

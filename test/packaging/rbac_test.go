@@ -39,13 +39,13 @@ func TestKustomizeRBACLeastPrivilege(t *testing.T) {
 		{manager, "delete", sync, "kommointegrations", "tenants", false},
 		{manager, "create", "apps", "deployments", "tenants", false},
 		{manager, "create", "", "pods", "tenants", false},
-		// Workers: read the tenants and the one API-key Secret by name.
-		{worker, "get", sync, "unisenderbindings", "tenants", true},
-		{worker, "watch", sync, "kommointegrations", "tenants", true},
+		// Workers: read bindings and Secrets, write nothing.
+		{worker, "watch", sync, "unisenderbindings", "tenants", true},
 		{worker, "get", "", "secrets", "tenants", true},
-		{worker, "list", "", "secrets", "tenants", false},
-		{worker, "watch", "", "secrets", "tenants", false},
+		{worker, "watch", "", "secrets", "tenants", true},
+		{worker, "get", sync, "kommointegrations", "tenants", false},
 		{worker, "create", "", "secrets", "tenants", false},
+		{worker, "update", "", "secrets", "tenants", false},
 		{worker, "patch", sync, "unisenderbindings", "tenants", false},
 		{worker, "patch", sync, "unisenderbindings/status", "tenants", false},
 		{worker, "create", "coordination.k8s.io", "leases", "kommo-unisender-system", false},
@@ -67,9 +67,9 @@ func TestChartRBACWatchNamespaces(t *testing.T) {
 		{manager, "list", "", "secrets", "", false}, // not cluster-wide
 		{manager, "get", "sync.kommo-unisender.io", "unisenderbindings", "default", false},
 		{manager, "update", "coordination.k8s.io", "leases", "kommo-unisender-full", true},
-		{worker, "get", "", "secrets", "tenants", true},
+		{worker, "list", "", "secrets", "tenants", true},
 		{worker, "get", "", "secrets", "default", false},
-		{worker, "list", "", "secrets", "tenants", false},
+		{worker, "list", "", "secrets", "", false},
 	})
 }
 
