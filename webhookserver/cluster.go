@@ -306,7 +306,7 @@ func (k *Kube) putOwnedSecret(ctx context.Context, owner client.Object, name str
 		return fmt.Errorf("reading Secret %q: %w", name, err)
 	}
 	if s.Labels[tokens.ManagedLabel] != tokens.ManagedLabelValue || !ownedBy(&s, owner) {
-		return fmt.Errorf("Secret %q: %w", name, ErrForeignSecret)
+		return fmt.Errorf("writing Secret %q: %w", name, ErrForeignSecret)
 	}
 	s.Data = data
 	s.StringData = nil

@@ -27,6 +27,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/fixtures"
@@ -39,6 +40,7 @@ import (
 var kube *testenv.Kube
 
 func TestMain(m *testing.M) {
+	ctrllog.SetLogger(logr.Discard()) // client-go's watch logs are not under test
 	os.Exit(testenv.RunWithKube(m, []string{"../config/crd/bases"}, &kube))
 }
 

@@ -6,8 +6,6 @@ import (
 	"html/template"
 	"net/http"
 
-	"k8s.io/apimachinery/pkg/types"
-
 	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/tokens"
 )
@@ -97,7 +95,7 @@ func (s *Server) callbackIntegration(ctx context.Context, state, clientID string
 	if err != nil {
 		return nil, errBadState
 	}
-	ki, err := s.cluster.Integration(ctx, types.NamespacedName(key))
+	ki, err := s.cluster.Integration(ctx, key)
 	if errors.Is(err, ErrNotFound) {
 		return nil, errBadState
 	}

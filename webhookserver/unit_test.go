@@ -1,6 +1,8 @@
 package webhookserver
 
 import (
+	"bytes"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -9,6 +11,9 @@ import (
 	toolscache "k8s.io/client-go/tools/cache"
 
 	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/fixtures"
+	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
+	"github.com/kommo-unisender/kommo-unisender/internal/queue"
 )
 
 // TestTenantIndexFollowsEvents: a tenant exists for the webhook route only
@@ -132,6 +137,44 @@ func TestReplaySet(t *testing.T) {
 	for _, k := range []string{"b", "c", "d"} {
 		if r.add(k, later.Add(time.Hour), later) {
 			t.Errorf("%s evicted instead of the entry nearest expiry", k)
+		}
+	}
+}
+
+// TestAppendJobIsTheQueueEnvelope: the hand-assembled job body is
+// byte-for-byte what queue.Envelope.Encode writes, so the worker's
+// queue.Decode reads it like any other job.
+func TestAppendJobIsTheQueueEnvelope(t *testing.T) {
+	for _, name := range fixtures.KommoWebhookNames() {
+		form, err := fixtures.KommoWebhook(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := kommo.ParseWebhook(form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := time.Date(2026, 3, 4, 5, 6, 7, 890123000, time.FixedZone("X", 3600))
+		for _, tenantID := range []string{"shop/news.letter", "odd/na\"me<&>"} {
+			raw, err := json.Marshal(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := queue.Envelope{Tenant: tenantID, AccountID: p.AccountID, Kind: queue.KindWebhook,
+				ReceivedAt: at.UTC(), Payload: raw}.Encode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := appendJob(new(bytes.Buffer), tenantID, p, at)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("%s, tenant %q:\n got %s\nwant %s", name, tenantID, got, want)
+			}
+			if _, err := queue.Decode(got); err != nil {
+				t.Errorf("%s: queue.Decode: %v", name, err)
+			}
 		}
 	}
 }

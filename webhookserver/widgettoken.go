@@ -42,7 +42,7 @@ type tokenError struct {
 
 func (e *tokenError) Error() string { return e.msg }
 
-var errInvalidToken = "the Kommo token (X-Auth-Token) is missing, invalid or not for this server"
+var errInvalidToken = "the Kommo token (X-Auth-Token) is missing, invalid or not for this server" //nolint:gosec // a message shown to callers, not a credential
 
 // hs256 is the only algorithm accepted: Kommo signs with HS256, and
 // accepting any other (none, or RS256 with the secret as a "public key")
@@ -75,7 +75,7 @@ func (s *Server) verifyWidgetToken(ctx context.Context, raw string) (*widgetCall
 		return nil, err
 	}
 	caller := &widgetCaller{}
-	var lastErr error = errors.New("no integration with that client_uuid and account_id")
+	lastErr := errors.New("no integration with that client_uuid and account_id")
 	for i := range candidates {
 		ki := &candidates[i]
 		if ki.Status.AccountID != unverified.AccountID || !ki.DeletionTimestamp.IsZero() {

@@ -1,0 +1,258 @@
+package webhookserver_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kommo-unisender/kommo-unisender/internal/fixtures"
+	"github.com/kommo-unisender/kommo-unisender/internal/queue"
+	"github.com/kommo-unisender/kommo-unisender/internal/testenv"
+	"github.com/kommo-unisender/kommo-unisender/webhookserver"
+)
+
+// benchTarget is the real server listening on a loopback TCP port, over the
+// package's cache, with a beanstalkd whose binlog is on.
+type benchTarget struct {
+	URL      string // the tenant's webhook URL
+	Body     []byte // the one-contact add sample
+	Tube     string
+	consumer *queue.Consumer
+}
+
+// startBenchTarget serves the production configuration (DefaultConfig, a
+// producer pool of 32 as the subcommand's default). The beanstalkd is
+// private (same binary and flags as the shared one, binlog on) so that the
+// hundreds of thousands of jobs a run leaves go away with it.
+func startBenchTarget(b *testing.B) *benchTarget {
+	b.Helper()
+	f := newTenant(b, tenantOpts{})
+	k, _ := cluster(b)
+	bs, err := testenv.StartBeanstalkd(context.Background(), b.TempDir())
+	must(b, err)
+	b.Cleanup(bs.Stop)
+	cfg := webhookserver.DefaultConfig()
+	cfg.Tube = testenv.Tube("bench")
+	producer := queue.NewProducer(bs.Addr(), queue.ProducerOptions{Conns: 32})
+	b.Cleanup(func() { _ = producer.Close() })
+	srv, err := webhookserver.New(cfg, webhookserver.Deps{
+		Tenants: k.Tenants(), Cluster: k, Queue: producer, Log: logr.Discard(), Registry: prometheus.NewRegistry(),
+	})
+	must(b, err)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	must(b, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, l) }()
+	b.Cleanup(func() { cancel(); <-done })
+	consumer, err := queue.NewConsumer(bs.Addr(), []string{cfg.Tube}, queue.ConsumerOptions{})
+	must(b, err)
+	b.Cleanup(func() { _ = consumer.Close() })
+	body, err := fixtures.KommoWebhookBody(fixtures.AddContact)
+	must(b, err)
+	return &benchTarget{URL: "http://" + l.Addr().String() + f.WebhookPath(), Body: []byte(body), Tube: cfg.Tube, consumer: consumer}
+}
+
+// jobs is the number of jobs ever put in the target's tube.
+func (bt *benchTarget) jobs(b *testing.B) int64 {
+	b.Helper()
+	st, err := bt.consumer.StatsTube(context.Background(), bt.Tube)
+	must(b, err)
+	return st.TotalJobs
+}
+
+// BenchmarkWebhookIngest drives the real server with 32 concurrent
+// keep-alive clients (Go's HTTP client, in this process) posting the
+// one-contact sample: authenticate, parse, durable put, 200. It reports
+// requests per second and latency percentiles; every answer must be 200
+// and every 200 a job.
+//
+//	go run ./hack/testenv -- go test -run '^$' -bench BenchmarkWebhookIngest -benchtime 100000x ./webhookserver/
+func BenchmarkWebhookIngest(b *testing.B) {
+	bt := startBenchTarget(b)
+	transport := &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}
+	defer transport.CloseIdleConnections()
+	client := &http.Client{Transport: transport}
+	const clients = 32
+	b.SetParallelism((clients + 1) / 2) // × GOMAXPROCS (2 here) goroutines
+	var (
+		mu        sync.Mutex
+		latencies []time.Duration
+		failures  int
+	)
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		local := make([]time.Duration, 0, 1024)
+		bad := 0
+		for pb.Next() {
+			req, _ := http.NewRequest(http.MethodPost, bt.URL, bytes.NewReader(bt.Body))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			t0 := time.Now()
+			resp, err := client.Do(req)
+			if err != nil {
+				bad++
+				continue
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			local = append(local, time.Since(t0))
+			if resp.StatusCode != http.StatusOK {
+				bad++
+			}
+		}
+		mu.Lock()
+		latencies = append(latencies, local...)
+		failures += bad
+		mu.Unlock()
+	})
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if failures > 0 {
+		b.Fatalf("%d of %d requests failed or were not answered 200", failures, b.N)
+	}
+	if jobs := bt.jobs(b); jobs != int64(b.N) {
+		b.Fatalf("%d jobs in beanstalkd for %d answers 200", jobs, b.N)
+	}
+	slices.Sort(latencies)
+	pct := func(p float64) float64 {
+		return float64(latencies[int(p*float64(len(latencies)-1))].Microseconds()) / 1000
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
+	b.ReportMetric(pct(0.50), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
+	b.ReportMetric(pct(0.999), "p99.9-ms")
+}
+
+// BenchmarkWebhookIngestWrk measures the same server with wrk (Debian
+// package wrk), as the issue's reference figure was taken: 2 threads, 32
+// keep-alive connections, 15 s, the one-contact sample
+// (testdata/wrk-webhook.lua). Run it once per invocation:
+//
+//	go run ./hack/testenv -- go test -run '^$' -bench BenchmarkWebhookIngestWrk -benchtime 1x ./webhookserver/
+//
+// WRK_DURATION overrides the 15 s. The figures come from wrk's report;
+// the wrk output is printed with -v.
+func BenchmarkWebhookIngestWrk(b *testing.B) {
+	wrk, err := exec.LookPath("wrk")
+	if err != nil {
+		b.Skip("wrk is not installed (apt-get install -y wrk)")
+	}
+	duration := cmpOr(os.Getenv("WRK_DURATION"), "15s")
+	bt := startBenchTarget(b)
+	bodyFile := filepath.Join(b.TempDir(), "add-contact.body")
+	must(b, os.WriteFile(bodyFile, bt.Body, 0o600))
+	script, err := filepath.Abs("testdata/wrk-webhook.lua")
+	must(b, err)
+	b.ResetTimer()
+	for range b.N {
+		cmd := exec.Command(wrk, "-t2", "-c32", "-d"+duration, "--latency", "-s", script, bt.URL)
+		cmd.Env = append(os.Environ(), "WEBHOOK_BODY_FILE="+bodyFile)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			b.Fatalf("wrk: %v\n%s", err, out)
+		}
+		b.Logf("wrk -t2 -c32 -d%s --latency (load before: %s)\n%s", duration, loadAverage(), redactURL(string(out), bt.URL))
+		report, err := parseWrk(string(out))
+		if err != nil {
+			b.Fatalf("%v\n%s", err, out)
+		}
+		if report.non2xx > 0 || report.socketErrors != "" {
+			b.Fatalf("wrk saw %d non-2xx answers, socket errors %q", report.non2xx, report.socketErrors)
+		}
+		if jobs := bt.jobs(b); jobs < report.requests {
+			b.Fatalf("%d jobs in beanstalkd for %d requests wrk saw answered", jobs, report.requests)
+		}
+		b.ReportMetric(report.rps, "req/s")
+		b.ReportMetric(report.p50, "p50-ms")
+		b.ReportMetric(report.p99, "p99-ms")
+	}
+}
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// redactURL keeps the tenant secret of the benchmark out of the output.
+func redactURL(out, url string) string {
+	i := strings.LastIndexByte(url, '/')
+	return strings.ReplaceAll(out, url, url[:i+1]+"****")
+}
+
+func loadAverage() string {
+	raw, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	return strings.Join(strings.Fields(string(raw))[:3], " ")
+}
+
+type wrkReport struct {
+	rps, p50, p99 float64
+	requests      int64
+	non2xx        int64
+	socketErrors  string
+}
+
+var (
+	wrkRPS      = regexp.MustCompile(`Requests/sec:\s+([\d.]+)`)
+	wrkRequests = regexp.MustCompile(`(\d+) requests in`)
+	wrkNon2xx   = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
+	wrkSocket   = regexp.MustCompile(`Socket errors: (.*)`)
+	wrkPct      = regexp.MustCompile(`(?m)^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$`)
+)
+
+func parseWrk(out string) (wrkReport, error) {
+	var r wrkReport
+	m := wrkRPS.FindStringSubmatch(out)
+	n := wrkRequests.FindStringSubmatch(out)
+	if m == nil || n == nil {
+		return r, fmt.Errorf("no Requests/sec or request count in wrk's output")
+	}
+	r.rps, _ = strconv.ParseFloat(m[1], 64)
+	r.requests, _ = strconv.ParseInt(n[1], 10, 64)
+	if m := wrkNon2xx.FindStringSubmatch(out); m != nil {
+		r.non2xx, _ = strconv.ParseInt(m[1], 10, 64)
+	}
+	if m := wrkSocket.FindStringSubmatch(out); m != nil {
+		r.socketErrors = m[1]
+	}
+	for _, m := range wrkPct.FindAllStringSubmatch(out, -1) {
+		v, _ := strconv.ParseFloat(m[2], 64)
+		switch m[3] {
+		case "us":
+			v /= 1000
+		case "s":
+			v *= 1000
+		}
+		if m[1] == "50" {
+			r.p50 = v
+		} else {
+			r.p99 = v
+		}
+	}
+	if r.p99 == 0 {
+		return r, fmt.Errorf("no latency distribution in wrk's output (--latency)")
+	}
+	return r, nil
+}
