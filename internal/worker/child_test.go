@@ -32,6 +32,7 @@ type childSpec struct {
 	Concurrency   int
 	MaxEvents     int
 	ShutdownGrace time.Duration
+	RecheckDelay  time.Duration // default 1s
 }
 
 func TestMain(m *testing.M) {
@@ -65,7 +66,7 @@ func runChild(specJSON string) int {
 	w, err := worker.New(worker.Config{
 		BeanstalkdAddr: spec.Addr, Tube: spec.Tube, Store: st, Resolver: resolver,
 		Concurrency: spec.Concurrency, MaxEvents: spec.MaxEvents, ShutdownGrace: spec.ShutdownGrace,
-		RecheckDelay: time.Second, Log: log,
+		RecheckDelay: max(spec.RecheckDelay, time.Second), Log: log,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)

@@ -233,7 +233,7 @@ func TestWorkerProcessSIGTERM(t *testing.T) {
 		sc := newScenario(t, acme, 20)
 		h.putAll(sc.bodies[:1])
 		h.emu.SetLatency(30 * time.Second)
-		c := h.startChild(childSpec{Concurrency: 1, ShutdownGrace: 300 * time.Millisecond})
+		c := h.startChild(childSpec{Concurrency: 1, ShutdownGrace: 300 * time.Millisecond, RecheckDelay: time.Minute})
 		eventually(t, 20*time.Second, func() (bool, string) {
 			inFlight, _ := h.inFlightImports()
 			return inFlight == 1, "no import in flight"
@@ -241,8 +241,10 @@ func TestWorkerProcessSIGTERM(t *testing.T) {
 		if err := c.signal(t, syscall.SIGTERM, 10*time.Second); err != nil {
 			t.Fatalf("worker exit: %v", err)
 		}
+		// The unfinished job is ready again; the recheck job put before its
+		// push waits for its delay.
 		s := h.tubeStats()
-		if s.Reserved != 0 || s.Ready != 1 || s.Buried != 0 || len(h.members(ts)) != 0 {
+		if s.Reserved != 0 || s.Ready != 1 || s.Delayed != 1 || s.Buried != 0 || len(h.members(ts)) != 0 {
 			t.Fatalf("tube %+v, members %v: the unfinished job must be released, ready at once, unapplied", s, h.members(ts))
 		}
 	})
@@ -372,6 +374,9 @@ func TestUnisenderTransientErrorsConverge(t *testing.T) {
 	}
 	for _, sc := range scenarios {
 		h.check(sc)
+		if key := h.resolver.tenants[sc.key].APIKey; strings.Contains(h.logs.String(), key) {
+			t.Errorf("the worker log shows %s's API key", sc.key)
+		}
 	}
 	t.Logf("%d transient errors served", failed)
 }

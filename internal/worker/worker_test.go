@@ -182,7 +182,7 @@ func TestNotReadyTenantParksItsJobs(t *testing.T) {
 func TestInvalidKeyParksInsteadOfBurying(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, harnessOptions{})
-	h.addTenant(acme)
+	ts := h.addTenant(acme)
 	h.emu.ForceErrors(1, unisenderemu.ForcedError{Code: "invalid_api_key", Message: "Invalid API key"})
 	h.put(envelope(t, acme, payload(kommo.WebhookEvent{Action: kommo.ActionAdd, Contact: contact(1, 100, "a@example.com")}), time.Now()))
 	cfg := h.config()
@@ -194,6 +194,9 @@ func TestInvalidKeyParksInsteadOfBurying(t *testing.T) {
 	})
 	if s := h.tubeStats(); s.Buried != 0 || len(h.deadLetters()) != 0 {
 		t.Fatalf("tube %+v: a refused key must not bury the events", s)
+	}
+	if !strings.Contains(h.logs.String(), "refused the tenant's API key") || strings.Contains(h.logs.String(), ts.APIKey) {
+		t.Fatalf("the refusal must be logged, without the key:\n%s", h.logs.String())
 	}
 }
 
