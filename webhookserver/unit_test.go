@@ -3,6 +3,7 @@ package webhookserver
 import (
 	"bytes"
 	"encoding/json"
+	"net/url"
 	"testing"
 	"time"
 
@@ -175,6 +176,30 @@ func TestAppendJobIsTheQueueEnvelope(t *testing.T) {
 			if _, err := queue.Decode(got); err != nil {
 				t.Errorf("%s: queue.Decode: %v", name, err)
 			}
+		}
+	}
+}
+
+// BenchmarkParseAndEncode is the CPU work of one webhook besides HTTP and
+// the put: form decoding, the Kommo parser, and the job encoding.
+func BenchmarkParseAndEncode(b *testing.B) {
+	body, err := fixtures.KommoWebhookBody(fixtures.AddContact)
+	if err != nil {
+		b.Fatal(err)
+	}
+	buf := new(bytes.Buffer)
+	b.ReportAllocs()
+	for b.Loop() {
+		form, err := url.ParseQuery(body)
+		if err != nil {
+			b.Fatal(err)
+		}
+		p, err := kommo.ParseWebhook(form)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := appendJob(buf, "shop/newsletter", p, time.Now()); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
