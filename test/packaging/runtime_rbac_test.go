@@ -82,12 +82,18 @@ func runUntilHealthy(t *testing.T, run func(context.Context, []string) error, ar
 			t.Error("the subcommand did not stop within 30s of its context ending")
 		}
 	}()
+	return waitHealthy(url, done, wait)
+}
+
+// waitHealthy polls url until it answers 200 (nil), the subcommand ends (its
+// result is put back on done), or wait passes.
+func waitHealthy(url string, done chan error, wait time.Duration) error {
 	deadline := time.Now().Add(wait)
 	client := &http.Client{Timeout: time.Second}
 	for time.Now().Before(deadline) {
 		select {
 		case err := <-done:
-			done <- err // for the deferred wait
+			done <- err
 			return fmt.Errorf("the subcommand returned before it was healthy: %v", err)
 		default:
 		}
