@@ -60,7 +60,12 @@ func startBenchTarget(b *testing.B) *benchTarget {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, l) }()
-	b.Cleanup(func() { cancel(); <-done })
+	b.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			b.Errorf("server: %v", err)
+		}
+	})
 	consumer, err := queue.NewConsumer(bs.Addr(), []string{cfg.Tube}, queue.ConsumerOptions{})
 	must(b, err)
 	b.Cleanup(func() { _ = consumer.Close() })

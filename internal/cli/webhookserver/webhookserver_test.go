@@ -118,7 +118,9 @@ func TestRunServesAsTheWebhookServerRole(t *testing.T) {
 	defer func() {
 		if !stopped {
 			cancel()
-			<-done
+			if err := <-done; err != nil {
+				t.Errorf("webhookserver: %v", err)
+			}
 		}
 	}()
 	waitReady(t, base+"/readyz", done)
