@@ -10,6 +10,7 @@ import (
 	"sort"
 	"syscall"
 
+	"github.com/kommo-unisender/kommo-unisender/internal/cli/deadletters"
 	"github.com/kommo-unisender/kommo-unisender/internal/cli/dev"
 	"github.com/kommo-unisender/kommo-unisender/internal/cli/manager"
 	"github.com/kommo-unisender/kommo-unisender/internal/cli/migrate"
