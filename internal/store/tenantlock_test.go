@@ -50,7 +50,7 @@ func TestTenantLockIsPerDatabase(t *testing.T) {
 	if err != nil || !ok {
 		t.Fatalf("lock in the first database: ok=%v err=%v", ok, err)
 	}
-	defer la.Release(ctx)
+	defer func() { _ = la.Release(ctx) }()
 	lb, ok, err := b.LockTenant(ctx, tenantA, 0)
 	if err != nil || !ok {
 		t.Fatalf("the same tenant in another database: ok=%v err=%v; want it free", ok, err)

@@ -56,7 +56,7 @@ func decodeEntry(j *queue.Job) *entry {
 		return e
 	}
 	if e.tenant, err = tenant.Parse(env.Tenant); err != nil {
-		e.poison = fmt.Errorf("%w: %v", queue.ErrBadEnvelope, err)
+		e.poison = fmt.Errorf("%w: %w", queue.ErrBadEnvelope, err)
 		return e
 	}
 	if env.Kind == KindRecheck {
@@ -65,7 +65,7 @@ func decodeEntry(j *queue.Job) *entry {
 		e.events, err = decodeEvents(env)
 	}
 	if err != nil {
-		e.poison = fmt.Errorf("%w: %v", queue.ErrBadEnvelope, err)
+		e.poison = fmt.Errorf("%w: %w", queue.ErrBadEnvelope, err)
 	}
 	return e
 }
@@ -78,7 +78,7 @@ func decodeEvents(env queue.Envelope) ([]syncer.Event, error) {
 	}
 	var p kommo.WebhookPayload
 	if err := json.Unmarshal(env.Payload, &p); err != nil {
-		return nil, fmt.Errorf("webhook payload: %v", err)
+		return nil, fmt.Errorf("webhook payload: %w", err)
 	}
 	events := make([]syncer.Event, 0, len(p.Events))
 	for i, ev := range p.Events {
@@ -160,8 +160,12 @@ func events(entries []*entry) []syncer.Event {
 	return out
 }
 
+// errIdle is gather's answer when no job came within idleReserveWait, or
+// ctx ended: nothing to process, and nothing wrong.
+var errIdle = errors.New("no job to reserve")
+
 // gather reserves a batch: it waits up to idleReserveWait for a first job
-// (nil, nil if none came or ctx ended), then takes every job that is ready,
+// (errIdle if none came or ctx ended), then takes every job that is ready,
 // and waits BatchWindow for more, until MaxEvents. A job reserved before an
 // error is kept in the batch: it is settled normally, and if the
 // connection broke beanstalkd has already put it back.
@@ -169,7 +173,7 @@ func (w *Worker) gather(ctx context.Context, c *queue.Consumer) (*batch, error) 
 	first, err := c.Reserve(ctx, idleReserveWait)
 	switch {
 	case errors.Is(err, queue.ErrTimeout), errors.Is(err, queue.ErrDeadlineSoon), ctx.Err() != nil:
-		return nil, nil
+		return nil, errIdle
 	case err != nil:
 		return nil, err
 	}

@@ -115,7 +115,7 @@ func recheckEnvelope(key tenant.Key, emails []string) ([]byte, error) {
 func decodeRecheck(env queue.Envelope) ([]string, error) {
 	var p recheckPayload
 	if err := json.Unmarshal(env.Payload, &p); err != nil {
-		return nil, fmt.Errorf("recheck payload: %v", err)
+		return nil, fmt.Errorf("recheck payload: %w", err)
 	}
 	return p.Emails, nil
 }

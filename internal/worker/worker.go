@@ -187,6 +187,9 @@ func (w *Worker) loop(ctx context.Context, c *queue.Consumer, log logr.Logger) {
 	failures := 0
 	for ctx.Err() == nil {
 		b, err := w.gather(ctx, c)
+		if errors.Is(err, errIdle) {
+			continue
+		}
 		if err != nil {
 			failures++
 			if failures == 1 || failures%30 == 0 {
@@ -201,9 +204,7 @@ func (w *Worker) loop(ctx context.Context, c *queue.Consumer, log logr.Logger) {
 			log.Info("reserving jobs again", "afterFailures", failures)
 			failures = 0
 		}
-		if b != nil {
-			w.process(ctx, c, b, log)
-		}
+		w.process(ctx, c, b, log)
 	}
 }
 

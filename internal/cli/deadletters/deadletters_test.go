@@ -64,7 +64,12 @@ func (e *env) buryWithWorker(n int) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			e.t.Errorf("worker.Run: %v", err)
+		}
+	}()
 	deadline := time.Now().Add(20 * time.Second)
 	for e.stats().Buried < n {
 		if time.Now().After(deadline) {
