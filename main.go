@@ -27,6 +27,7 @@ type command struct {
 
 // commands lists every process the binary can be.
 var commands = map[string]command{
+	"deadletters":   {"list buried jobs and re-enqueue them", deadletters.Run},
 	"dev":           {"run the whole system on this machine with a sandbox tenant (make dev)", dev.Run},
 	"manager":       {"run the reconcilers (leader-elected)", manager.Run},
 	"migrate":       {"apply the MySQL schema migrations (also run by the manager at start-up)", migrate.RunMigrateCommand},
