@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -151,44 +152,95 @@ func BenchmarkWebhookIngest(b *testing.B) {
 // keep-alive connections, 15 s, the one-contact sample
 // (testdata/wrk-webhook.lua). Run it once per invocation:
 //
-//	go run ./hack/testenv -- go test -run '^$' -bench BenchmarkWebhookIngestWrk -benchtime 1x ./webhookserver/
+//	go run ./hack/testenv -- go test -run '^$' -bench 'WebhookIngestWrk|BaselineWrk' -benchtime 1x -v ./webhookserver/
 //
 // WRK_DURATION overrides the 15 s. The figures come from wrk's report;
 // the wrk output is printed with -v.
 func BenchmarkWebhookIngestWrk(b *testing.B) {
+	bt := startBenchTarget(b)
+	b.ResetTimer()
+	for range b.N {
+		report := runWrk(b, bt.URL, bt.Body)
+		if jobs := bt.jobs(b); jobs < report.requests {
+			b.Fatalf("%d jobs in beanstalkd for %d requests wrk saw answered", jobs, report.requests)
+		}
+	}
+}
+
+// BenchmarkBaselineWrk is the reference on the same machine and
+// load: a plain Go handler that reads the body, decodes the form and puts
+// it to beanstalkd (same producer pool, binlog on) — no authentication, no
+// Kommo parsing, no envelope. Run next to BenchmarkWebhookIngestWrk, it
+// tells what the server's own work costs when the machine is shared.
+func BenchmarkBaselineWrk(b *testing.B) {
+	bs, err := testenv.StartBeanstalkd(context.Background(), b.TempDir())
+	must(b, err)
+	b.Cleanup(bs.Stop)
+	producer := queue.NewProducer(bs.Addr(), queue.ProducerOptions{Conns: 32})
+	b.Cleanup(func() { _ = producer.Close() })
+	tube := testenv.Tube("baseline")
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if _, err := url.ParseQuery(string(body)); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if _, err := producer.Put(r.Context(), tube, body, 1024, 0, time.Minute); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	must(b, err)
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	b.Cleanup(func() { _ = srv.Close() })
+	body, err := fixtures.KommoWebhookBody(fixtures.AddContact)
+	must(b, err)
+	b.ResetTimer()
+	for range b.N {
+		runWrk(b, "http://"+l.Addr().String()+"/", []byte(body))
+	}
+}
+
+// runWrk runs wrk -t2 -c32 --latency against url with body and reports its
+// figures; any non-2xx answer or socket error fails the benchmark.
+func runWrk(b *testing.B, target string, body []byte) wrkReport {
+	b.Helper()
 	wrk, err := exec.LookPath("wrk")
 	if err != nil {
 		b.Skip("wrk is not installed (apt-get install -y wrk)")
 	}
 	duration := cmpOr(os.Getenv("WRK_DURATION"), "15s")
-	bt := startBenchTarget(b)
 	bodyFile := filepath.Join(b.TempDir(), "add-contact.body")
-	must(b, os.WriteFile(bodyFile, bt.Body, 0o600))
+	must(b, os.WriteFile(bodyFile, body, 0o600))
 	script, err := filepath.Abs("testdata/wrk-webhook.lua")
 	must(b, err)
-	b.ResetTimer()
-	for range b.N {
-		cmd := exec.Command(wrk, "-t2", "-c32", "-d"+duration, "--latency", "-s", script, bt.URL)
-		cmd.Env = append(os.Environ(), "WEBHOOK_BODY_FILE="+bodyFile)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			b.Fatalf("wrk: %v\n%s", err, out)
-		}
-		b.Logf("wrk -t2 -c32 -d%s --latency (load before: %s)\n%s", duration, loadAverage(), redactURL(string(out), bt.URL))
-		report, err := parseWrk(string(out))
-		if err != nil {
-			b.Fatalf("%v\n%s", err, out)
-		}
-		if report.non2xx > 0 || report.socketErrors != "" {
-			b.Fatalf("wrk saw %d non-2xx answers, socket errors %q", report.non2xx, report.socketErrors)
-		}
-		if jobs := bt.jobs(b); jobs < report.requests {
-			b.Fatalf("%d jobs in beanstalkd for %d requests wrk saw answered", jobs, report.requests)
-		}
-		b.ReportMetric(report.rps, "req/s")
-		b.ReportMetric(report.p50, "p50-ms")
-		b.ReportMetric(report.p99, "p99-ms")
+	load := loadAverage()
+	cmd := exec.Command(wrk, "-t2", "-c32", "-d"+duration, "--latency", "-s", script, target)
+	cmd.Env = append(os.Environ(), "WEBHOOK_BODY_FILE="+bodyFile)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		b.Fatalf("wrk: %v\n%s", err, out)
 	}
+	b.Logf("wrk -t2 -c32 -d%s --latency (load average before: %s, after: %s)\n%s",
+		duration, load, loadAverage(), redactURL(string(out), target))
+	report, err := parseWrk(string(out))
+	if err != nil {
+		b.Fatalf("%v\n%s", err, out)
+	}
+	if report.non2xx > 0 || report.socketErrors != "" {
+		b.Fatalf("wrk saw %d non-2xx answers, socket errors %q", report.non2xx, report.socketErrors)
+	}
+	b.ReportMetric(report.rps, "req/s")
+	b.ReportMetric(report.p50, "p50-ms")
+	b.ReportMetric(report.p99, "p99-ms")
+	return report
 }
 
 func cmpOr(s, def string) string {
