@@ -55,11 +55,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"namespace", "name", "outcome"}),
 		jobs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kommo_unisender_worker_jobs_total",
-			Help: "Jobs settled, by outcome: applied, rechecked, dropped (tenant gone), parked (waiting for the tenant), buried (dead letter).",
+			Help: "Jobs settled, by outcome: applied, rechecked, dropped (tenant gone), parked (waiting for the tenant or its lock), buried (dead letter).",
 		}, []string{"outcome"}),
 		releases: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kommo_unisender_worker_released_jobs_total",
-			Help: "Jobs released back to beanstalkd, by reason: retry, lock_busy, shutdown, park (fallback), dead_letter_unrecorded.",
+			Help: "Jobs released back to beanstalkd, by reason: retry, shutdown, park (when parking failed), dead_letter_unrecorded.",
 		}, []string{"reason"}),
 		syncLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "kommo_unisender_worker_sync_latency_seconds",

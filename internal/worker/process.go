@@ -24,12 +24,15 @@ func (w *Worker) process(ctx context.Context, c *queue.Consumer, b *batch, log l
 	defer stopTouching()
 	w.cfg.Metrics.batch(b.weight)
 
-	s := &settler{w: w, c: c, log: log}
+	s := newSettler(w, c, log)
 	poison, groups := b.split()
 	for _, e := range poison {
 		s.bury(e, e.poison.Error())
 	}
 	for _, g := range groups {
+		if s.conn.lost.Load() {
+			return // beanstalkd has put the rest of the batch back
+		}
 		w.processGroup(pctx, s, g)
 	}
 }
@@ -58,8 +61,10 @@ func (w *Worker) processGroup(ctx context.Context, s *settler, g *group) {
 		return
 	}
 	if !ok {
-		log.V(1).Info("tenant locked by another worker; releasing its jobs", "jobs", len(g.entries))
-		s.release(g.entries, w.cfg.LockBusyDelay, "lock_busy")
+		// Parked rather than released: waiting for another worker is not a
+		// failed attempt.
+		log.V(1).Info("tenant locked by another worker; its jobs wait", "jobs", len(g.entries), "delay", w.cfg.LockBusyDelay)
+		s.park(g.entries, w.cfg.LockBusyDelay)
 		return
 	}
 	defer func() {

@@ -2,8 +2,10 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -25,15 +27,50 @@ func settleContext() (context.Context, context.CancelFunc) {
 // settler deletes, releases, parks and buries jobs on the connection that
 // reserved them, counting what it did.
 type settler struct {
-	w   *Worker
-	c   *queue.Consumer
-	log logr.Logger
+	w    *Worker
+	c    *queue.Consumer
+	log  logr.Logger
+	conn *connState
+}
+
+// connState is shared by the settlers of one batch.
+type connState struct {
+	// lost is set when the connection that reserved the batch broke:
+	// beanstalkd has put every job of the batch back, so the rest of it is
+	// neither settled nor processed (commands on a new connection would
+	// only wait for it and fail).
+	lost atomic.Bool
+}
+
+func newSettler(w *Worker, c *queue.Consumer, log logr.Logger) *settler {
+	return &settler{w: w, c: c, log: log, conn: &connState{}}
 }
 
 func (s *settler) withLog(log logr.Logger) *settler {
 	cp := *s
 	cp.log = log
 	return &cp
+}
+
+// errConnectionLost is returned for settle commands skipped after the
+// connection broke.
+var errConnectionLost = errors.New("the beanstalkd connection that reserved the job broke; beanstalkd has put the job back")
+
+// command runs one settle command on the reserving connection, on its own
+// context: even at shutdown a job must be settled rather than left
+// reserved.
+func (s *settler) command(e *entry, cmd func(ctx context.Context) error) error {
+	e.settled.Store(true)
+	if s.conn.lost.Load() {
+		return errConnectionLost
+	}
+	ctx, cancel := settleContext()
+	defer cancel()
+	err := cmd(ctx)
+	if errors.Is(err, queue.ErrUnavailable) && !s.conn.lost.Swap(true) {
+		s.log.Error(err, "lost the beanstalkd connection; beanstalkd puts the batch's jobs back for another attempt")
+	}
+	return err
 }
 
 // succeeded deletes the jobs of an applied group and records the outcome.
@@ -63,18 +100,24 @@ func (s *settler) drop(entries []*entry) { s.delete(entries, "dropped") }
 
 func (s *settler) delete(entries []*entry, outcome string) {
 	for _, e := range entries {
-		ctx, cancel := settleContext()
-		err := s.c.Delete(ctx, e.job.ID)
-		cancel()
-		e.settled.Store(true)
+		err := s.command(e, func(ctx context.Context) error { return s.c.Delete(ctx, e.job.ID) })
 		if err != nil {
 			// The job comes back (TTR, or the broken connection already
 			// returned it) and is applied again, which changes nothing.
-			s.log.Error(err, "deleting a processed job failed; it will be processed again", "job", e.job.ID)
+			s.logFailure(err, "deleting a processed job failed; it will be processed again", e)
 			continue
 		}
 		s.w.cfg.Metrics.job(outcome)
 	}
+}
+
+// logFailure logs a failed settle command, once per batch for a broken
+// connection.
+func (s *settler) logFailure(err error, msg string, e *entry) {
+	if errors.Is(err, errConnectionLost) || errors.Is(err, queue.ErrUnavailable) {
+		return // logged once by command
+	}
+	s.log.Error(err, msg, "job", e.job.ID)
 }
 
 // failed settles jobs whose processing failed with err.
@@ -122,14 +165,11 @@ func (s *settler) backoff(releases uint32) time.Duration {
 
 func (s *settler) release(entries []*entry, delay time.Duration, reason string) {
 	for _, e := range entries {
-		ctx, cancel := settleContext()
-		err := s.c.Release(ctx, e.job.ID, e.job.Pri, delay)
-		cancel()
-		e.settled.Store(true)
+		err := s.command(e, func(ctx context.Context) error { return s.c.Release(ctx, e.job.ID, e.job.Pri, delay) })
 		if err != nil {
 			// Only a broken connection or a lost reservation fails a
 			// release, and in both cases beanstalkd has the job back.
-			s.log.Error(err, "releasing a job failed; beanstalkd returns it when its TTR ends or the connection closes", "job", e.job.ID)
+			s.logFailure(err, "releasing a job failed; beanstalkd returns it when its TTR ends", e)
 			continue
 		}
 		s.w.cfg.Metrics.released(reason)
@@ -142,19 +182,20 @@ func (s *settler) release(entries []*entry, delay time.Duration, reason string) 
 // copy cannot be put, the job is released instead.
 func (s *settler) park(entries []*entry, delay time.Duration) {
 	for _, e := range entries {
+		if s.conn.lost.Load() {
+			return // the jobs are back in beanstalkd already
+		}
 		ctx, cancel := settleContext()
 		_, err := s.w.cfg.Producer.Put(ctx, e.job.Tube, e.job.Body, e.job.Pri, delay, e.job.TTR)
-		if err == nil {
-			err = s.c.Delete(ctx, e.job.ID)
-			if err != nil {
-				s.log.Error(err, "deleting a parked job's original failed; both copies will be processed", "job", e.job.ID)
-			}
-			e.settled.Store(true)
-			s.w.cfg.Metrics.job("parked")
-		}
 		cancel()
-		if err != nil && !e.settled.Load() {
+		if err != nil {
+			s.log.Error(err, "parking a job failed; releasing it instead", "job", e.job.ID)
 			s.release([]*entry{e}, delay, "park")
+			continue
+		}
+		s.w.cfg.Metrics.job("parked")
+		if err := s.command(e, func(ctx context.Context) error { return s.c.Delete(ctx, e.job.ID) }); err != nil {
+			s.logFailure(err, "deleting a parked job's original failed; both copies will be processed", e)
 		}
 	}
 }
@@ -163,10 +204,13 @@ func (s *settler) park(entries []*entry, delay time.Duration) {
 // letter cannot be recorded (MySQL is down) the job is released to try
 // again later: a buried job nobody knows about would be lost.
 func (s *settler) bury(e *entry, reason string) {
+	if s.conn.lost.Load() {
+		return // the job is back in beanstalkd; it fails again and is buried then
+	}
 	ctx, cancel := settleContext()
 	defer cancel()
-	tenantKey := ""
-	if e.poison == nil {
+	tenantKey := "" // unknown when the envelope could not be read
+	if e.tenant.Name != "" {
 		tenantKey = e.tenant.String()
 	}
 	id, err := s.w.cfg.Store.RecordDeadLetter(ctx, store.DeadLetter{
@@ -178,12 +222,10 @@ func (s *settler) bury(e *entry, reason string) {
 		s.release([]*entry{e}, s.backoff(e.job.Releases), "dead_letter_unrecorded")
 		return
 	}
-	err = s.c.Bury(ctx, e.job.ID, e.job.Pri)
-	e.settled.Store(true)
-	if err != nil {
+	if err := s.command(e, func(ctx context.Context) error { return s.c.Bury(ctx, e.job.ID, e.job.Pri) }); err != nil {
 		// The reservation was lost (connection broken, TTR over): the job
 		// comes back and its dead letter is recorded again, in the same row.
-		s.log.Error(err, "burying a job failed; it comes back and is recorded again", "job", e.job.ID)
+		s.logFailure(err, "burying a job failed; it comes back and is recorded again", e)
 		return
 	}
 	s.w.cfg.Metrics.job("buried")

@@ -16,17 +16,17 @@
 //     money): parked for TenantFailureDelay — never buried: the events are
 //     good and apply as soon as the user fixes the key;
 //   - tenant suspended or not ready yet: parked for NotReadyDelay;
-//   - tenant locked by another worker for longer than LockWait: released
-//     after LockBusyDelay (order does not matter: the store is last write
-//     wins by Kommo's updated_at);
+//   - tenant locked by another worker for longer than LockWait: parked for
+//     LockBusyDelay (order does not matter: the store is last write wins by
+//     Kommo's updated_at);
 //   - poison (undecodable job, unknown version or kind) or a request
 //     Unisender refuses as such: buried and recorded as a dead letter with
 //     the reason. A multi-job batch refused that way is retried job by job
 //     first, so only the culprit is buried.
 //
 // Parking re-puts a copy of the job with a delay and deletes the original,
-// rather than releasing it, so that waiting for a user does not count as a
-// failed attempt toward MaxReleases.
+// rather than releasing it, so that waiting (for a user, for another
+// worker) does not count as a failed attempt toward MaxReleases.
 //
 // Every push to Unisender is preceded by a delayed recheck job naming its
 // addresses, deleted once the batch committed; if the commit is lost (a
@@ -76,7 +76,7 @@ type Config struct {
 	BatchWindow time.Duration // how long a batch waits for more jobs, default 50ms
 
 	LockWait      time.Duration // wait for a tenant locked elsewhere, default 2s
-	LockBusyDelay time.Duration // release delay when it stays locked, default 1s
+	LockBusyDelay time.Duration // park delay when it stays locked, default 1s
 
 	BackoffBase time.Duration // first transient retry delay, default 1s (doubles per release)
 	BackoffMax  time.Duration // cap of the retry delay, default 5m

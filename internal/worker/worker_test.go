@@ -106,6 +106,8 @@ func TestPoisonJobsAreBuriedWithAReason(t *testing.T) {
 		"not JSON": "bad job envelope", "unknown version": "version 99", "unknown kind": `kind "mystery"`,
 		"bad tenant": "invalid tenant", "bad payload": "webhook payload", "bad contact id": "contact id 0",
 	}
+	// The tenant is recorded when the envelope names a valid one.
+	poisonTenant := map[string]string{"bad payload": "acme/main", "bad contact id": "acme/main"}
 	ids := map[uint64]string{}
 	for name, body := range poison {
 		ids[h.put(body)] = name
@@ -129,8 +131,8 @@ func TestPoisonJobsAreBuriedWithAReason(t *testing.T) {
 		if !strings.Contains(d.Reason, wantReason[name]) || string(d.Body) != string(poison[name]) || d.Tube != h.tube {
 			t.Errorf("%s: dead letter %s; want reason containing %q and the original body", name, describe([]store.DeadLetter{d}), wantReason[name])
 		}
-		if d.Tenant != "" {
-			t.Errorf("%s: tenant %q recorded for an undecodable job", name, d.Tenant)
+		if wantTenant := poisonTenant[name]; d.Tenant != wantTenant {
+			t.Errorf("%s: tenant %q recorded, want %q", name, d.Tenant, wantTenant)
 		}
 	}
 	if got := h.members(ts); !reflect.DeepEqual(got, []string{"good@example.com"}) {
@@ -253,7 +255,7 @@ func TestTransientFailuresGiveUpAfterMaxReleases(t *testing.T) {
 }
 
 // A tenant locked by another worker (here: held by the test) makes the
-// worker release the jobs with a short delay; they apply once it is free.
+// worker park the jobs for a short delay; they apply once it is free.
 func TestLockedTenantReleasesAndRetries(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, harnessOptions{})
@@ -268,7 +270,7 @@ func TestLockedTenantReleasesAndRetries(t *testing.T) {
 	cfg.LockWait = time.Second
 	h.start(cfg)
 	eventually(t, 10*time.Second, func() (bool, string) {
-		return strings.Contains(h.logs.String(), "tenant locked by another worker"), "no lock-busy release logged"
+		return strings.Contains(h.logs.String(), "tenant locked by another worker"), "no lock-busy park logged"
 	})
 	if got := h.members(ts); len(got) != 0 {
 		t.Fatalf("members = %v while the tenant was locked", got)
