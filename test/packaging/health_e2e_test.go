@@ -151,11 +151,7 @@ spec:
 	}
 	for _, c := range cases {
 		t.Run(c.gvk.Kind+"/"+c.name, func(t *testing.T) {
-			obj := waitHealth(t, env, c.gvk, types.NamespacedName{Namespace: ns, Name: c.name}, c.want)
-			got, _ := argohealth.Assess(c.gvk.Kind, obj.Object)
-			if !strings.Contains(got.Message, c.reason) {
-				t.Errorf("health message %q lacks %s", got.Message, c.reason)
-			}
+			waitHealth(t, env, c.gvk, types.NamespacedName{Namespace: ns, Name: c.name}, c.want, c.reason)
 		})
 	}
 
@@ -172,14 +168,15 @@ spec:
 			if err := env.client.Patch(context.Background(), obj, client.RawPatch(types.MergePatchType, patch)); err != nil {
 				t.Fatal(err)
 			}
-			waitHealth(t, env, c.gvk, types.NamespacedName{Namespace: ns, Name: c.name}, argohealth.Suspended)
+			waitHealth(t, env, c.gvk, types.NamespacedName{Namespace: ns, Name: c.name}, argohealth.Suspended, "spec.suspend")
 		})
 	}
 }
 
-// waitHealth polls an object until its health is want, and fails with the
-// last health and status when it does not get there within a minute.
-func waitHealth(t *testing.T, env *kubeEnv, gvk schema.GroupVersionKind, key types.NamespacedName, want string) *unstructured.Unstructured {
+// waitHealth polls an object until its health is want with reason in the
+// message (an object the operator has not reached yet is Progressing too),
+// and fails with the last health and status after a minute.
+func waitHealth(t *testing.T, env *kubeEnv, gvk schema.GroupVersionKind, key types.NamespacedName, want, reason string) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	var last argohealth.Status
@@ -194,14 +191,13 @@ func waitHealth(t *testing.T, env *kubeEnv, gvk schema.GroupVersionKind, key typ
 		if last, err = argohealth.Assess(gvk.Kind, obj.Object); err != nil {
 			t.Fatal(err)
 		}
-		if last.Status == want {
-			return obj
+		if last.Status == want && strings.Contains(last.Message, reason) {
+			return
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	status, _, _ := unstructured.NestedMap(obj.Object, "status")
-	t.Fatalf("%s %s: health %+v, want %s; status %v", gvk.Kind, key, last, want, status)
-	return nil
+	t.Fatalf("%s %s: health %+v, want %s (%s); status %v", gvk.Kind, key, last, want, reason, status)
 }
 
 // startSubcommand runs a subcommand until the test ends, after url answered
