@@ -15,7 +15,7 @@ BIN := bin/kommo-unisender
 GOTEST_FLAGS ?= -race -timeout 9m
 TEST_PKGS ?= ./...
 # Paths that `make generate manifests` writes: they must be committed as generated.
-GENERATED := api config/crd config/rbac
+GENERATED := api config/crd config/rbac charts/kommo-unisender/templates/crds charts/kommo-unisender/files/rbac
 
 .PHONY: help
 help: ## Show the targets.
@@ -26,9 +26,10 @@ generate: ## Generate deepcopy code for the API types.
 	$(CONTROLLER_GEN) object paths=./api/...
 
 .PHONY: manifests
-manifests: ## Generate CRDs and RBAC from the code markers.
+manifests: ## Generate CRDs and RBAC from the code markers, and copy them into the chart.
 	$(CONTROLLER_GEN) crd rbac:roleName=manager-role paths=./api/... paths=./controllers/... \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	bash hack/sync-chart-crds.sh
 
 .PHONY: check-generated
 check-generated: generate manifests ## Fail if generated files differ from what is committed.
