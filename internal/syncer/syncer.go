@@ -77,20 +77,19 @@ type plan struct {
 }
 
 // planBatch applies the events to the stored state, last write wins per
-// contact, and gathers the net changes. An address orphaned by one event and
-// taken up again by a later one in the same batch stays in the list.
+// contact, and gathers the net changes. Events of one contact are first
+// coalesced to the one that would win, so that the store applies the batch
+// in a handful of statements (Tx.ApplyContacts) and decides orphaned
+// addresses after the whole batch: an address one contact drops and another
+// takes up in the same batch stays in the list.
 func planBatch(ctx context.Context, tx *store.Tx, t Tenant, events []Event, out *Outcome) (*plan, error) {
+	states, profiles := coalesce(t.Mapper, events, out)
+	results, err := tx.ApplyContacts(ctx, t.Key, states)
+	if err != nil {
+		return nil, fmt.Errorf("apply %d contacts: %w", len(states), err)
+	}
 	p := &plan{upserts: map[int64]mapping.Profile{}, orphaned: map[string]bool{}}
-	for _, ev := range events {
-		if ev.Contact.IsCompany() {
-			out.Companies++
-			continue
-		}
-		state, profile := contactState(t.Mapper, ev)
-		res, err := tx.ApplyContact(ctx, t.Key, state)
-		if err != nil {
-			return nil, fmt.Errorf("apply contact %d: %w", ev.Contact.ID, err)
-		}
+	for i, res := range results {
 		if !res.Applied {
 			out.Stale++
 			continue
@@ -98,16 +97,48 @@ func planBatch(ctx context.Context, tx *store.Tx, t Tenant, events []Event, out 
 		for _, e := range res.OrphanedEmails {
 			p.orphaned[e] = true
 		}
-		for _, e := range res.AddedEmails {
-			delete(p.orphaned, e)
-		}
-		if state.Deleted {
-			delete(p.upserts, state.ID)
-		} else {
-			p.upserts[state.ID] = profile
+		if !states[i].Deleted {
+			p.upserts[states[i].ID] = profiles[states[i].ID]
 		}
 	}
 	return p, nil
+}
+
+// coalesce keeps, per contact, the event that applying them in order would
+// leave standing: the newest updated_at, a delete on a tie, else the later
+// one. Superseded events count as stale; companies are skipped.
+func coalesce(m *mapping.Mapper, events []Event, out *Outcome) ([]store.ContactState, map[int64]mapping.Profile) {
+	index := map[int64]int{}
+	var states []store.ContactState
+	profiles := map[int64]mapping.Profile{}
+	for _, ev := range events {
+		if ev.Contact.IsCompany() {
+			out.Companies++
+			continue
+		}
+		state, profile := contactState(m, ev)
+		i, seen := index[state.ID]
+		switch {
+		case !seen:
+			index[state.ID] = len(states)
+			states = append(states, state)
+		case supersedes(state, states[i]):
+			states[i] = state
+			out.Stale++
+		default:
+			out.Stale++
+			continue
+		}
+		profiles[state.ID] = profile
+	}
+	return states, profiles
+}
+
+func supersedes(a, b store.ContactState) bool {
+	if a.UpdatedAt != b.UpdatedAt {
+		return a.UpdatedAt > b.UpdatedAt
+	}
+	return a.Deleted || !b.Deleted
 }
 
 // contactState turns an event into the stored form. A delete carries no
