@@ -174,9 +174,11 @@ func (r *KommoIntegrationReconciler) reconcileDelete(ctx context.Context, obj *v
 }
 
 // dependentBindings lists the bindings in the namespace that refer to obj.
+// It reads the API server, not the cache: releasing the finalizer cannot be
+// undone, and a binding created a moment ago may not be in the cache yet.
 func (r *KommoIntegrationReconciler) dependentBindings(ctx context.Context, obj *v1alpha1.KommoIntegration) ([]string, error) {
 	var list v1alpha1.UnisenderBindingList
-	if err := r.List(ctx, &list, client.InNamespace(obj.Namespace)); err != nil {
+	if err := r.APIReader.List(ctx, &list, client.InNamespace(obj.Namespace)); err != nil {
 		return nil, fmt.Errorf("listing UnisenderBindings: %w", err)
 	}
 	var names []string

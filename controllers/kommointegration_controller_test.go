@@ -494,9 +494,10 @@ func TestKommoIntegrationTransientFailureBacksOff(t *testing.T) {
 	}
 	waitCondition(t, c, ns, "acme", v1alpha1.ConditionReady, metav1.ConditionTrue, "", waitReady)
 
-	// Kommo answers 503 to the next three requests: the account check and
-	// its two retries.
-	sb.emu.Force5xx(3)
+	// Kommo answers 503 to the next six requests: the account check and its
+	// two retries fail at least once even if another request (a periodic
+	// recheck) takes some of them.
+	sb.emu.Force5xx(6)
 	requestReconcile(t, c, ns, "acme")
 	obj := waitCondition(t, c, ns, "acme", v1alpha1.ConditionReconciling, metav1.ConditionTrue, v1alpha1.ReasonProgressingWithRetry, waitReady)
 	if obj.Status.FailedAttempts < 1 || obj.Status.LastFailureTime == nil {
