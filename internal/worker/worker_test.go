@@ -1,17 +1,14 @@
 package worker_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net/url"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/kommo-unisender/kommo-unisender/internal/fixtures"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/unisenderemu"
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
@@ -25,17 +22,9 @@ var acme = tenant.Key{Namespace: "acme", Name: "main"}
 // server does.
 func fixturePayload(t *testing.T, name string) *kommo.WebhookPayload {
 	t.Helper()
-	f, err := os.Open(filepath.Join("..", "..", "..", "shared", "fixtures", "kommo-webhooks", name))
+	form, err := fixtures.KommoWebhook(name)
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer f.Close()
-	form := url.Values{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if k, v, ok := strings.Cut(sc.Text(), "="); ok {
-			form.Add(k, v)
-		}
 	}
 	p, err := kommo.ParseWebhook(form)
 	if err != nil {
@@ -53,7 +42,7 @@ func TestFixturesThroughTheQueue(t *testing.T) {
 	h.start(h.config())
 	received := time.Now()
 
-	h.put(envelope(t, acme, fixturePayload(t, "add-contact.form"), received))
+	h.put(envelope(t, acme, fixturePayload(t, fixtures.AddContact), received))
 	h.waitDrained(20 * time.Second)
 	if got := h.members(ts); !reflect.DeepEqual(got, []string{"maria.lopez@example.com"}) {
 		t.Fatalf("after add: members = %v", got)
@@ -62,7 +51,7 @@ func TestFixturesThroughTheQueue(t *testing.T) {
 		t.Fatalf("after add: member = %+v, want the name and the phone", m)
 	}
 
-	h.put(envelope(t, acme, fixturePayload(t, "update-contact-and-company.form"), received))
+	h.put(envelope(t, acme, fixturePayload(t, fixtures.UpdateContactAndCompany), received))
 	h.waitDrained(20 * time.Second)
 	want := []string{"m.lopez@example.org", "maria@lopez-garcia.example"}
 	if got := h.members(ts); !reflect.DeepEqual(got, want) {
@@ -75,7 +64,7 @@ func TestFixturesThroughTheQueue(t *testing.T) {
 		t.Fatal("the company's address reached the list")
 	}
 
-	h.put(envelope(t, acme, fixturePayload(t, "delete-contact.form"), time.Now().Add(time.Second)))
+	h.put(envelope(t, acme, fixturePayload(t, fixtures.DeleteContact), time.Now().Add(time.Second)))
 	s := h.waitDrained(20 * time.Second)
 	if got := h.members(ts); len(got) != 0 {
 		t.Fatalf("after delete: members = %v, want none", got)
