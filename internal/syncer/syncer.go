@@ -141,12 +141,20 @@ func supersedes(a, b store.ContactState) bool {
 	return a.Deleted || !b.Deleted
 }
 
-// contactState turns an event into the stored form. A delete carries no
-// updated_at, so it is stamped with the time we received it: no edit that
-// Kommo made before the delete can be newer.
+// DeleteClockMargin is added to the time a delete was received to stamp it.
+// A delete carries no updated_at, and an edit Kommo made just before it can
+// carry an updated_at ahead of our clock (clock skew, or two edits in one
+// second stamped a second apart); workers may also apply the two out of
+// order. The margin keeps such an edit from bringing the contact back. The
+// price: a contact restored in Kommo within the margin after its deletion
+// comes back only with its next edit or resync.
+const DeleteClockMargin = 10 * time.Second
+
+// contactState turns an event into the stored form.
 func contactState(m *mapping.Mapper, ev Event) (store.ContactState, mapping.Profile) {
 	if ev.Action == kommo.ActionDelete {
-		return store.ContactState{ID: ev.Contact.ID, Deleted: true, UpdatedAt: ev.ReceivedAt.Unix()}, mapping.Profile{}
+		stamp := ev.ReceivedAt.Add(DeleteClockMargin).Unix()
+		return store.ContactState{ID: ev.Contact.ID, Deleted: true, UpdatedAt: stamp}, mapping.Profile{}
 	}
 	p := m.Profile(&ev.Contact)
 	updatedAt := ev.Contact.UpdatedAt

@@ -216,3 +216,16 @@ func TestFailedCallChangesNothingAndRetrySucceeds(t *testing.T) {
 		t.Fatalf("members = %v after the retry", got)
 	}
 }
+
+// A delete applied before an edit Kommo made just before it — whose
+// updated_at runs a second ahead of our clock — still wins.
+func TestDeleteBeatsAnEarlierEditAppliedAfterIt(t *testing.T) {
+	h := newHarness(t, syncv1.DeletionPolicyExclude)
+	received := time.Unix(1000, 0)
+	h.apply(syncer.Event{Action: kommo.ActionAdd, Contact: kommo.Contact{ID: 1, Type: kommo.ContactTypeContact, UpdatedAt: 999, Emails: []string{"gone@example.com"}}, ReceivedAt: received})
+	h.apply(syncer.Event{Action: kommo.ActionDelete, Contact: kommo.Contact{ID: 1}, ReceivedAt: received})
+	h.apply(syncer.Event{Action: kommo.ActionUpdate, Contact: kommo.Contact{ID: 1, Type: kommo.ContactTypeContact, UpdatedAt: 1001, Emails: []string{"gone@example.com"}}, ReceivedAt: received})
+	if got := h.members(); len(got) != 0 {
+		t.Fatalf("members = %v: the late edit brought the deleted contact back", got)
+	}
+}
