@@ -73,6 +73,13 @@ test: check-generated vet lint ## Check, then run every test against real servic
 e2e: ## The end-to-end test alone: real processes, kills and restarts, latency figures (also part of make test).
 	go run ./hack/testenv -- go test -count=1 -v -run TestEndToEnd ./test/e2e/
 
+.PHONY: bench
+bench: ## Benchmarks with figures: webhook ingestion (wrk and Go clients, binlog on) and worker throughput.
+	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	go run ./hack/testenv -- go test -run '^$$' -bench 'WebhookIngestWrk|BaselineWrk' -benchtime 1x -v ./webhookserver/
+	go run ./hack/testenv -- go test -run '^$$' -bench 'WebhookIngest$$' ./webhookserver/
+	go run ./hack/testenv -- go test -run '^$$' -bench WorkerThroughput -benchtime=20000x ./internal/worker/
+
 .PHONY: test-short
 test-short: ## Unit tests only (service tests skip).
 	go test -short ./...
