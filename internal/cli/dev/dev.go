@@ -133,6 +133,11 @@ func progressLine(st syncv1.UnisenderBindingStatus) string {
 		return "dev          | import: waiting for the tenant to become ready (" + readyReason(st) + ")"
 	}
 	imported, total := st.Import.Imported, st.Import.Total
+	if st.Import.Phase != syncv1.ImportCompleted {
+		// Kommo has no contact count: the total grows with the pages read,
+		// so a bar would sit near full. Show the count instead.
+		return fmt.Sprintf("dev          | import: %d contacts imported so far (%s)", imported, st.Import.Phase)
+	}
 	filled := 0
 	if total > 0 {
 		filled = int(min(imported, total) * width / total)
