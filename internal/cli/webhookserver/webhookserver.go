@@ -13,11 +13,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/kommo-unisender/kommo-unisender/internal/cli/kubeconfig"
 	"github.com/kommo-unisender/kommo-unisender/internal/queue"
 	"github.com/kommo-unisender/kommo-unisender/webhookserver"
 )
@@ -87,7 +86,7 @@ func Run(ctx context.Context, args []string) error {
 	logger := zap.New(zap.UseFlagOptions(&o.Zap))
 	ctrl.SetLogger(logger)
 	log := logger.WithName("webhookserver")
-	cfg, err := restConfig(o.Kubeconfig)
+	cfg, err := kubeconfig.Load(o.Kubeconfig)
 	if err != nil {
 		return err
 	}
@@ -112,15 +111,4 @@ func Run(ctx context.Context, args []string) error {
 	}
 	log.Info("serving", "listen", o.Listen, "tube", o.Server.Tube, "namespace", o.Namespace)
 	return srv.ListenAndServe(ctx, o.Listen)
-}
-
-func restConfig(kubeconfig string) (*rest.Config, error) {
-	if kubeconfig == "" {
-		return ctrl.GetConfig()
-	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-	if err != nil {
-		return nil, fmt.Errorf("loading kubeconfig: %w", err)
-	}
-	return cfg, nil
 }

@@ -18,14 +18,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/cli/kubeconfig"
 	"github.com/kommo-unisender/kommo-unisender/internal/cli/manager"
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
 	"github.com/kommo-unisender/kommo-unisender/internal/tokens"
@@ -117,7 +116,7 @@ func Run(ctx context.Context, args []string) error {
 // startResolver starts a cache of bindings and managed Secrets and returns
 // the resolver reading it.
 func startResolver(ctx context.Context, o Options) (*kuberesolver.Resolver, error) {
-	cfg, err := restConfig(o.Kubeconfig)
+	cfg, err := kubeconfig.Load(o.Kubeconfig)
 	if err != nil {
 		return nil, err
 	}
@@ -180,15 +179,4 @@ func serve(ctx context.Context, addr string, h http.Handler) {
 		_ = srv.Close()
 	}()
 	_ = srv.ListenAndServe()
-}
-
-func restConfig(kubeconfig string) (*rest.Config, error) {
-	if kubeconfig == "" {
-		return ctrl.GetConfig()
-	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-	if err != nil {
-		return nil, fmt.Errorf("loading kubeconfig: %w", err)
-	}
-	return cfg, nil
 }

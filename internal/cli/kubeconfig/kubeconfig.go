@@ -1,0 +1,25 @@
+// Package kubeconfig finds the Kubernetes API for the subcommands: an
+// explicit kubeconfig file, else controller-runtime's usual search
+// (--kubeconfig flag, $KUBECONFIG, in-cluster, ~/.kube/config).
+package kubeconfig
+
+import (
+	"fmt"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+)
+
+// Load returns the REST config of the file at path, or the usual one when
+// path is empty.
+func Load(path string) (*rest.Config, error) {
+	if path == "" {
+		return ctrl.GetConfig()
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", path)
+	if err != nil {
+		return nil, fmt.Errorf("loading kubeconfig: %w", err)
+	}
+	return cfg, nil
+}
