@@ -31,10 +31,11 @@ import (
 // benchTarget is the real server listening on a loopback TCP port, over the
 // package's cache, with a beanstalkd whose binlog is on.
 type benchTarget struct {
-	URL      string // the tenant's webhook URL
-	Body     []byte // the one-contact add sample
-	Tube     string
-	consumer *queue.Consumer
+	URL        string // the tenant's webhook URL
+	beanstalkd *testenv.Beanstalkd
+	Body       []byte // the one-contact add sample
+	Tube       string
+	consumer   *queue.Consumer
 }
 
 // startBenchTarget serves the production configuration (DefaultConfig, a
@@ -72,7 +73,8 @@ func startBenchTarget(b *testing.B) *benchTarget {
 	b.Cleanup(func() { _ = consumer.Close() })
 	body, err := fixtures.KommoWebhookBody(fixtures.AddContact)
 	must(b, err)
-	return &benchTarget{URL: "http://" + l.Addr().String() + f.WebhookPath(), Body: []byte(body), Tube: cfg.Tube, consumer: consumer}
+	return &benchTarget{URL: "http://" + l.Addr().String() + f.WebhookPath(), beanstalkd: bs,
+		Body: []byte(body), Tube: cfg.Tube, consumer: consumer}
 }
 
 // jobs is the number of jobs ever put in the target's tube.
@@ -160,11 +162,47 @@ func BenchmarkWebhookIngestWrk(b *testing.B) {
 	bt := startBenchTarget(b)
 	b.ResetTimer()
 	for range b.N {
+		cpu := startCPUMeter(b, bt.beanstalkd.PID())
 		report := runWrk(b, bt.URL, bt.Body)
+		cpu.report(b, report.requests)
 		if jobs := bt.jobs(b); jobs < report.requests {
 			b.Fatalf("%d jobs in beanstalkd for %d requests wrk saw answered", jobs, report.requests)
 		}
 	}
+}
+
+// cpuMeter measures the CPU time this process (the server) and beanstalkd
+// spend per request: it varies far less with the machine's other load than
+// req/s does.
+type cpuMeter struct {
+	beanstalkd         int
+	server, queueStart time.Duration
+}
+
+func startCPUMeter(b *testing.B, beanstalkdPID int) cpuMeter {
+	return cpuMeter{beanstalkd: beanstalkdPID, server: cpuTime(b, os.Getpid()), queueStart: cpuTime(b, beanstalkdPID)}
+}
+
+func (m cpuMeter) report(b *testing.B, requests int64) {
+	perReq := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(requests) }
+	b.ReportMetric(perReq(cpuTime(b, os.Getpid())-m.server), "server-cpu-µs/req")
+	b.ReportMetric(perReq(cpuTime(b, m.beanstalkd)-m.queueStart), "beanstalkd-cpu-µs/req")
+}
+
+// cpuTime is the user+system CPU time a process used so far.
+func cpuTime(b *testing.B, pid int) time.Duration {
+	b.Helper()
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	must(b, err)
+	// After the command name (which may hold spaces) and its ")", utime and
+	// stime are the 12th and 13th fields, in clock ticks (100 Hz on Linux).
+	fields := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+1:]))
+	utime, err1 := strconv.ParseInt(fields[11], 10, 64)
+	stime, err2 := strconv.ParseInt(fields[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		b.Fatalf("cannot read the CPU times of process %d", pid)
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 // BenchmarkBaselineWrk is the reference on the same machine and
@@ -204,7 +242,9 @@ func BenchmarkBaselineWrk(b *testing.B) {
 	must(b, err)
 	b.ResetTimer()
 	for range b.N {
-		runWrk(b, "http://"+l.Addr().String()+"/", []byte(body))
+		cpu := startCPUMeter(b, bs.PID())
+		report := runWrk(b, "http://"+l.Addr().String()+"/", []byte(body))
+		cpu.report(b, report.requests)
 	}
 }
 
