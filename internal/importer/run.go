@@ -3,6 +3,7 @@ package importer
 import (
 	"context"
 	"errors"
+	"maps"
 	"net/url"
 	"slices"
 	"strconv"
@@ -207,7 +208,7 @@ func (r *run) commitOnce(ctx context.Context, batch []pendingContact) error {
 		if err := r.send(ctx, r.job.Mapper.UpsertColumns(), rows, &sent); err != nil {
 			return err
 		}
-		if b := r.job.Mapper.RemovalBatch(sortedKeys(orphans), r.job.DeletionPolicy); b != nil {
+		if b := r.job.Mapper.RemovalBatch(slices.Sorted(maps.Keys(orphans)), r.job.DeletionPolicy); b != nil {
 			return r.send(ctx, b.FieldNames, b.Rows, &sent)
 		}
 		return nil
@@ -221,15 +222,6 @@ func (r *run) commitOnce(ctx context.Context, batch []pendingContact) error {
 	r.p.Imported += counted
 	r.p.Cursor = max(r.p.Cursor, batch[len(batch)-1].state.UpdatedAt)
 	return nil
-}
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

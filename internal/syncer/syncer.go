@@ -12,6 +12,8 @@ package syncer
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"time"
 
@@ -176,7 +178,7 @@ func push(ctx context.Context, t Tenant, p *plan, out *Outcome) error {
 		}
 		out.Upserted = len(batch.Rows)
 	}
-	if batch := t.Mapper.RemovalBatch(sortedKeys(p.orphaned), t.DeletionPolicy); batch != nil {
+	if batch := t.Mapper.RemovalBatch(slices.Sorted(maps.Keys(p.orphaned)), t.DeletionPolicy); batch != nil {
 		if err := send(ctx, t, *batch, out); err != nil {
 			return err
 		}
@@ -205,13 +207,4 @@ func send(ctx context.Context, t Tenant, b mapping.Batch, out *Outcome) error {
 	}
 	out.Rejected = append(out.Rejected, res.Log...)
 	return nil
-}
-
-func sortedKeys(m map[string]bool) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -4,8 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
-	"sort"
+	"slices"
 	"strconv"
 	"testing"
 
@@ -87,7 +88,7 @@ func (s sandbox) kommoEmails(t *testing.T) []string {
 			seen[normalize(e)] = true
 		}
 	}
-	return sortedKeys(seen)
+	return slices.Sorted(maps.Keys(seen))
 }
 
 // listEmails are the addresses active in the tenant's Unisender list.
@@ -114,16 +115,7 @@ func (s sandbox) members() ([]string, error) {
 			seen[m.Email] = true
 		}
 	}
-	return sortedKeys(seen), nil
-}
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
+	return slices.Sorted(maps.Keys(seen)), nil
 }
 
 func keyOf(ns, name string) client.ObjectKey { return client.ObjectKey{Namespace: ns, Name: name} }
