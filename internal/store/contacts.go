@@ -51,6 +51,12 @@ type ApplyResult struct {
 	// OrphanedEmails are the removed addresses that no other live contact
 	// of the tenant still holds: only these may leave the Unisender list.
 	OrphanedEmails []string
+	// NewEmails are the added addresses that no live contact of the tenant
+	// held before (before the batch, for ApplyContacts): the addresses
+	// this event brings into the Unisender list, as opposed to one more
+	// holder of an address already there. An address that left the list
+	// and comes back is new again.
+	NewEmails []string
 }
 
 // maxEmailLen is the column width: RFC 5321's 64-byte local part, "@" and a
@@ -113,6 +119,13 @@ func (t *Tx) ApplyContact(ctx context.Context, tenant string, c ContactState) (A
 		before = prev.Emails
 	}
 	res.AddedEmails, res.RemovedEmails = diffSorted(before, in.Emails)
+	heldBefore, err := heldEmails(ctx, t.tx, tenant, res.AddedEmails)
+	if err != nil {
+		return ApplyResult{}, err
+	}
+	results := []ApplyResult{res}
+	markNew(results, heldBefore)
+	res = results[0]
 	if err := addEmails(ctx, t.tx, tenant, in.ID, res.AddedEmails); err != nil {
 		return ApplyResult{}, err
 	}

@@ -50,7 +50,8 @@ func TestApplyContactStoresANewContactNormalised(t *testing.T) {
 		Tags:   []string{"vip", "lead", "vip"},
 		Fields: map[string]string{"City": "Lima"},
 	})
-	want := ApplyResult{Applied: true, AddedEmails: []string{"ana@example.com", "b@example.com"}}
+	want := ApplyResult{Applied: true, AddedEmails: []string{"ana@example.com", "b@example.com"},
+		NewEmails: []string{"ana@example.com", "b@example.com"}}
 	if diff := cmp.Diff(want, res); diff != "" {
 		t.Fatalf("result (-want +got):\n%s", diff)
 	}
@@ -173,7 +174,8 @@ func TestApplyContactOrphanRule(t *testing.T) {
 	}
 
 	res := apply(t, s, tenantA, ContactState{ID: 1, UpdatedAt: 20, Emails: []string{"a@example.com", "a2@example.com"}})
-	want := ApplyResult{Applied: true, AddedEmails: []string{"a2@example.com"}, RemovedEmails: []string{shared}}
+	want := ApplyResult{Applied: true, AddedEmails: []string{"a2@example.com"}, RemovedEmails: []string{shared},
+		NewEmails: []string{"a2@example.com"}}
 	if diff := cmp.Diff(want, res, cmpopts.IgnoreFields(ApplyResult{}, "Previous")); diff != "" {
 		t.Fatalf("removing a shared address (-want +got):\n%s", diff)
 	}

@@ -77,6 +77,15 @@ func (t *Tx) ApplyContacts(ctx context.Context, tenant string, batch []ContactSt
 			removed = append(removed, emailRow{c.ID, e})
 		}
 	}
+	addedEmails := make([]string, len(added))
+	for i, r := range added {
+		addedEmails[i] = r.email
+	}
+	heldBefore, err := heldEmails(ctx, t.tx, tenant, addedEmails)
+	if err != nil {
+		return nil, err
+	}
+	markNew(results, heldBefore)
 	if err := writeContacts(ctx, t.tx, tenant, writes); err != nil {
 		return nil, err
 	}
@@ -90,6 +99,16 @@ func (t *Tx) ApplyContacts(ctx context.Context, tenant string, batch []ContactSt
 }
 
 func (t *Tx) applyOneByOne(ctx context.Context, tenant string, batch []ContactState) ([]ApplyResult, error) {
+	var emails []string
+	for _, c := range batch {
+		for _, e := range c.Emails {
+			emails = append(emails, NormalizeEmail(e))
+		}
+	}
+	heldBefore, err := heldEmails(ctx, t.tx, tenant, emails)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]ApplyResult, len(batch))
 	for i, c := range batch {
 		res, err := t.ApplyContact(ctx, tenant, c)
@@ -107,6 +126,8 @@ func (t *Tx) applyOneByOne(ctx context.Context, tenant string, batch []ContactSt
 			held[e] = true
 		}
 	}
+	// New means new before the batch, as on the batched path.
+	markNew(out, heldBefore)
 	return out, nil
 }
 
