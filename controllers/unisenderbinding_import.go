@@ -256,6 +256,7 @@ func (r *UnisenderBindingReconciler) launch(p *bindingPass, runID string, kind i
 		Tenant: p.tenant, RunID: runID, Kind: kind, From: from,
 		Mapper:         mapping.New(obj.Spec, obj.Status.ListID),
 		DeletionPolicy: obj.Spec.DeletionPolicy,
+		DoubleOptin:    obj.Spec.DoubleOptin,
 		Kommo:          p.kommo, Unisender: p.uni,
 	}
 	if _, err := r.runner.Launch(job); err != nil {

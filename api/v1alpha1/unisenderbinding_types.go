@@ -43,7 +43,30 @@ type UnisenderBindingSpec struct {
 	// +kubebuilder:default=All
 	Emails EmailSelection `json:"emails,omitempty"`
 
-	// doubleOptin: how Unisender treats a new subscriber.
+	// doubleOptin: whether addresses new to the list get Unisender's
+	// double opt-in invitation letter.
+	//
+	// ConsentHeld (default): consent is already held; addresses are added
+	// by import without any letter.
+	//
+	// Invite and InviteUnknown: every address this binding brings into its
+	// list (one that no Kommo contact of the binding held before, by the
+	// webhook sync, the initial import or a resync) gets one subscribe call
+	// with double_optin 0 (Invite: always an invitation) or 4
+	// (InviteUnknown: Unisender invites only addresses not already new or
+	// active in the account's lists), after the import that added it. The
+	// invitations are queued durably and sent in the background within the
+	// API key's subscribe budget (300 per minute by default), so a large
+	// import is invited over minutes without slowing the sync. An address
+	// is invited at most once per binding: one that left the list and comes
+	// back is not invited again once its invitation went out. An address
+	// that left the list (contact deleted or address removed) before its
+	// invitation went out is not invited. An address that unsubscribed or
+	// was blocked in Unisender, or that Unisender refused, is never
+	// invited: the invitation is recorded as failed. Addresses already in
+	// the list when the binding switches to Invite are not invited; pending
+	// invitations are dropped, never sent, when it switches back to
+	// ConsentHeld.
 	// +optional
 	// +kubebuilder:default=ConsentHeld
 	DoubleOptin DoubleOptin `json:"doubleOptin,omitempty"`
@@ -223,6 +246,12 @@ func (d DoubleOptin) APIValue() int {
 	default:
 		return 3
 	}
+}
+
+// Invites reports whether addresses new to the list get an invitation
+// (Invite or InviteUnknown).
+func (d DoubleOptin) Invites() bool {
+	return d == DoubleOptinInvite || d == DoubleOptinInviteUnknown
 }
 
 // DeletionPolicy says what becomes of an address in Unisender when it leaves

@@ -102,8 +102,12 @@ type Job struct {
 	From           int64
 	Mapper         *mapping.Mapper
 	DeletionPolicy syncv1.DeletionPolicy
-	Kommo          ContactSource
-	Unisender      ContactSink
+	// DoubleOptin is the binding's spec.doubleOptin: when it invites, each
+	// batch queues an invitation for every address it brings into the
+	// list, in the batch's transaction (the worker sends them).
+	DoubleOptin syncv1.DoubleOptin
+	Kommo       ContactSource
+	Unisender   ContactSink
 }
 
 func (j *Job) validate() error {
@@ -138,7 +142,9 @@ type Progress struct {
 	Calls    int
 	Rows     int64
 	Rejected int64
-	Done     bool
+	// Invitations counts the invitations this process queued.
+	Invitations int64
+	Done        bool
 }
 
 // Importer runs jobs against the store. The zero value is not usable: set

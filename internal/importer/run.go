@@ -193,10 +193,12 @@ func (r *run) commitOnce(ctx context.Context, batch []pendingContact) error {
 			return err
 		}
 		var rows [][]string
+		var added []string
 		orphans := map[string]bool{}
 		for i, res := range results {
 			if res.Applied {
 				rows = append(rows, batch[i].rows...)
+				added = append(added, res.NewEmails...)
 				for _, e := range res.OrphanedEmails {
 					orphans[e] = true
 				}
@@ -209,9 +211,11 @@ func (r *run) commitOnce(ctx context.Context, batch []pendingContact) error {
 			return err
 		}
 		if b := r.job.Mapper.RemovalBatch(slices.Sorted(maps.Keys(orphans)), r.job.DeletionPolicy); b != nil {
-			return r.send(ctx, b.FieldNames, b.Rows, &sent)
+			if err := r.send(ctx, b.FieldNames, b.Rows, &sent); err != nil {
+				return err
+			}
 		}
-		return nil
+		return r.queueInvitations(ctx, tx, added, &sent)
 	})
 	r.p.Calls += sent.calls
 	r.p.Rows += sent.rows
@@ -219,6 +223,7 @@ func (r *run) commitOnce(ctx context.Context, batch []pendingContact) error {
 	if err != nil {
 		return err
 	}
+	r.p.Invitations += sent.invitations
 	r.p.Imported += counted
 	r.p.Cursor = max(r.p.Cursor, batch[len(batch)-1].state.UpdatedAt)
 	return nil
@@ -237,9 +242,22 @@ func sleep(ctx context.Context, d time.Duration) error {
 
 // sendStats counts what one commit sent.
 type sendStats struct {
-	calls    int
-	rows     int64
-	rejected int64
+	calls       int
+	rows        int64
+	rejected    int64
+	invitations int64
+}
+
+// queueInvitations records, after the batch's rows were accepted and in
+// its transaction, an invitation for each address the batch brought into
+// the list, when the binding invites.
+func (r *run) queueInvitations(ctx context.Context, tx *store.Tx, added []string, st *sendStats) error {
+	if !r.job.DoubleOptin.Invites() || len(added) == 0 {
+		return nil
+	}
+	n, err := tx.QueueInvitations(ctx, r.job.Tenant.String(), added)
+	st.invitations = int64(n)
+	return err
 }
 
 // send makes the importContacts call(s) for rows; the client splits more

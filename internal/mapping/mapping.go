@@ -53,6 +53,15 @@ func New(spec syncv1.UnisenderBindingSpec, listID int64) *Mapper {
 	return &Mapper{spec: spec, listID: strconv.FormatInt(listID, 10)}
 }
 
+// ListID is the id of the binding's list.
+func (m *Mapper) ListID() int64 {
+	id, _ := strconv.ParseInt(m.listID, 10, 64)
+	return id
+}
+
+// NameField is the Unisender field that carries the contact's name.
+func (m *Mapper) NameField() string { return m.spec.FieldMapping.NameField() }
+
 // Profile extracts what the binding syncs from a contact.
 func (m *Mapper) Profile(c *kommo.Contact) Profile {
 	p := Profile{Emails: m.emails(c), Name: displayName(c), Fields: map[string]string{}}

@@ -43,7 +43,10 @@ func (t *Tx) QueueInvitations(ctx context.Context, tenant string, emails []strin
 	if err := checkTenant(tenant); err != nil {
 		return 0, err
 	}
-	emails = sortedUnique(slices.Clone(emails))
+	return insertInvitations(ctx, t.tx, tenant, sortedUnique(slices.Clone(emails)))
+}
+
+func insertInvitations(ctx context.Context, q querier, tenant string, emails []string) (int, error) {
 	at := now()
 	added := 0
 	for chunk := range slices.Chunk(emails, maxRowsPerStatement) {
@@ -53,7 +56,7 @@ func (t *Tx) QueueInvitations(ctx context.Context, tenant string, emails []strin
 		}
 		// The no-op update keeps an existing row untouched; with affected
 		// rows (not found rows) counted, only inserts count.
-		res, err := t.tx.ExecContext(ctx, `INSERT INTO invitations
+		res, err := q.ExecContext(ctx, `INSERT INTO invitations
 			(tenant, email, status, next_attempt_at, created_at, updated_at) VALUES `+
 			placeholders("(?, ?, ?, ?, ?, ?)", len(chunk))+` ON DUPLICATE KEY UPDATE email = email`, args...)
 		if err != nil {
@@ -286,10 +289,11 @@ func heldEmails(ctx context.Context, q querier, tenant string, emails []string) 
 // the batch (heldBefore).
 func markNew(results []ApplyResult, heldBefore map[string]bool) {
 	for i := range results {
-		results[i].NewEmails = nil
-		for _, e := range results[i].AddedEmails {
+		r := &results[i]
+		r.NewEmails = nil
+		for _, e := range r.AddedEmails {
 			if !heldBefore[e] {
-				results[i].NewEmails = append(results[i].NewEmails, e)
+				r.NewEmails = append(r.NewEmails, e)
 			}
 		}
 	}

@@ -29,12 +29,26 @@ type Importer interface {
 	ImportContacts(ctx context.Context, req unisender.ImportRequest) (*unisender.ImportResult, error)
 }
 
+// Inviter is the part of the Unisender client that sends double opt-in
+// invitations (used by the worker's drainer, package invitations).
+type Inviter interface {
+	GetContact(ctx context.Context, email string, opts unisender.GetContactOptions) (*unisender.Contact, error)
+	Subscribe(ctx context.Context, req unisender.SubscribeRequest) (int64, error)
+}
+
 // Tenant is what the sync needs to know of one UnisenderBinding.
 type Tenant struct {
 	Key            string // "namespace/name"
 	Mapper         *mapping.Mapper
 	DeletionPolicy syncv1.DeletionPolicy
 	Unisender      Importer
+	// DoubleOptin is the binding's spec.doubleOptin. When it invites,
+	// Apply queues an invitation for every address the batch brings into
+	// the list, in the batch's transaction.
+	DoubleOptin syncv1.DoubleOptin
+	// Inviter sends the queued invitations; Apply does not use it. Nil
+	// when the tenant's invitations cannot be sent.
+	Inviter Inviter
 }
 
 // Event is one contact event with the time our webhook server received it.
@@ -51,6 +65,9 @@ type Outcome struct {
 	Stale     int // events older than, or equal to, the stored state
 	Upserted  int // rows sent to add or update addresses
 	Removed   int // addresses taken out of the list (excluded or deleted)
+	// Invitations counts the invitations queued (addresses new to the list
+	// of a tenant that invites, not queued before).
+	Invitations int
 	// Rejected are the rows Unisender refused one by one (invalid or role
 	// addresses); they are reported, not retried: the same row would be
 	// refused again.
@@ -67,7 +84,10 @@ func Apply(ctx context.Context, st *store.Store, t Tenant, events []Event) (Outc
 		if err != nil {
 			return err
 		}
-		return push(ctx, t, plan, &out)
+		if err := push(ctx, t, plan, &out); err != nil {
+			return err
+		}
+		return queueInvitations(ctx, tx, t, plan, &out)
 	})
 	return out, err
 }
@@ -76,6 +96,7 @@ func Apply(ctx context.Context, st *store.Store, t Tenant, events []Event) (Outc
 type plan struct {
 	upserts  map[int64]mapping.Profile // final profile of every changed live contact
 	orphaned map[string]bool           // addresses no live contact holds any more
+	added    []string                  // addresses the batch brings into the list
 }
 
 // planBatch applies the events to the stored state, last write wins per
@@ -101,6 +122,7 @@ func planBatch(ctx context.Context, tx *store.Tx, t Tenant, events []Event, out 
 		}
 		if !states[i].Deleted {
 			p.upserts[states[i].ID] = profiles[states[i].ID]
+			p.added = append(p.added, res.NewEmails...)
 		}
 	}
 	return p, nil
@@ -184,6 +206,21 @@ func push(ctx context.Context, t Tenant, p *plan, out *Outcome) error {
 		}
 		out.Removed = len(batch.Rows)
 	}
+	return nil
+}
+
+// queueInvitations records, once the push succeeded and in the same
+// transaction, an invitation for each address the batch brought into the
+// list, when the tenant invites. The worker's drainer sends them.
+func queueInvitations(ctx context.Context, tx *store.Tx, t Tenant, p *plan, out *Outcome) error {
+	if !t.DoubleOptin.Invites() || len(p.added) == 0 {
+		return nil
+	}
+	n, err := tx.QueueInvitations(ctx, t.Key, p.added)
+	if err != nil {
+		return fmt.Errorf("queue %d invitations: %w", len(p.added), err)
+	}
+	out.Invitations = n
 	return nil
 }
 

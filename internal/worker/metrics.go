@@ -22,6 +22,7 @@ type Metrics struct {
 	jobs         *prometheus.CounterVec
 	releases     *prometheus.CounterVec
 	syncLatency  prometheus.Histogram
+	invitations  *prometheus.CounterVec
 }
 
 // NewMetrics creates the series and registers them with reg.
@@ -66,8 +67,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time from the webhook server receiving an event to the worker applying it.",
 			Buckets: prometheus.ExponentialBuckets(0.01, 2.5, 12),
 		}),
+		invitations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kommo_unisender_worker_invitations_total",
+			Help: "Double opt-in invitations, by outcome: queued (by a webhook batch), sent, failed (refused, unsubscribed, not in Unisender; never retried), retried (transient failure), skipped (the address left the list first), cancelled (the binding stopped inviting).",
+		}, []string{"namespace", "name", "outcome"}),
 	}
-	reg.MustRegister(m.batches, m.batchEvents, m.applies, m.applySeconds, m.events, m.rows, m.jobs, m.releases, m.syncLatency)
+	reg.MustRegister(m.batches, m.batchEvents, m.applies, m.applySeconds, m.events, m.rows, m.jobs, m.releases, m.syncLatency, m.invitations)
 	return m
 }
 
@@ -102,6 +107,20 @@ func (m *Metrics) outcome(t tenant.Key, out syncer.Outcome) {
 	m.rows.WithLabelValues(t.Namespace, t.Name, "upserted").Add(float64(out.Upserted))
 	m.rows.WithLabelValues(t.Namespace, t.Name, "removed").Add(float64(out.Removed))
 	m.rows.WithLabelValues(t.Namespace, t.Name, "rejected").Add(float64(len(out.Rejected)))
+	m.invitations.WithLabelValues(t.Namespace, t.Name, "queued").Add(float64(out.Invitations))
+}
+
+// invitation counts invitations of a tenant ("namespace/name") that ended
+// with an outcome (the invitations.Drainer's Observe hook).
+func (m *Metrics) invitation(tenantKey, outcome string, n int) {
+	if m == nil {
+		return
+	}
+	k, err := tenant.Parse(tenantKey)
+	if err != nil {
+		return
+	}
+	m.invitations.WithLabelValues(k.Namespace, k.Name, outcome).Add(float64(n))
 }
 
 func (m *Metrics) job(outcome string) {

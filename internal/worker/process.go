@@ -95,6 +95,9 @@ func (w *Worker) apply(ctx context.Context, s *settler, t syncer.Tenant, entries
 	w.cfg.Metrics.applied(time.Since(start), err)
 	if err == nil {
 		rw.committed(s.c)
+		if out.Invitations > 0 {
+			w.nudgeInvitations()
+		}
 		s.succeeded(t.Key, entries, out)
 		return
 	}

@@ -49,6 +49,7 @@ import (
 
 	"github.com/go-logr/logr"
 
+	"github.com/kommo-unisender/kommo-unisender/internal/invitations"
 	"github.com/kommo-unisender/kommo-unisender/internal/queue"
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
 )
@@ -91,6 +92,18 @@ type Config struct {
 	// batch's commit does not delete it first (see recheck.go), default 1m.
 	RecheckDelay time.Duration
 
+	// SubscribePerMinute is each API key's budget of subscribe calls for
+	// double opt-in invitations, default 300 (Unisender's limit). It is
+	// per process: with several replicas, divide it by their number, or
+	// let Unisender refuse the excess (retried later).
+	SubscribePerMinute int
+	// InvitationSweep is how often the invitation drainer looks for due
+	// invitations, default 2s; a batch that queued some wakes it at once.
+	InvitationSweep time.Duration
+	// InvitationSlice bounds how long the drainer holds one tenant's lock
+	// per step, default 1s.
+	InvitationSlice time.Duration
+
 	Consumer queue.ConsumerOptions
 	Metrics  *Metrics // nil records nothing
 	Log      logr.Logger
@@ -110,6 +123,9 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.TenantFailureDelay, 10*time.Minute)
 	setDefault(&c.ShutdownGrace, 25*time.Second)
 	setDefault(&c.RecheckDelay, time.Minute)
+	setDefault(&c.SubscribePerMinute, invitations.DefaultSubscribePerMinute)
+	setDefault(&c.InvitationSweep, 2*time.Second)
+	setDefault(&c.InvitationSlice, time.Second)
 	return c
 }
 
@@ -124,6 +140,8 @@ func setDefault[T comparable](v *T, def T) {
 type Worker struct {
 	cfg         Config
 	ownProducer bool
+	drainer     *invitations.Drainer
+	nudge       chan struct{} // wakes the invitation drainer
 }
 
 // New checks cfg and returns a Worker.
@@ -144,7 +162,14 @@ func New(cfg Config) (*Worker, error) {
 	if err := queue.CheckTube(cfg.Tube); err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
-	w := &Worker{cfg: cfg}
+	drainer, err := invitations.New(invitations.Config{
+		Store: cfg.Store, Budgets: invitations.NewBudgets(cfg.SubscribePerMinute),
+		TenantFailureDelay: cfg.TenantFailureDelay, Observe: cfg.Metrics.invitation,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	w := &Worker{cfg: cfg, drainer: drainer, nudge: make(chan struct{}, 1)}
 	if w.cfg.Producer == nil {
 		w.cfg.Producer = queue.NewProducer(cfg.BeanstalkdAddr, queue.ProducerOptions{Conns: 2})
 		w.ownProducer = true
@@ -169,6 +194,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.cfg.Log.Info("worker started", "tube", w.cfg.Tube, "concurrency", w.cfg.Concurrency,
 		"maxEvents", w.cfg.MaxEvents, "batchWindow", w.cfg.BatchWindow)
 	var wg sync.WaitGroup
+	wg.Go(func() { w.drainInvitations(ctx) })
 	for i, c := range consumers {
 		wg.Add(1)
 		go func() {

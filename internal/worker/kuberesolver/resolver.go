@@ -123,9 +123,11 @@ func (r *Resolver) Resolve(ctx context.Context, key tenant.Key) (syncer.Tenant, 
 	if policy == "" {
 		policy = syncv1.DeletionPolicyExclude
 	}
+	c := r.client(apiKey)
 	return syncer.Tenant{
 		Key: key.String(), Mapper: mapping.New(b.Spec, b.Status.ListID),
-		DeletionPolicy: policy, Unisender: r.client(apiKey),
+		DeletionPolicy: policy, Unisender: c,
+		DoubleOptin: b.Spec.DoubleOptin, Inviter: c,
 	}, nil
 }
 
