@@ -40,6 +40,8 @@ type tenantSpec struct {
 	APIKey string
 	ListID int64
 	Policy syncv1.DeletionPolicy
+	// DoubleOptin is the binding's spec.doubleOptin ("" = ConsentHeld).
+	DoubleOptin syncv1.DoubleOptin
 }
 
 // staticResolver resolves tenants from a fixed table; tenants can be marked
@@ -86,7 +88,8 @@ func (r *staticResolver) Resolve(_ context.Context, key tenant.Key) (syncer.Tena
 		policy = syncv1.DeletionPolicyExclude
 	}
 	return syncer.Tenant{Key: key.String(), Mapper: mapping.New(syncv1.UnisenderBindingSpec{}, ts.ListID),
-		DeletionPolicy: policy, Unisender: r.clients[key]}, nil
+		DeletionPolicy: policy, Unisender: r.clients[key],
+		DoubleOptin: ts.DoubleOptin, Inviter: r.clients[key]}, nil
 }
 
 // harness is a store on MariaDB, the Unisender emulator behind httptest, a
@@ -111,6 +114,7 @@ type harness struct {
 type harnessOptions struct {
 	dsn  string // "" → a fresh database on the shared server
 	addr string // "" → the shared beanstalkd
+	emu  unisenderemu.Options
 }
 
 func newHarness(t testing.TB, o harnessOptions) *harness {
@@ -132,7 +136,7 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 		t.Fatal(err)
 	}
 	h.st = st
-	h.emu = unisenderemu.New(unisenderemu.Options{})
+	h.emu = unisenderemu.New(o.emu)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if f := h.intercept.Load(); f != nil && (*f)(w, r) {
 			return
