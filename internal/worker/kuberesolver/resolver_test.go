@@ -17,6 +17,7 @@ import (
 
 	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/unisenderemu"
+	"github.com/kommo-unisender/kommo-unisender/internal/syncer"
 	"github.com/kommo-unisender/kommo-unisender/internal/tenant"
 	"github.com/kommo-unisender/kommo-unisender/internal/testenv"
 	"github.com/kommo-unisender/kommo-unisender/internal/unisender"
@@ -121,14 +122,19 @@ func TestResolvesAReadyBinding(t *testing.T) {
 	e := newEnv(t)
 	e.binding("main", "user-key-1", func(b *syncv1.UnisenderBinding) {
 		b.Spec.DeletionPolicy = syncv1.DeletionPolicyDelete
+		b.Spec.DoubleOptin = syncv1.DoubleOptinInvite
 	})
 	key := tenant.Key{Namespace: e.ns, Name: "main"}
 	tn, err := e.resolver.Resolve(context.Background(), key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tn.Key != key.String() || tn.DeletionPolicy != syncv1.DeletionPolicyDelete || tn.Mapper == nil {
+	if tn.Key != key.String() || tn.DeletionPolicy != syncv1.DeletionPolicyDelete || tn.Mapper == nil ||
+		tn.DoubleOptin != syncv1.DoubleOptinInvite {
 		t.Fatalf("tenant = %+v", tn)
+	}
+	if tn.Inviter == nil || tn.Inviter != tn.Unisender.(syncer.Inviter) {
+		t.Fatal("the invitations do not go through the key's client (its subscribe budget would not be shared)")
 	}
 	if !e.usesKey(key, "user-key-1") {
 		t.Fatal("the client does not use the key of spec.apiKeySecretRef")
