@@ -4,11 +4,14 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"maps"
+	"math/rand/v2"
 	"net/url"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kommo-unisender/kommo-unisender/internal/fixtures"
 )
@@ -62,8 +65,18 @@ func mustParse(t *testing.T, f url.Values) *WebhookPayload {
 	return p
 }
 
+// mustParseBody parses a raw body, as the server does.
+func mustParseBody(t *testing.T, body string) *WebhookPayload {
+	t.Helper()
+	p, err := ParseWebhookBody([]byte(body))
+	if err != nil {
+		t.Fatalf("ParseWebhookBody: %v", err)
+	}
+	return p
+}
+
 func TestParseWebhookAddFixture(t *testing.T) {
-	p := mustParse(t, fixtureForm(t, "add-contact.form"))
+	p := mustParseBody(t, fixtureBody(t, "add-contact.form"))
 	want := &WebhookPayload{
 		AccountID: 31415926,
 		Subdomain: "acmetrading",
@@ -92,7 +105,7 @@ func TestParseWebhookAddFixture(t *testing.T) {
 }
 
 func TestParseWebhookUpdateContactAndCompanyFixture(t *testing.T) {
-	p := mustParse(t, fixtureForm(t, "update-contact-and-company.form"))
+	p := mustParseBody(t, fixtureBody(t, "update-contact-and-company.form"))
 	if p.AccountID != 31415926 || p.Subdomain != "acmetrading" {
 		t.Fatalf("account = %d %q, want 31415926 acmetrading (the account keys come last)", p.AccountID, p.Subdomain)
 	}
@@ -147,7 +160,7 @@ func TestParseWebhookUpdateContactAndCompanyFixture(t *testing.T) {
 }
 
 func TestParseWebhookDeleteFixture(t *testing.T) {
-	p := mustParse(t, fixtureForm(t, "delete-contact.form"))
+	p := mustParseBody(t, fixtureBody(t, "delete-contact.form"))
 	want := &WebhookPayload{
 		AccountID: 31415926,
 		Subdomain: "acmetrading",
@@ -162,14 +175,11 @@ func TestParseWebhookDeleteFixture(t *testing.T) {
 }
 
 func TestParseWebhookEveryFixtureFromTheWire(t *testing.T) {
-	// The same fixtures through url.ParseQuery, as the HTTP server sees them.
+	// The raw body in Kommo's key order, as the HTTP server sees it, and
+	// the decoded form (through ParseWebhook, in sorted key order) agree.
 	for _, name := range fixtureNames(t) {
 		t.Run(name, func(t *testing.T) {
-			wire, err := url.ParseQuery(fixtureBody(t, name))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got, want := mustParse(t, wire), mustParse(t, fixtureForm(t, name)); !reflect.DeepEqual(got, want) {
+			if got, want := mustParseBody(t, fixtureBody(t, name)), mustParse(t, fixtureForm(t, name)); !reflect.DeepEqual(got, want) {
 				t.Fatalf("from the wire:\n got %+v\nwant %+v", got, want)
 			}
 		})
@@ -352,7 +362,7 @@ func TestParseWebhookMalformed(t *testing.T) {
 		{"empty body", url.Values{}, "account[id]", "missing"},
 		{"account id not a number", form("account[id]=acme"), "account[id]", `"acme" is not a non-negative integer`},
 		{"account id zero", form("account[id]=0"), "account[id]", "positive"},
-		{"account id twice", form("account[id]=7", "account[id]=8"), "account[id]", "given 2 times"},
+		{"account id twice", form("account[id]=7", "account[id]=8"), "account[id]", "given more than once"},
 		{"account id nested", form("account[id][x]=7"), "account[id][x]", `"id" takes no sub-keys`},
 		{"bare account key", form("account=7"), "account", "want account[field]"},
 		{"bare contacts key", form(acct, "contacts=1"), "contacts", "want contacts[action][index][field]"},
@@ -369,7 +379,7 @@ func TestParseWebhookMalformed(t *testing.T) {
 		{"contact id negative", form(acct, "contacts[delete][0][id]=-5"), "contacts[delete][0][id]", `"-5" is not a non-negative integer`},
 		{"contact id zero", form(acct, "contacts[add][0][id]=0"), "contacts[add][0][id]", "positive"},
 		{"contact id overflow", form(acct, "contacts[add][0][id]=99999999999999999999"), "contacts[add][0][id]", "does not fit in 64 bits"},
-		{"contact id twice", form(acct, "contacts[add][0][id]=1", "contacts[add][0][id]=2"), "contacts[add][0][id]", "given 2 times"},
+		{"contact id twice", form(acct, "contacts[add][0][id]=1", "contacts[add][0][id]=2"), "contacts[add][0][id]", "given more than once"},
 		{"updated_at not a number", form(acct, "contacts[update][0][id]=1", "contacts[update][0][updated_at]=yesterday"), "contacts[update][0][updated_at]", `"yesterday" is not a unix timestamp`},
 		{"unknown type", form(acct, "contacts[add][0][id]=1", "contacts[add][0][type]=lead"), "contacts[add][0][type]", `unknown contact type "lead"`},
 		{"scalar with sub-key", form(acct, "contacts[add][0][id][0]=1"), "contacts[add][0][id][0]", `"id" takes no sub-keys`},
@@ -423,16 +433,224 @@ func TestParseWebhookMalformed(t *testing.T) {
 }
 
 func TestParseWebhookErrorIsDeterministic(t *testing.T) {
-	// Two problems in one body: the same one is reported every time.
-	body := form("account[id]=7", "contacts[add][0][id]=x", "contacts[add][1][id]=y", "contacts[update][z][id]=1")
-	_, want := ParseWebhook(body)
-	if want == nil {
-		t.Fatal("no error")
+	// Three problems in one body: the first in body order is reported, and
+	// the same one every time (the parser is pooled: no state may leak).
+	body := []byte("account[id]=7&contacts[add][1][id]=y&contacts[add][0][id]=x&contacts[update][z][id]=1")
+	_, want := ParseWebhookBody(body)
+	var we *WebhookError
+	if !errors.As(want, &we) || we.Key != "contacts[add][1][id]" {
+		t.Fatalf("error %v, want the first bad key in body order, contacts[add][1][id]", want)
+	}
+	// Through ParseWebhook the form is encoded with sorted keys, so the
+	// lexicographically first bad key is reported, whatever the map order.
+	f, err := url.ParseQuery(string(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, wantForm := ParseWebhook(f)
+	if !errors.As(wantForm, &we) || we.Key != "contacts[add][0][id]" {
+		t.Fatalf("error %v, want contacts[add][0][id]", wantForm)
 	}
 	for range 50 {
-		if _, err := ParseWebhook(body); err == nil || err.Error() != want.Error() {
+		if _, err := ParseWebhookBody(body); err == nil || err.Error() != want.Error() {
 			t.Fatalf("errors differ between runs: %v / %v", want, err)
 		}
+		if _, err := ParseWebhook(f); err == nil || err.Error() != wantForm.Error() {
+			t.Fatalf("form errors differ between runs: %v / %v", wantForm, err)
+		}
+	}
+}
+
+func TestParseWebhookBodyRefusesRepeatedKeys(t *testing.T) {
+	// A key the parser reads, given twice, is an error (which value would
+	// win?), apart or next to each other; a key it ignores may repeat.
+	const base = "account[id]=1&contacts[add][0][id]=2&contacts[add][0][custom_fields][0][id]=3"
+	const c = "contacts[add][0]"
+	for _, key := range []string{
+		"account[subdomain]", c + "[name]", c + "[first_name]", c + "[last_name]", c + "[type]",
+		c + "[responsible_user_id]", c + "[account_id]", c + "[created_at]", c + "[date_create]",
+		c + "[updated_at]", c + "[last_modified]", c + "[custom_fields][0][name]", c + "[custom_fields][0][code]",
+		c + "[custom_fields][0][values][0]", c + "[custom_fields][0][values][0][value]",
+		c + "[custom_fields][0][values][0][enum]", c + "[tags][0][id]", c + "[tags][0][name]",
+	} {
+		value := "1"
+		if strings.HasSuffix(key, "[type]") {
+			value = "company"
+		}
+		pair := key + "=" + value
+		for _, body := range []string{base + "&" + pair + "&" + pair, pair + "&" + base + "&" + pair} {
+			_, err := ParseWebhookBody([]byte(body))
+			var we *WebhookError
+			if !errors.As(err, &we) || we.Key != key || we.Reason != "given more than once" {
+				t.Errorf("%s: error %v, want %s given more than once", body, err, key)
+			}
+		}
+	}
+	for _, key := range []string{"account[_links][self]", c + "[group_id]", c + "[custom_fields][0][field_type]",
+		c + "[custom_fields][0][values][0][subtype]", c + "[tags][0][color]", "contacts[note][0][id]", "leads[add][0][id]"} {
+		mustParseBody(t, base+"&"+key+"=1&"+key+"=1")
+	}
+}
+
+func TestParseWebhookBodyMalformedEncoding(t *testing.T) {
+	// What url.ParseQuery refuses is refused, wherever it is, including in
+	// keys and values of entities the parser otherwise ignores.
+	const ok = "account[id]=7&contacts[add][0][id]=1"
+	cases := []struct {
+		name, body string
+		wantKey    string
+	}{
+		{"bad escape in a key", ok + "&contacts[add][0][na%zzme]=Ann", "contacts[add][0][na%zzme]"},
+		{"bad escape in an ignored key", "leads%5Badd%zz=1&" + ok, "leads%5Badd%zz"},
+		{"escape cut short in a key", ok + "&account%5", "account%5"},
+		{"bad escape in a value", ok + "&contacts[add][0][name]=secret%G1", "contacts[add][0][name]"},
+		{"bad escape in an ignored value", "leads[add][0][name]=secret%&" + ok, "leads[add][0][name]"},
+		{"escape cut short at the end", ok + "&contacts[add][0][name]=secret%4", "contacts[add][0][name]"},
+		{"semicolon separator", "account[id]=7;contacts[add][0][id]=1", "(body)"},
+		{"semicolon in an ignored value", ok + "&leads[add][0][name]=a;b", "(body)"},
+		{"semicolon in a key", ok + "&lea;ds=1", "(body)"},
+		{"semicolon after a bad escape", ok + "&x=%zz;", "(body)"},
+		{"too many pairs", strings.Repeat("&", maxFormPairs) + ok, "(body)"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := url.ParseQuery(tc.body); err == nil {
+				t.Fatalf("url.ParseQuery accepts the body: the case tests nothing")
+			}
+			p, err := ParseWebhookBody([]byte(tc.body))
+			if err == nil || p != nil {
+				t.Fatalf("got %+v, %v; want an error", p, err)
+			}
+			var we *WebhookError
+			if !errors.Is(err, ErrMalformedWebhook) || !errors.As(err, &we) {
+				t.Fatalf("error %v (%T) is not a *WebhookError matching ErrMalformedWebhook", err, err)
+			}
+			if we.Key != tc.wantKey || !strings.HasPrefix(we.Reason, "malformed form encoding") {
+				t.Errorf("key %q reason %q, want key %q and a form encoding reason", we.Key, we.Reason, tc.wantKey)
+			}
+			if strings.Contains(err.Error(), "secret") {
+				t.Errorf("error %q shows the value", err)
+			}
+		})
+	}
+	// At the limit, the body is fine.
+	body := strings.Repeat("&", maxFormPairs-2) + ok
+	if _, err := url.ParseQuery(body); err != nil {
+		t.Fatal(err)
+	}
+	mustParseBody(t, body)
+}
+
+func TestParseWebhookBodyDoesNotAliasTheBody(t *testing.T) {
+	// The server recycles the body's buffer once the payload is built.
+	body := []byte(fixtureBody(t, "update-contact-and-company.form"))
+	p, err := ParseWebhookBody(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := mustParseBody(t, fixtureBody(t, "update-contact-and-company.form"))
+	for i := range body {
+		body[i] = 'X'
+	}
+	_, _ = ParseWebhookBody(body) // and the parser's buffers are reused
+	if !reflect.DeepEqual(p, want) {
+		t.Fatalf("payload changed with the body:\n got %+v\nwant %+v", p, want)
+	}
+}
+
+func TestParseWebhookBodySlicesAreIndependent(t *testing.T) {
+	// Contacts share backing arrays; appending to one must not write into
+	// the next.
+	p := mustParseBody(t, "account[id]=7"+
+		"&contacts[add][0][id]=1&contacts[add][0][tags][0][name]=a&contacts[add][0][custom_fields][0][id]=5&contacts[add][0][custom_fields][0][values][0][value]=x"+
+		"&contacts[add][1][id]=2&contacts[add][1][tags][0][name]=b&contacts[add][1][custom_fields][0][id]=6&contacts[add][1][custom_fields][0][values][0][value]=y")
+	first, second := &p.Events[0].Contact, p.Events[1].Contact
+	first.Tags = append(first.Tags, "mine")
+	first.CustomFields = append(first.CustomFields, CustomField{ID: 99})
+	first.CustomFields[0].Values = append(first.CustomFields[0].Values, FieldValue{Value: "mine"})
+	if !slices.Equal(second.Tags, []string{"b"}) || second.CustomFields[0].ID != 6 || second.CustomFields[0].Values[0].Value != "y" {
+		t.Fatalf("second contact changed: %+v", second)
+	}
+}
+
+// encodeShuffled encodes f as a body with its pairs in an order of perm's
+// choosing (Encode sorts them).
+func encodeShuffled(f url.Values, perm func(n int) []int) string {
+	var pairs []string
+	for _, k := range slices.Sorted(maps.Keys(f)) {
+		for _, v := range f[k] {
+			pairs = append(pairs, url.QueryEscape(k)+"="+url.QueryEscape(v))
+		}
+	}
+	out := make([]string, len(pairs))
+	for i, j := range perm(len(pairs)) {
+		out[i] = pairs[j]
+	}
+	return strings.Join(out, "&")
+}
+
+func TestParseWebhookBodyAnyKeyOrder(t *testing.T) {
+	// Kommo sends each item's keys together, indexes rising; the parser's
+	// shortcuts for that must not change the result of any other order.
+	f, _ := sparseBody(400)
+	want := mustParse(t, f)
+	rng := rand.New(rand.NewPCG(1, 2))
+	orders := map[string]func(n int) []int{
+		"sorted": func(n int) []int {
+			perm := make([]int, n)
+			for i := range perm {
+				perm[i] = i
+			}
+			return perm
+		},
+		"reversed": func(n int) []int {
+			perm := make([]int, n)
+			for i := range perm {
+				perm[i] = n - 1 - i
+			}
+			return perm
+		},
+		"shuffled": rng.Perm,
+	}
+	for name, perm := range orders {
+		t.Run(name, func(t *testing.T) {
+			if got := mustParseBody(t, encodeShuffled(f, perm)); !reflect.DeepEqual(got, want) {
+				t.Fatalf("payload differs from the sorted form's")
+			}
+		})
+	}
+}
+
+func TestParseWebhookBodyHostileBodiesStayCheap(t *testing.T) {
+	// Bodies at the limits, in orders that defeat the parser's shortcuts:
+	// each must parse (or fail) in time linear-ish in its size.
+	var many, deep, fields strings.Builder
+	many.WriteString("account[id]=7")
+	for i := MaxWebhookContacts - 1; i >= 0; i-- { // descending: no shortcut
+		fmt.Fprintf(&many, "&contacts[%s][%d][id]=%d", actionsByRank[i%3], MaxWebhookIndex-i, i+1)
+		fmt.Fprintf(&many, "&contacts[%s][%d][custom_fields][%d][id]=%d", actionsByRank[i%3], MaxWebhookIndex-i, i, i+1)
+	}
+	deep.WriteString("account[id]=7&contacts[add][0][id]=1")
+	for range maxFormPairs - 2 {
+		deep.WriteString("&contacts[add][0][a][b][c][d][e][f][g][h]=1")
+	}
+	fields.WriteString("account[id]=7&contacts[add][0][id]=1")
+	for j := maxFormPairs - 5; j >= 0; j-- {
+		fmt.Fprintf(&fields, "&contacts[add][0][custom_fields][%d][values][%d][value]=v", j%2, j)
+	}
+	fields.WriteString("&contacts[add][0][custom_fields][1][id]=6&contacts[add][0][custom_fields][0][id]=5")
+	for name, body := range map[string]string{"many contacts": many.String(), "deep keys": deep.String(), "many values": fields.String()} {
+		t.Run(name, func(t *testing.T) {
+			start := time.Now()
+			p, err := ParseWebhookBody([]byte(body))
+			if d := time.Since(start); d > 2*time.Second {
+				t.Errorf("%d bytes took %v", len(body), d)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%d bytes: %d events in %v", len(body), len(p.Events), time.Since(start))
+		})
 	}
 }
 
@@ -514,7 +732,7 @@ func TestEncodeWebhookRoundTripsABuiltPayload(t *testing.T) {
 }
 
 // BenchmarkParseWebhook measures a one-contact add (the common delivery) and
-// a 50-contact mixed body (a batched one), each decoded from the wire.
+// a 50-contact mixed body (a batched one), each parsed from the raw body.
 func BenchmarkParseWebhook(b *testing.B) {
 	fiftyPayload := &WebhookPayload{AccountID: 31415926, Subdomain: "acmetrading"}
 	for i := range 50 {
@@ -537,30 +755,14 @@ func BenchmarkParseWebhook(b *testing.B) {
 		{"50-contacts", EncodeWebhook(fiftyPayload).Encode(), 50},
 	}
 	for _, bb := range bodies {
-		// "wire" includes url.ParseQuery, as the server pays it; "parse" is
-		// ParseWebhook alone on the decoded form.
-		b.Run(bb.name+"/wire", func(b *testing.B) {
-			b.SetBytes(int64(len(bb.body)))
+		// The raw body, as the server hands it over: ParseWebhookBody is
+		// all it pays (it used to pay url.ParseQuery and ParseWebhook).
+		b.Run(bb.name, func(b *testing.B) {
+			body := []byte(bb.body)
+			b.SetBytes(int64(len(body)))
 			b.ReportAllocs()
 			for b.Loop() {
-				form, err := url.ParseQuery(bb.body)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if p, err := ParseWebhook(form); err != nil || len(p.Events) != bb.events {
-					b.Fatalf("parse: %v", err)
-				}
-			}
-		})
-		b.Run(bb.name+"/parse", func(b *testing.B) {
-			form, err := url.ParseQuery(bb.body)
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.SetBytes(int64(len(bb.body)))
-			b.ReportAllocs()
-			for b.Loop() {
-				if p, err := ParseWebhook(form); err != nil || len(p.Events) != bb.events {
+				if p, err := ParseWebhookBody(body); err != nil || len(p.Events) != bb.events {
 					b.Fatalf("parse: %v", err)
 				}
 			}
