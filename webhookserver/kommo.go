@@ -8,7 +8,6 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -85,7 +84,8 @@ var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // readPayload reads and parses the form body. A non-zero status says why it
 // was refused: reason goes to the caller; logReason, if set, to the log
 // (the parser's reason can quote a value of the body, which is contact
-// data, so the log gets only the key at fault).
+// data, so the log gets only the key at fault; a malformed encoding is
+// reported under the key "(body)" or the raw key).
 func (s *Server) readPayload(w http.ResponseWriter, r *http.Request) (p *kommo.WebhookPayload, status int, reason, logReason string) {
 	if ct := r.Header.Get("Content-Type"); ct != formContentType {
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != formContentType {
@@ -106,11 +106,9 @@ func (s *Server) readPayload(w http.ResponseWriter, r *http.Request) (p *kommo.W
 	case err != nil:
 		return nil, http.StatusBadRequest, "could not read the body", "body read: " + err.Error()
 	}
-	form, err := url.ParseQuery(buf.String())
-	if err != nil {
-		return nil, http.StatusBadRequest, "malformed form encoding", "malformed form encoding"
-	}
-	payload, err := kommo.ParseWebhook(form)
+	// The parser reads the form encoding itself (no url.Values in between)
+	// and copies what it keeps, so buf can go back to the pool.
+	payload, err := kommo.ParseWebhookBody(buf.Bytes())
 	if err != nil {
 		logReason = "malformed webhook"
 		var we *kommo.WebhookError

@@ -3,7 +3,6 @@ package webhookserver
 import (
 	"bytes"
 	"encoding/json"
-	"net/url"
 	"testing"
 	"time"
 
@@ -187,14 +186,11 @@ func BenchmarkParseAndEncode(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	raw := []byte(body)
 	buf := new(bytes.Buffer)
 	b.ReportAllocs()
 	for b.Loop() {
-		form, err := url.ParseQuery(body)
-		if err != nil {
-			b.Fatal(err)
-		}
-		p, err := kommo.ParseWebhook(form)
+		p, err := kommo.ParseWebhookBody(raw)
 		if err != nil {
 			b.Fatal(err)
 		}

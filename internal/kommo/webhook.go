@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"strconv"
+	"unicode/utf8"
 )
 
 // Action is what happened to a contact in a webhook event.
@@ -70,7 +71,18 @@ func (e *WebhookError) Error() string {
 // Is makes errors.Is(err, ErrMalformedWebhook) true.
 func (e *WebhookError) Is(target error) bool { return target == ErrMalformedWebhook }
 
+// maxErrorKey bounds the key an error names: a hostile body can hold a key
+// of nearly the whole body, which is not worth echoing in a 400.
+const maxErrorKey = 200
+
 func malformed(key, format string, args ...any) error {
+	if len(key) > maxErrorKey {
+		cut := maxErrorKey
+		for cut > 0 && !utf8.RuneStart(key[cut]) {
+			cut--
+		}
+		key = key[:cut] + "…"
+	}
 	return &WebhookError{Key: key, Reason: fmt.Sprintf(format, args...)}
 }
 

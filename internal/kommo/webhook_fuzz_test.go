@@ -1,6 +1,7 @@
 package kommo
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -184,6 +185,9 @@ func checkParse(t *testing.T, body string) {
 		return
 	}
 	checkPayloadInvariants(t, p)
+	if want, _ := json.Marshal(p); string(p.AppendJSON(nil)) != string(want) {
+		t.Fatalf("AppendJSON differs from json.Marshal:\n got %s\nwant %s", p.AppendJSON(nil), want)
+	}
 	again, err = ParseWebhookBody([]byte(EncodeWebhook(p).Encode()))
 	if err != nil {
 		t.Fatalf("re-parsing the encoded payload: %v\npayload %+v", err, p)

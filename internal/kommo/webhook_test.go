@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kommo-unisender/kommo-unisender/internal/fixtures"
 )
@@ -767,5 +768,19 @@ func BenchmarkParseWebhook(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestParseWebhookErrorKeyIsBounded: a hostile key of any length is named
+// in the error by its first maxErrorKey bytes at most.
+func TestParseWebhookErrorKeyIsBounded(t *testing.T) {
+	long := "contacts[add][0][" + strings.Repeat("é", 5000) + "[x]=1"
+	_, err := ParseWebhookBody([]byte("account[id]=1&" + long))
+	var we *WebhookError
+	if !errors.As(err, &we) {
+		t.Fatalf("want a *WebhookError, got %v", err)
+	}
+	if len(we.Key) > maxErrorKey+len("…") || !strings.HasSuffix(we.Key, "…") || !utf8.ValidString(we.Key) {
+		t.Fatalf("key of %d bytes %q… not cut to %d valid bytes", len(we.Key), we.Key[:20], maxErrorKey)
 	}
 }
