@@ -43,8 +43,9 @@ type Cluster interface {
 	// PutOwnedSecret creates or replaces the data of the Secret name in
 	// owner's namespace, labelled managed and owned by owner. It refuses
 	// (ErrForeignSecret) to touch a Secret of that name that owner does not
-	// own.
-	PutOwnedSecret(ctx context.Context, owner client.Object, name string, data map[string][]byte) error
+	// own. With a claim, the write also records the claim's token in the
+	// Secret and is refused (ErrTokenReused) if that token wrote it before.
+	PutOwnedSecret(ctx context.Context, owner client.Object, name string, data map[string][]byte, claim *TokenClaim) error
 }
 
 // Errors of a Cluster.
@@ -276,41 +277,49 @@ func (k *Kube) ClientSecret(ctx context.Context, ki *syncv1.KommoIntegration) ([
 
 // PutOwnedSecret implements Cluster. It reads and writes the API server
 // directly (the cache holds only part of a Secret's data) and retries a
-// write that lost a race.
-func (k *Kube) PutOwnedSecret(ctx context.Context, owner client.Object, name string, data map[string][]byte) error {
+// write that lost a race; the retry reads the winner's claims.
+func (k *Kube) PutOwnedSecret(ctx context.Context, owner client.Object, name string, data map[string][]byte, claim *TokenClaim) error {
 	var err error
 	for range 3 {
-		if err = k.putOwnedSecret(ctx, owner, name, data); !apierrors.IsConflict(err) && !apierrors.IsAlreadyExists(err) {
+		if err = k.putOwnedSecret(ctx, owner, name, data, claim); !apierrors.IsConflict(err) && !apierrors.IsAlreadyExists(err) {
 			return err
 		}
 	}
 	return err
 }
 
-func (k *Kube) putOwnedSecret(ctx context.Context, owner client.Object, name string, data map[string][]byte) error {
+func (k *Kube) putOwnedSecret(ctx context.Context, owner client.Object, name string, data map[string][]byte, claim *TokenClaim) error {
 	var s corev1.Secret
 	err := k.direct.Get(ctx, types.NamespacedName{Namespace: owner.GetNamespace(), Name: name}, &s)
-	if apierrors.IsNotFound(err) {
+	create := apierrors.IsNotFound(err)
+	switch {
+	case create:
 		s = corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Namespace: owner.GetNamespace(), Name: name,
 				Labels: map[string]string{tokens.ManagedLabel: tokens.ManagedLabelValue}},
 			Type: corev1.SecretTypeOpaque,
-			Data: data,
 		}
 		if err := controllerutil.SetOwnerReference(owner, &s, k.scheme); err != nil {
 			return err
 		}
-		return k.direct.Create(ctx, &s)
-	}
-	if err != nil {
+	case err != nil:
 		return fmt.Errorf("reading Secret %q: %w", name, err)
-	}
-	if s.Labels[tokens.ManagedLabel] != tokens.ManagedLabelValue || !ownedBy(&s, owner) {
+	case s.Labels[tokens.ManagedLabel] != tokens.ManagedLabelValue || !ownedBy(&s, owner):
 		return fmt.Errorf("writing Secret %q: %w", name, ErrForeignSecret)
+	}
+	if claim != nil {
+		used, err := claim.record(s.Annotations[UsedTokensAnnotation])
+		if err != nil {
+			return err
+		}
+		metav1.SetMetaDataAnnotation(&s.ObjectMeta, UsedTokensAnnotation, used)
 	}
 	s.Data = data
 	s.StringData = nil
-	return k.direct.Update(ctx, &s)
+	if create {
+		return k.direct.Create(ctx, &s)
+	}
+	return k.direct.Update(ctx, &s) // carries the resourceVersion read
 }
 
 func ownedBy(s *corev1.Secret, owner client.Object) bool {

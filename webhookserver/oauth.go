@@ -68,7 +68,7 @@ func (s *Server) handleOAuthCallback(w http.ResponseWriter, r *http.Request) {
 		s.page(w, http.StatusServiceUnavailable, "Try again", "The server cannot check the authorization right now; reload this page in a minute.")
 		return
 	}
-	err = s.cluster.PutOwnedSecret(ctx, ki, tokens.OAuthCodeSecretName(ki.Name), map[string][]byte{tokens.OAuthCodeKey: []byte(code)})
+	err = s.cluster.PutOwnedSecret(ctx, ki, tokens.OAuthCodeSecretName(ki.Name), map[string][]byte{tokens.OAuthCodeKey: []byte(code)}, nil)
 	switch {
 	case errors.Is(err, ErrForeignSecret):
 		s.page(w, http.StatusConflict, "Cannot store the code",

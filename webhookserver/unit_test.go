@@ -3,6 +3,8 @@ package webhookserver
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"strconv"
 	"testing"
 	"time"
 
@@ -197,5 +199,42 @@ func BenchmarkParseAndEncode(b *testing.B) {
 		if _, err := appendJob(buf, "shop/newsletter", p, time.Now()); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestTokenClaimRecord: a token is recorded once; expired records are
+// dropped; the annotation stays bounded; a garbled one starts afresh.
+func TestTokenClaimRecord(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	claim := func(id string, ttl time.Duration) TokenClaim {
+		return TokenClaim{ID: id, Expires: now.Add(ttl), At: now}
+	}
+	ann, err := claim("a", time.Minute).record("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := claim("a", time.Minute).record(ann); !errors.Is(err, ErrTokenReused) {
+		t.Fatalf("the same token again: %v, want ErrTokenReused", err)
+	}
+	later := claim("a", time.Minute)
+	later.At = now.Add(2 * time.Minute)
+	if _, err := later.record(ann); err != nil {
+		t.Fatalf("after the token expired: %v, want its record dropped", err)
+	}
+	for i := range 2 * maxUsedTokens {
+		if ann, err = claim(strconv.Itoa(i), time.Duration(i+1)*time.Second).record(ann); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var used map[string]int64
+	if err := json.Unmarshal([]byte(ann), &used); err != nil || len(used) != maxUsedTokens {
+		t.Fatalf("%d records (%v), want the bound %d", len(used), err, maxUsedTokens)
+	}
+	last := strconv.Itoa(2*maxUsedTokens - 1) // the latest to expire is kept
+	if _, err := claim(last, time.Hour).record(ann); !errors.Is(err, ErrTokenReused) {
+		t.Fatalf("the latest token was dropped: %v", err)
+	}
+	if _, err := claim("b", time.Minute).record("{not json"); err != nil {
+		t.Fatalf("a garbled annotation: %v, want a fresh start", err)
 	}
 }

@@ -97,9 +97,14 @@ func (s *Server) handleWidgetKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp := widgetKeyResponse{Stored: true}
+	claim := s.tokenClaim(&caller.claims)
 	for i := range allowed {
 		b := &allowed[i]
-		err := s.cluster.PutOwnedSecret(ctx, b, controllers.WidgetKeySecretName(b.Name), req.secretData())
+		err := s.cluster.PutOwnedSecret(ctx, b, controllers.WidgetKeySecretName(b.Name), req.secretData(), claim)
+		if errors.Is(err, ErrTokenReused) {
+			s.widgetError(w, "widget", http.StatusUnauthorized, errTokenReused)
+			return
+		}
 		if errors.Is(err, ErrForeignSecret) {
 			s.widgetError(w, "widget", http.StatusConflict, fmt.Sprintf(
 				"Secret %s/%s exists and is not managed by the operator; remove or rename it", b.Namespace, controllers.WidgetKeySecretName(b.Name)))

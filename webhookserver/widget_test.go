@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -169,5 +170,35 @@ func TestWidgetStatusShowsTheBinding(t *testing.T) {
 	must(t, json.Unmarshal([]byte(resp.Body), &got))
 	if !got.Connected || got.LastError != "" || got.Import == nil || !got.Import.Completed {
 		t.Errorf("ready binding: status %+v (import %+v), want connected, completed, no error", got, got.Import)
+	}
+}
+
+// TestWidgetTokenReplayedToAnotherReplicaIsRefused: two servers (replicas,
+// each with its own in-memory replay set) over one cluster. A token that
+// stored a key through the first is refused by the second, and the key
+// stays the first one's.
+func TestWidgetTokenReplayedToAnotherReplicaIsRefused(t *testing.T) {
+	f := newTenant(t, tenantOpts{allowWidgetKey: true})
+	first, second := newHarness(t, harnessOpts{}), newHarness(t, harnessOpts{})
+	token := f.token().sign(t)
+	post := func(h *harness, body string) response {
+		return h.request(http.MethodPost, "/widget", "application/json", body, map[string]string{
+			"X-Auth-Token": token, "Origin": kommoOrigin,
+		})
+	}
+
+	if resp := post(first, `{"apiKey":"key-one-0123456789"}`); resp.Status != http.StatusOK {
+		t.Fatalf("first replica: status %d (%s), want 200", resp.Status, resp.Body)
+	}
+	resp := post(second, `{"apiKey":"key-two-0123456789"}`)
+	if resp.Status != http.StatusUnauthorized || !strings.Contains(resp.Body, "already used") {
+		t.Fatalf("replay to the second replica: status %d (%s), want 401 already used", resp.Status, resp.Body)
+	}
+	s, _ := f.widgetKeySecret(t)
+	if got := string(s.Data["apiKey"]); got != "key-one-0123456789" {
+		t.Errorf("apiKey %q after the replay, want the first request's", got)
+	}
+	if resp := second.postWidgetKey(f, `{"apiKey":"key-two-0123456789"}`); resp.Status != http.StatusOK {
+		t.Fatalf("a fresh token on the second replica: status %d (%s), want 200", resp.Status, resp.Body)
 	}
 }

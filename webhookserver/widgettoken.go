@@ -147,10 +147,23 @@ func (s *Server) checkLifetimeAndReplay(c *widgetClaims) error {
 	if c.ID == "" || len(c.ID) > 256 {
 		return &tokenError{msg: errInvalidToken, detail: errors.New("no usable jti")}
 	}
-	if !s.replays.add(c.ClientUUID+"\x00"+c.ID, exp.Add(s.cfg.TokenLeeway), now) {
-		return &tokenError{msg: "the Kommo token was already used; each request needs a fresh one", detail: errors.New("replayed jti")}
+	if !s.replays.add(tokenID(c), exp.Add(s.cfg.TokenLeeway), now) {
+		return &tokenError{msg: errTokenReused, detail: errors.New("replayed jti")}
 	}
 	return nil
+}
+
+const errTokenReused = "the Kommo token was already used; each request needs a fresh one" //nolint:gosec // a message shown to callers, not a credential
+
+// tokenID names a token for replay checks: jti is unique per issuer, and
+// each integration (client id) issues its own.
+func tokenID(c *widgetClaims) string { return c.ClientUUID + "\x00" + c.ID }
+
+// tokenClaim is the cluster-wide record of c's use, kept in the Secrets the
+// request writes: the replay set above is per replica, and a state-changing
+// request must not be replayable to another one.
+func (s *Server) tokenClaim(c *widgetClaims) *TokenClaim {
+	return &TokenClaim{ID: tokenID(c), Expires: c.ExpiresAt.Add(s.cfg.TokenLeeway), At: s.now()}
 }
 
 // audienceOf is the aud Kommo puts in the token: the scheme and host of the
@@ -164,9 +177,11 @@ func audienceOf(redirectURI string) (string, error) {
 }
 
 // replaySet remembers the jti of every accepted token until it expires.
-// It is per replica: a token replayed to another replica within its
-// lifetime is not caught (see the package report); within one replica a
-// jti is accepted once. When full, the entry closest to expiry is dropped.
+// It is per replica: within one replica a jti is accepted once. The one
+// state-changing route, POST /widget, also records the token in the
+// Secrets it writes (TokenClaim), which every replica checks; a GET
+// /widget/status replayed to another replica is answered (it only reads).
+// When full, the entry closest to expiry is dropped.
 type replaySet struct {
 	mu    sync.Mutex
 	limit int
