@@ -307,7 +307,7 @@ func runWrk(b *testing.B, name, target string, body []byte) wrkReport {
 	b.Helper()
 	wrk, err := exec.LookPath("wrk")
 	if err != nil {
-		b.Skip("wrk is not installed (apt-get install -y wrk)")
+		b.Fatal("wrk is not installed: make bench installs it (apt-get install -y wrk)")
 	}
 	duration := cmp.Or(os.Getenv("WRK_DURATION"), "10s")
 	bodyFile := filepath.Join(b.TempDir(), "add-contact.body")
