@@ -245,13 +245,17 @@ func TestDisabledWebhookIsReregisteredOnResyncAndCatchesUp(t *testing.T) {
 	obj := e.waitBinding("main", v1alpha1.ConditionReady, metav1.ConditionTrue, "", 60*time.Second)
 	dest := e.webhooks()[0].Destination
 
-	// Kommo disables the hook; meanwhile a contact changes and its event is lost.
+	// Kommo disables the hook; meanwhile a contact changes and another is
+	// deleted, and their events are lost.
 	if err := e.kommo.SetWebhookDisabled("acme", dest, true); err != nil {
 		t.Fatal(err)
 	}
 	c := contacts[3]
 	c.Emails = []string{"changed-while-disabled@example.com"}
 	if _, err := e.kommo.UpdateContact("acme", c); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.kommo.DeleteContact("acme", contacts[5].ID); err != nil {
 		t.Fatal(err)
 	}
 
@@ -267,9 +271,14 @@ func TestDisabledWebhookIsReregisteredOnResyncAndCatchesUp(t *testing.T) {
 	eventually(t, 30*time.Second, func() (bool, string) {
 		m := e.listMembers(obj.Status.ListID)
 		return m["changed-while-disabled@example.com"].ListStatus == unisenderemu.ListActive &&
-				m["person00003@example.com"].ListStatus == unisenderemu.ListExcluded,
-			"the change made while the hook was disabled has not reached Unisender"
+				m["person00003@example.com"].ListStatus == unisenderemu.ListExcluded &&
+				m["person00005@example.com"].ListStatus == unisenderemu.ListExcluded,
+			"the change and the delete made while the hook was disabled have not reached Unisender"
 	})
+	waitEvent(t, e.c, e.ns, "main", corev1.EventTypeNormal, "ResyncCompleted")
+	if n := countActive(e.listMembers(obj.Status.ListID)); n != 19 {
+		t.Fatalf("the list holds %d active members after the catch-up, want 19", n)
+	}
 	obj = e.waitBinding("main", v1alpha1.ConditionReady, metav1.ConditionTrue, "", 30*time.Second)
 	if !status.IsTrue(obj, v1alpha1.ConditionWebhookRegistered) {
 		t.Fatalf("WebhookRegistered not True: %s", conditionsOf(obj))

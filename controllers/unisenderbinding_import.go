@@ -141,10 +141,7 @@ func (r *UnisenderBindingReconciler) recordRunSuccess(p *bindingPass, snap impor
 	obj.Status.LastSyncedUpdatedAt = max(obj.Status.LastSyncedUpdatedAt, prog.Cursor)
 	obj.Status.LastResyncTime = &now
 	if snap.Kind != importer.KindInitial {
-		if prog.Imported > 0 || prog.Rejected > 0 {
-			r.event(obj, corev1.EventTypeNormal, "ResyncCompleted", "Resync",
-				"resync sent %d changed contacts to Unisender (%d rows refused by Unisender)", prog.Imported, prog.Rejected)
-		}
+		r.reportResync(obj, prog)
 		return
 	}
 	imp := obj.Status.Import
@@ -164,6 +161,22 @@ func (r *UnisenderBindingReconciler) recordRunSuccess(p *bindingPass, snap impor
 	r.event(obj, corev1.EventTypeNormal, "ImportCompleted", "Import",
 		"initial import completed: %d contacts imported in %s (%d rows refused by Unisender: invalid or role addresses)",
 		prog.Imported, snap.FinishedAt.Sub(snap.StartedAt).Round(time.Second), prog.Rejected)
+}
+
+// reportResync makes an event of a resync that changed something, and a
+// warning of a sweep that held back its deletions.
+func (r *UnisenderBindingReconciler) reportResync(obj *v1alpha1.UnisenderBinding, prog importer.Progress) {
+	if prog.Imported > 0 || prog.Rejected > 0 || prog.Deleted > 0 {
+		r.event(obj, corev1.EventTypeNormal, "ResyncCompleted", "Resync",
+			"resync sent %d changed contacts to Unisender (%d rows refused by Unisender) and removed %d contacts deleted in Kommo without a webhook",
+			prog.Imported, prog.Rejected, prog.Deleted)
+	}
+	if prog.SweepHeld > 0 {
+		r.event(obj, corev1.EventTypeWarning, v1alpha1.ReasonSweepHeld, "Resync",
+			"resync found at least %d of the contacts synced to the list gone from Kommo, more than half of them, and removed none; "+
+				"check that the integration still points at the right Kommo account (the count is in kommo_unisender_resync_swept_contacts_total)",
+			prog.SweepHeld)
+	}
 }
 
 // recordRunFailure shows a failed run (once per failure in events). The
@@ -257,6 +270,7 @@ func (r *UnisenderBindingReconciler) launch(p *bindingPass, runID string, kind i
 		Mapper:         mapping.New(obj.Spec, obj.Status.ListID),
 		DeletionPolicy: obj.Spec.DeletionPolicy,
 		DoubleOptin:    obj.Spec.DoubleOptin,
+		Sweep:          kind == importer.KindResync,
 		Kommo:          p.kommo, Unisender: p.uni,
 	}
 	if _, err := r.runner.Launch(job); err != nil {

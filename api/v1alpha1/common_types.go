@@ -98,6 +98,9 @@ const (
 	ReasonImportFailed = "ImportFailed"
 	// ReasonImportDisabled: spec.initialImport.enabled is false.
 	ReasonImportDisabled = "ImportDisabled"
+	// ReasonSweepHeld (an event): a resync found more than half of the
+	// synced contacts gone from Kommo and removed none of them.
+	ReasonSweepHeld = "SweepHeld"
 )
 
 const (

@@ -86,7 +86,9 @@ type UnisenderBindingSpec struct {
 	InitialImport InitialImport `json:"initialImport,omitzero"`
 
 	// resyncInterval: how often changes are fetched from Kommo (incrementally,
-	// by updated_at) and the webhook is checked; 1m to 168h.
+	// by updated_at), contacts deleted in Kommo whose webhook was lost are
+	// removed (one Kommo request per 250 synced contacts), and the webhook
+	// is checked; 1m to 168h.
 	// +optional
 	// +kubebuilder:default="1h0m0s"
 	// +kubebuilder:validation:Type=string

@@ -55,9 +55,12 @@ import (
 	"github.com/kommo-unisender/kommo-unisender/internal/unisender"
 )
 
-// ContactSource lists Kommo contacts; *kommo.Client is one.
+// ContactSource lists and reads Kommo contacts; *kommo.Client is one.
 type ContactSource interface {
 	ListContacts(ctx context.Context, opts kommo.ListContactsOptions, fn func(page []kommo.Contact) error) error
+	// GetContact gives an error matching kommo.ErrNotFound for a contact
+	// Kommo does not have.
+	GetContact(ctx context.Context, id int64) (*kommo.Contact, error)
 }
 
 // ContactSink takes importContacts calls; *unisender.Client is one.
@@ -106,8 +109,12 @@ type Job struct {
 	// batch queues an invitation for every address it brings into the
 	// list, in the batch's transaction (the worker sends them).
 	DoubleOptin syncv1.DoubleOptin
-	Kommo       ContactSource
-	Unisender   ContactSink
+	// Sweep: after the listing, remove the contacts the store holds that
+	// Kommo no longer has (see sweep.go). Resyncs sweep; the initial
+	// import has nothing to sweep.
+	Sweep     bool
+	Kommo     ContactSource
+	Unisender ContactSink
 }
 
 func (j *Job) validate() error {
@@ -144,7 +151,12 @@ type Progress struct {
 	Rejected int64
 	// Invitations counts the invitations this process queued.
 	Invitations int64
-	Done        bool
+	// Deleted counts the contacts the sweep found gone from Kommo and
+	// removed; SweepHeld those it found gone but kept, because removing
+	// them would have emptied most of the list (see sweep.go).
+	Deleted   int64
+	SweepHeld int64
+	Done      bool
 }
 
 // Importer runs jobs against the store. The zero value is not usable: set
@@ -180,6 +192,11 @@ func (im *Importer) Run(ctx context.Context, job Job, report func(Progress)) (Pr
 	}
 	if err := r.flush(ctx, true); err != nil {
 		return r.p, err
+	}
+	if job.Sweep {
+		if err := r.sweep(ctx); err != nil {
+			return r.p, err
+		}
 	}
 	r.p.Done = true
 	r.p.Seen = r.p.Imported

@@ -18,6 +18,7 @@ type Metrics struct {
 	imported *prometheus.GaugeVec
 	seen     *prometheus.GaugeVec
 	running  *prometheus.GaugeVec
+	swept    *prometheus.CounterVec
 }
 
 // NewMetrics creates the series and registers them with reg.
@@ -44,8 +45,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "kommo_unisender_import_running",
 			Help: "1 while an import run (initial or resync) of the binding is in progress.",
 		}, append(labels, "kind")),
+		swept: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kommo_unisender_resync_swept_contacts_total",
+			Help: "Contacts a resync's sweep found gone from Kommo, by outcome: deleted (removed as a delete webhook would), or held (too many at once, none removed).",
+		}, append(labels, "outcome")),
 	}
-	reg.MustRegister(m.calls, m.rows, m.imported, m.seen, m.running)
+	reg.MustRegister(m.calls, m.rows, m.imported, m.seen, m.running, m.swept)
 	return m
 }
 
@@ -76,6 +81,13 @@ func (m *Metrics) observeImport(t tenant.Key, calls, rows int, rejected int64, e
 	}
 }
 
+func (m *Metrics) observeSweep(t tenant.Key, outcome string, n int) {
+	if m == nil || n == 0 {
+		return
+	}
+	m.swept.WithLabelValues(t.Namespace, t.Name, outcome).Add(float64(n))
+}
+
 // observeProgress sets the gauges of a run.
 func (m *Metrics) observeProgress(t tenant.Key, p Progress, running bool) {
 	if m == nil {
@@ -97,7 +109,7 @@ func (m *Metrics) Forget(t tenant.Key) {
 		return
 	}
 	match := prometheus.Labels{"namespace": t.Namespace, "name": t.Name}
-	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{m.calls, m.rows, m.imported, m.seen, m.running} {
+	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{m.calls, m.rows, m.imported, m.seen, m.running, m.swept} {
 		v.DeletePartialMatch(match)
 	}
 }

@@ -180,10 +180,10 @@ func (r *run) commitOnce(ctx context.Context, batch []pendingContact) error {
 		defer cancel()
 		_ = lock.Release(rctx) // a failed release closes the session, which frees the lock
 	}()
-	var counted int64
+	var counted, deleted int64
 	var sent sendStats
 	err = r.im.Store.InTx(ctx, func(tx *store.Tx) error {
-		counted, sent = 0, sendStats{}
+		counted, deleted, sent = 0, 0, sendStats{}
 		states := make([]store.ContactState, len(batch))
 		for i := range batch {
 			states[i] = batch[i].state
@@ -203,7 +203,12 @@ func (r *run) commitOnce(ctx context.Context, batch []pendingContact) error {
 					orphans[e] = true
 				}
 			}
-			if res.Applied || batch[i].state.UpdatedAt != r.startBound {
+			switch {
+			case batch[i].state.Deleted:
+				if res.Applied {
+					deleted++
+				}
+			case res.Applied || batch[i].state.UpdatedAt != r.startBound:
 				counted++
 			}
 		}
@@ -225,7 +230,12 @@ func (r *run) commitOnce(ctx context.Context, batch []pendingContact) error {
 	}
 	r.p.Invitations += sent.invitations
 	r.p.Imported += counted
-	r.p.Cursor = max(r.p.Cursor, batch[len(batch)-1].state.UpdatedAt)
+	r.p.Deleted += deleted
+	for _, c := range batch {
+		if !c.state.Deleted { // a sweep's tombstone is stamped with our clock, not Kommo's
+			r.p.Cursor = max(r.p.Cursor, c.state.UpdatedAt)
+		}
+	}
 	return nil
 }
 

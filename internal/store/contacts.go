@@ -455,3 +455,41 @@ func (s *Store) attachEmails(ctx context.Context, tenant string, contacts []Cont
 	}
 	return rows.Err()
 }
+
+// LiveContactIDs returns up to limit ids of the tenant's live contacts
+// greater than after, in ascending order: a keyset page through what the
+// store believes Kommo holds (the resync's deletion sweep checks them).
+func (s *Store) LiveContactIDs(ctx context.Context, tenant string, after int64, limit int) ([]int64, error) {
+	if err := checkTenant(tenant); err != nil {
+		return nil, err
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT contact_id FROM contact_state
+		WHERE tenant = ? AND deleted = FALSE AND contact_id > ? ORDER BY contact_id LIMIT ?`, tenant, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: live contact ids: %w", err)
+	}
+	defer rows.Close()
+	ids := make([]int64, 0, limit)
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+// CountLiveContacts returns how many live contacts the store holds for the
+// tenant.
+func (s *Store) CountLiveContacts(ctx context.Context, tenant string) (int64, error) {
+	if err := checkTenant(tenant); err != nil {
+		return 0, err
+	}
+	var n int64
+	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM contact_state WHERE tenant = ? AND deleted = FALSE`, tenant).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("store: counting live contacts: %w", err)
+	}
+	return n, nil
+}

@@ -286,6 +286,35 @@ func TestLiveContactsListsOnlyLiveOnesWithEmails(t *testing.T) {
 	}
 }
 
+func TestLiveContactIDsPagesThroughLiveOnes(t *testing.T) {
+	s := newStore(t)
+	for id := int64(1); id <= 7; id++ {
+		apply(t, s, tenantA, ContactState{ID: id, UpdatedAt: 1})
+	}
+	apply(t, s, tenantA, ContactState{ID: 4, UpdatedAt: 2, Deleted: true})
+	apply(t, s, "other/tenant", ContactState{ID: 5, UpdatedAt: 1})
+	ctx := context.Background()
+	var pages [][]int64
+	for after := int64(0); ; {
+		ids, err := s.LiveContactIDs(ctx, tenantA, after, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ids) == 0 {
+			break
+		}
+		pages = append(pages, ids)
+		after = ids[len(ids)-1]
+	}
+	want := [][]int64{{1, 2, 3}, {5, 6, 7}}
+	if diff := cmp.Diff(want, pages); diff != "" {
+		t.Fatalf("LiveContactIDs pages (-want +got):\n%s", diff)
+	}
+	if n, err := s.CountLiveContacts(ctx, tenantA); err != nil || n != 6 {
+		t.Fatalf("CountLiveContacts = %d, %v; want 6", n, err)
+	}
+}
+
 func TestApplyContactRefusesBadInput(t *testing.T) {
 	s := newStore(t)
 	long := make([]byte, 321)

@@ -1,0 +1,129 @@
+package importer
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
+	"github.com/kommo-unisender/kommo-unisender/internal/store"
+)
+
+// # The deletion sweep
+//
+// Kommo tells of a deleted contact only by its delete_contact webhook, and
+// no listing shows what is gone. A delete whose webhook never reached us
+// (the webhook server was down for longer than Kommo retries, the webhook
+// was unregistered, the binding was suspended) would leave the contact's
+// addresses in the list for good. So a resync ends by asking Kommo for
+// every contact the store holds as live, by id, a page of ids per request,
+// and removes those Kommo no longer has just as a delete webhook would: a
+// tombstone in the store, and the addresses no other live contact holds
+// excluded or deleted per the binding's policy.
+//
+// Nothing is removed on a doubtful answer:
+//   - an id missing from the filtered listing is read once more on its own;
+//     only Kommo's "no such contact" (204 or 404) counts as gone. So a
+//     listing that ignored or capped filter[id] (its limit is not
+//     documented) costs requests, never a contact;
+//   - any other error stops the sweep before it removed anything; the run
+//     fails and its retry sweeps again;
+//   - when more than half of the live contacts, and more than sweepHoldMin,
+//     are gone, none is removed and the run reports them as SweepHeld: a
+//     token for another Kommo account, or an account emptied by mistake, is
+//     likelier than that many lost webhooks, and a list is much harder to
+//     rebuild than to clean later.
+//
+// The cost is one Kommo request per sweepChunk live contacts per resync,
+// plus one per gone contact.
+
+const (
+	sweepChunk   = kommo.MaxPageLimit
+	sweepHoldMin = 100
+)
+
+// sweep removes the live contacts Kommo no longer has.
+func (r *run) sweep(ctx context.Context) error {
+	tenantKey := r.job.Tenant.String()
+	live, err := r.im.Store.CountLiveContacts(ctx, tenantKey)
+	if err != nil {
+		return err
+	}
+	holdAbove := max(sweepHoldMin, live/2)
+	var gone []int64
+	for after := int64(0); ; {
+		ids, err := r.im.Store.LiveContactIDs(ctx, tenantKey, after, sweepChunk)
+		if err != nil {
+			return err
+		}
+		if len(ids) == 0 {
+			break
+		}
+		after = ids[len(ids)-1]
+		missing, err := r.missingFromKommo(ctx, ids)
+		if err != nil {
+			return err
+		}
+		gone = append(gone, missing...)
+		if int64(len(gone)) > holdAbove {
+			// Stop asking: this many is held whatever the rest holds.
+			r.p.SweepHeld = int64(len(gone))
+			r.im.Metrics.observeSweep(r.job.Tenant, "held", len(gone))
+			return nil
+		}
+	}
+	before := r.p.Deleted
+	err = r.removeGone(ctx, gone)
+	r.im.Metrics.observeSweep(r.job.Tenant, "deleted", int(r.p.Deleted-before))
+	return err
+}
+
+// missingFromKommo returns those of ids that Kommo has no contact for.
+func (r *run) missingFromKommo(ctx context.Context, ids []int64) ([]int64, error) {
+	listed := make(map[int64]bool, len(ids))
+	opts := kommo.ListContactsOptions{IDs: ids, Limit: sweepChunk}
+	err := r.job.Kommo.ListContacts(ctx, opts, func(page []kommo.Contact) error {
+		for i := range page {
+			listed[page[i].ID] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var missing []int64
+	for _, id := range ids {
+		if listed[id] {
+			continue
+		}
+		_, err := r.job.Kommo.GetContact(ctx, id)
+		switch {
+		case errors.Is(err, kommo.ErrNotFound):
+			missing = append(missing, id)
+		case err != nil:
+			return nil, err
+		}
+	}
+	return missing, nil
+}
+
+// removeGone applies a delete for each gone contact, a batch at a time,
+// through the same commit as the listing's contacts (tenant lock, store
+// transaction committed after Unisender accepted the removals). The
+// tombstones are stamped with our clock: Kommo gives no deletion time, and
+// a delete never loses to the version stored (see store.ContactState).
+func (r *run) removeGone(ctx context.Context, gone []int64) error {
+	now := time.Now().Unix()
+	for len(gone) > 0 {
+		n := min(len(gone), r.im.batchRows())
+		batch := make([]pendingContact, n)
+		for i, id := range gone[:n] {
+			batch[i] = pendingContact{state: store.ContactState{ID: id, UpdatedAt: now, Deleted: true}}
+		}
+		if err := r.commit(ctx, batch); err != nil {
+			return err
+		}
+		gone = gone[n:]
+	}
+	return nil
+}
