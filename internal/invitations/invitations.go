@@ -40,10 +40,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
-
-	"golang.org/x/time/rate"
 
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
 	"github.com/kommo-unisender/kommo-unisender/internal/syncer"
@@ -63,40 +60,27 @@ const (
 	OutcomeCancelled = "cancelled" // the binding stopped inviting
 )
 
-// Budgets holds one subscribe budget per API key. Clients are the keys:
-// the worker's resolver hands out one Unisender client per API key, so
-// every tenant using a key shares its budget without the key being held
-// here. The budget is per process: replicas of the worker each have their
-// own, and a call Unisender refuses for the limit is retried later.
+// Budgets holds one subscribe budget per API key, in the store
+// (store.TakeCall), so that every tenant using a key, in every worker
+// replica, draws from the same budget. A budget is named by the key's
+// digest (syncer.Inviter.KeyID), never the key.
 type Budgets struct {
-	perMinute int
-
-	mu       sync.Mutex
-	limiters map[syncer.Inviter]*rate.Limiter
+	store    *store.Store
+	interval time.Duration
 }
 
 // NewBudgets returns budgets of perMinute subscribe calls per key, spread
 // evenly (no burst, so no sliding minute ever holds more);
 // perMinute <= 0 means DefaultSubscribePerMinute.
-func NewBudgets(perMinute int) *Budgets {
+func NewBudgets(st *store.Store, perMinute int) *Budgets {
 	if perMinute <= 0 {
 		perMinute = DefaultSubscribePerMinute
 	}
-	return &Budgets{perMinute: perMinute, limiters: map[syncer.Inviter]*rate.Limiter{}}
+	return &Budgets{store: st, interval: time.Minute / time.Duration(perMinute)}
 }
 
-// of returns the budget of a client, made on first use. The client must
-// be comparable (a pointer, as *unisender.Client is).
-func (b *Budgets) of(c syncer.Inviter) *rate.Limiter {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	l, ok := b.limiters[c]
-	if !ok {
-		l = rate.NewLimiter(rate.Limit(float64(b.perMinute)/60), 1)
-		b.limiters[c] = l
-	}
-	return l
-}
+// bucketPrefix keeps these budgets apart from any other kind of call.
+const bucketPrefix = "subscribe:"
 
 // Config configures a Drainer. Store and Budgets are required.
 type Config struct {
@@ -182,7 +166,7 @@ func (d *Drainer) Step(ctx context.Context, t syncer.Tenant, slice time.Duration
 	if err != nil {
 		return res, err
 	}
-	budget := d.cfg.Budgets.of(t.Inviter)
+	keyID := t.Inviter.KeyID()
 	for _, inv := range due {
 		if !inv.Held {
 			if _, err := d.cfg.Store.DropInvitation(ctx, t.Key, inv.Email); err != nil {
@@ -191,10 +175,11 @@ func (d *Drainer) Step(ctx context.Context, t syncer.Tenant, slice time.Duration
 			res.Counts[OutcomeSkipped]++
 			continue
 		}
-		switch take(ctx, budget, until, slice) {
-		case budgetLater:
-			return res, nil
-		case budgetNextSlice:
+		answer, err := d.cfg.Budgets.take(ctx, keyID, until, slice)
+		switch {
+		case err != nil || answer == budgetLater:
+			return res, err
+		case answer == budgetNextSlice:
 			res.More = true
 			return res, nil
 		}
@@ -229,26 +214,28 @@ const (
 	budgetLater                         // not affordable within a slice
 )
 
-// take waits for the budget's next call if it comes before until.
-func take(ctx context.Context, budget *rate.Limiter, until time.Time, slice time.Duration) budgetAnswer {
-	r := budget.Reserve()
-	delay := r.Delay()
-	switch {
-	case delay > slice:
-		r.Cancel()
-		return budgetLater
-	case time.Now().Add(delay).After(until):
-		r.Cancel()
-		return budgetNextSlice
-	}
-	t := time.NewTimer(delay)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return budgetNow
-	case <-ctx.Done():
-		r.Cancel()
-		return budgetLater
+// take takes the key's next call, waiting for it if it comes before until.
+// Another replica may take the call waited for: then it waits again.
+func (b *Budgets) take(ctx context.Context, keyID string, until time.Time, slice time.Duration) (budgetAnswer, error) {
+	for {
+		wait, err := b.store.TakeCall(ctx, bucketPrefix+keyID, b.interval)
+		switch {
+		case err != nil:
+			return budgetLater, err
+		case wait == 0:
+			return budgetNow, nil
+		case wait > slice:
+			return budgetLater, nil
+		case time.Now().Add(wait).After(until):
+			return budgetNextSlice, nil
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return budgetLater, nil
+		}
 	}
 }
 

@@ -109,7 +109,7 @@ func (h *harness) apply(action kommo.Action, contacts ...kommo.Contact) syncer.O
 
 func (h *harness) drainer(perMinute int) *invitations.Drainer {
 	h.t.Helper()
-	d, err := invitations.New(invitations.Config{Store: h.st, Budgets: invitations.NewBudgets(perMinute)})
+	d, err := invitations.New(invitations.Config{Store: h.st, Budgets: invitations.NewBudgets(h.st, perMinute)})
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -288,5 +288,26 @@ func TestStepKeepsToTheBudget(t *testing.T) {
 	counts, err := h.st.InvitationCounts(context.Background(), h.tenant.Key)
 	if err != nil || counts[store.InvitationPending] != 2 {
 		t.Fatalf("counts %v, %v; want 2 pending", counts, err)
+	}
+}
+
+// The budget lives in the store: two drainers (two worker replicas) and
+// two tenants on the same key share it.
+func TestReplicasShareTheKeyBudget(t *testing.T) {
+	h := newHarness(t, syncv1.DoubleOptinInvite)
+	h.apply(kommo.ActionAdd, person(1, "a@example.com"), person(2, "b@example.com"))
+	other := h.tenant
+	other.Key = "acme/second"
+	if _, err := syncer.Apply(context.Background(), h.st, other, []syncer.Event{
+		{Action: kommo.ActionAdd, Contact: person(3, "c@example.com"), ReceivedAt: time.Now()},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	replicaA, replicaB := h.drainer(6), h.drainer(6)
+	sent := h.step(replicaA, h.tenant).Counts[invitations.OutcomeSent] +
+		h.step(replicaB, h.tenant).Counts[invitations.OutcomeSent] +
+		h.step(replicaB, other).Counts[invitations.OutcomeSent]
+	if sent != 1 || len(h.calls()) != 1 {
+		t.Fatalf("%d invitations sent and %d subscribe calls by two replicas at 6 a minute, want 1", sent, len(h.calls()))
 	}
 }

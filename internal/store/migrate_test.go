@@ -34,7 +34,7 @@ func openStore(t *testing.T, dsn string) *Store {
 	return s
 }
 
-var wantTables = []string{"contact_emails", "contact_state", "dead_letters", "import_checkpoints", "invitations", "processed_events"}
+var wantTables = []string{"call_budgets", "contact_emails", "contact_state", "dead_letters", "import_checkpoints", "invitations", "processed_events"}
 
 func tablesOf(t *testing.T, s *Store) []string {
 	t.Helper()

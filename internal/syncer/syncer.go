@@ -34,6 +34,9 @@ type Importer interface {
 type Inviter interface {
 	GetContact(ctx context.Context, email string, opts unisender.GetContactOptions) (*unisender.Contact, error)
 	Subscribe(ctx context.Context, req unisender.SubscribeRequest) (int64, error)
+	// KeyID names the API key (never the key itself): tenants and worker
+	// replicas using one key share its subscribe budget.
+	KeyID() string
 }
 
 // Tenant is what the sync needs to know of one UnisenderBinding.

@@ -9,6 +9,8 @@ package unisender
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -111,6 +113,15 @@ func NewClient(baseURL, apiKey string, opts ...Option) *Client {
 		o(c)
 	}
 	return c
+}
+
+// KeyID names the client's API key without revealing it: "key-" and the
+// first 16 bytes of its SHA-256 in hex. Unisender keys are long random
+// strings, so the digest cannot be turned back into the key. It lets
+// processes that share a key share its call budgets (store.TakeCall).
+func (c *Client) KeyID() string {
+	sum := sha256.Sum256([]byte(c.apiKey))
+	return "key-" + hex.EncodeToString(sum[:16])
 }
 
 // callOutcome tells a caller whether an earlier attempt may have reached the

@@ -93,9 +93,9 @@ type Config struct {
 	RecheckDelay time.Duration
 
 	// SubscribePerMinute is each API key's budget of subscribe calls for
-	// double opt-in invitations, default 300 (Unisender's limit). It is
-	// per process: with several replicas, divide it by their number, or
-	// let Unisender refuse the excess (retried later).
+	// double opt-in invitations, default 300 (Unisender's limit). The
+	// budget is kept in MySQL: every replica draws from the same one, so
+	// all replicas must be given the same figure.
 	SubscribePerMinute int
 	// InvitationSweep is how often the invitation drainer looks for due
 	// invitations, default 2s; a batch that queued some wakes it at once.
@@ -163,7 +163,7 @@ func New(cfg Config) (*Worker, error) {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
 	drainer, err := invitations.New(invitations.Config{
-		Store: cfg.Store, Budgets: invitations.NewBudgets(cfg.SubscribePerMinute),
+		Store: cfg.Store, Budgets: invitations.NewBudgets(cfg.Store, cfg.SubscribePerMinute),
 		TenantFailureDelay: cfg.TenantFailureDelay, Observe: cfg.Metrics.invitation,
 	})
 	if err != nil {

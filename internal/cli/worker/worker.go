@@ -65,7 +65,7 @@ func ParseFlags(args []string) (Options, error) {
 	fs.IntVar(&o.Worker.MaxEvents, "max-events", 500, "contact events coalesced into one batch (one importContacts)")
 	fs.DurationVar(&o.Worker.BatchWindow, "batch-window", 50*time.Millisecond, "how long a batch waits for more jobs")
 	fs.IntVar(&o.Worker.SubscribePerMinute, "invitations-per-minute", 300,
-		"double opt-in invitations (Unisender subscribe calls) per minute per API key, per worker process")
+		"double opt-in invitations (Unisender subscribe calls) per minute per API key, shared by all worker processes (kept in MySQL)")
 	o.Zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return o, err
