@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"net/http"
 	"os"
 	"time"
@@ -197,7 +198,10 @@ func (r *KommoIntegrationReconciler) finish(ctx context.Context, obj *v1alpha1.K
 	log := logf.FromContext(ctx)
 	deleting := !obj.DeletionTimestamp.IsZero()
 	if deleting && !controllerutil.ContainsFinalizer(obj, v1alpha1.Finalizer) {
-		return ctrl.Result{}, patcher.Patch(ctx, obj) // the finalizer goes; the object with it
+		return status.ConflictResult(patcher.Patch(ctx, obj)) // the finalizer goes; the object with it
+	}
+	if apierrors.IsConflict(err) {
+		return status.ConflictResult(err) // the early patch met a newer object: start over from a fresh read
 	}
 	if obj.Spec.Suspend && !deleting && err == nil {
 		return ctrl.Result{}, nil
@@ -225,7 +229,7 @@ func (r *KommoIntegrationReconciler) finish(ctx context.Context, obj *v1alpha1.K
 	obj.Status.ObservedGeneration = obj.Generation
 	status.SummarizeReady(obj, "Kommo token stored and confirmed", v1alpha1.ConditionAuthorized)
 	if perr := patcher.Patch(ctx, obj); perr != nil {
-		return ctrl.Result{}, perr
+		return status.ConflictResult(perr)
 	}
 	return res, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sync"
 	"time"
 
@@ -209,7 +210,10 @@ func (r *UnisenderBindingReconciler) suspend(ctx context.Context, p *bindingPass
 func (r *UnisenderBindingReconciler) finishBinding(ctx context.Context, p *bindingPass, patcher *status.SerialPatcher, after time.Duration, err error) (ctrl.Result, error) {
 	obj := p.obj
 	if !obj.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(obj, v1alpha1.Finalizer) {
-		return ctrl.Result{}, patcher.Patch(ctx, obj) // the finalizer goes; the object with it
+		return status.ConflictResult(patcher.Patch(ctx, obj)) // the finalizer goes; the object with it
+	}
+	if apierrors.IsConflict(err) {
+		return status.ConflictResult(err) // the early patch met a newer object: start over from a fresh read
 	}
 	var (
 		stuck *bindingStall
@@ -246,7 +250,7 @@ func (r *UnisenderBindingReconciler) finishBinding(ctx context.Context, p *bindi
 		status.SummarizeReady(obj, readyMessage(obj), v1alpha1.ConditionKeyValid, v1alpha1.ConditionWebhookRegistered, v1alpha1.ConditionImported)
 	}
 	if perr := patcher.Patch(ctx, obj); perr != nil {
-		return ctrl.Result{}, perr
+		return status.ConflictResult(perr)
 	}
 	if err != nil && stuck == nil && wait == nil {
 		return ctrl.Result{}, err // the workqueue backs off exponentially

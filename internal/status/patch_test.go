@@ -84,6 +84,16 @@ func TestSerialPatcherPatchesMetadataAndStatusSeparately(t *testing.T) {
 		t.Fatalf("stored object: finalizers %v, status %+v", got.Finalizers, got.Status)
 	}
 
+	// A second patch in the same reconcile builds on the first one's
+	// resourceVersion.
+	obj.Status.AccountID = 43
+	if err := p.Patch(ctx, obj); err != nil {
+		t.Fatalf("second patch of the same reconcile: %v", err)
+	}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(obj), got); err != nil || got.Status.AccountID != 43 {
+		t.Fatalf("stored accountID %d, %v; want 43", got.Status.AccountID, err)
+	}
+
 	// Nothing changed: nothing is sent, so the resourceVersion stays.
 	if err := p.Patch(ctx, obj); err != nil {
 		t.Fatal(err)
@@ -97,10 +107,10 @@ func TestSerialPatcherPatchesMetadataAndStatusSeparately(t *testing.T) {
 	}
 }
 
-func TestSerialPatcherMergesWithConcurrentChangesAndRemovesFields(t *testing.T) {
+func TestSerialPatcherRefusesAStaleBaseAndRemovesFields(t *testing.T) {
 	ctx := context.Background()
 	c := newClient(t)
-	obj := createIntegration(t, c, "patch-merge")
+	obj := createIntegration(t, c, "patch-stale")
 	obj.Status.AccountID = 7
 	obj.Status.AuthorizationURL = "https://www.kommo.com/oauth?client_id=client"
 	p := NewSerialPatcher(&v1alpha1.KommoIntegration{ObjectMeta: obj.ObjectMeta, Spec: obj.Spec}, c)
@@ -108,7 +118,7 @@ func TestSerialPatcherMergesWithConcurrentChangesAndRemovesFields(t *testing.T) 
 		t.Fatal(err)
 	}
 
-	// Someone else annotates the object; our base is now stale.
+	// Someone else annotates the object; our copy is now stale.
 	other := &v1alpha1.KommoIntegration{}
 	if err := c.Get(ctx, client.ObjectKeyFromObject(obj), other); err != nil {
 		t.Fatal(err)
@@ -118,21 +128,36 @@ func TestSerialPatcherMergesWithConcurrentChangesAndRemovesFields(t *testing.T) 
 		t.Fatal(err)
 	}
 
-	// A patch from the stale base neither conflicts nor drops their annotation.
-	obj.Annotations = map[string]string{v1alpha1.ReconcileRequestAnnotation: "now"}
+	// A patch from the stale copy is refused, and writes nothing.
 	obj.Status.AuthorizationURL = "" // omitempty: must be removed on the server
-	if err := p.Patch(ctx, obj); err != nil {
-		t.Fatal(err)
+	err := p.Patch(ctx, obj)
+	if !apierrors.IsConflict(err) {
+		t.Fatalf("patch from a stale copy: %v, want a Conflict", err)
+	}
+	if res, rerr := ConflictResult(err); rerr != nil || res.RequeueAfter <= 0 {
+		t.Fatalf("ConflictResult = %+v, %v; want a prompt requeue and no error", res, rerr)
 	}
 	got := &v1alpha1.KommoIntegration{}
 	if err := c.Get(ctx, client.ObjectKeyFromObject(obj), got); err != nil {
 		t.Fatal(err)
 	}
-	if got.Annotations["team"] != "crm" || got.Annotations[v1alpha1.ReconcileRequestAnnotation] != "now" {
-		t.Fatalf("annotations = %v", got.Annotations)
+	if got.Status.AuthorizationURL == "" {
+		t.Fatalf("the refused patch wrote the status: %+v", got.Status)
 	}
-	if got.Status.AuthorizationURL != "" || got.Status.AccountID != 7 {
-		t.Fatalf("status = %+v", got.Status)
+
+	// The next reconcile starts from a fresh read: its patch goes through
+	// and keeps their annotation.
+	p = NewSerialPatcher(got, c)
+	got.Status.AuthorizationURL = ""
+	if err := p.Patch(ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	final := &v1alpha1.KommoIntegration{}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(obj), final); err != nil {
+		t.Fatal(err)
+	}
+	if final.Annotations["team"] != "crm" || final.Status.AuthorizationURL != "" || final.Status.AccountID != 7 {
+		t.Fatalf("after a fresh read: annotations %v, status %+v", final.Annotations, final.Status)
 	}
 }
 
@@ -148,8 +173,13 @@ func TestSerialPatcherIgnoresAnObjectThatIsGone(t *testing.T) {
 	if err := c.Delete(ctx, obj); err != nil {
 		t.Fatal(err)
 	}
-	// The last reconcile removes the finalizer and writes status in the
-	// same Patch: the object disappears between the two halves.
+	// The last reconcile reads the object being deleted, removes the
+	// finalizer and writes status in the same Patch: the object disappears
+	// between the two halves.
+	if err := c.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+		t.Fatal(err)
+	}
+	p = NewSerialPatcher(obj, c)
 	controllerutil.RemoveFinalizer(obj, v1alpha1.Finalizer)
 	MarkTrue(obj, v1alpha1.ConditionReady, v1alpha1.ReasonSucceeded, "bye")
 	if err := p.Patch(ctx, obj); err != nil {
@@ -166,19 +196,15 @@ func TestSplitPatchDropsServerFields(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var m map[string]any
-	if err := json.Unmarshal(main, &m); err != nil {
-		t.Fatal(err)
+	md := main["metadata"].(map[string]any)
+	if _, ok := md["resourceVersion"]; ok || md["finalizers"] == nil || main["status"] != nil {
+		t.Fatalf("main part = %v", main)
 	}
-	md := m["metadata"].(map[string]any)
-	if _, ok := md["resourceVersion"]; ok || md["finalizers"] == nil || m["status"] != nil {
-		t.Fatalf("main part = %s", main)
-	}
-	if string(st) != `{"status":{"accountID":1}}` {
-		t.Fatalf("status part = %s", st)
+	if b, _ := json.Marshal(st); string(b) != `{"status":{"accountID":1}}` {
+		t.Fatalf("status part = %s", b)
 	}
 	main, st, err = splitPatch([]byte(`{"metadata":{"resourceVersion":"6"}}`))
 	if err != nil || main != nil || st != nil {
-		t.Fatalf("only a resourceVersion: main %s, status %s, err %v", main, st, err)
+		t.Fatalf("only a resourceVersion: main %v, status %v, err %v", main, st, err)
 	}
 }
