@@ -52,13 +52,13 @@ func (p *SerialPatcher) Patch(ctx context.Context, obj Object) error {
 	}
 	if main != nil {
 		apply := func(o client.Object, pt client.Patch) error { return p.client.Patch(ctx, o, pt) }
-		if err := p.send(obj, main, apply); err != nil {
+		if err := sendLocked(obj, main, apply); err != nil {
 			return ignoreNotFound(fmt.Errorf("patching %s: %w", obj.GetName(), err))
 		}
 	}
 	if statusPart != nil {
 		apply := func(o client.Object, pt client.Patch) error { return p.client.Status().Patch(ctx, o, pt) }
-		if err := p.send(obj, statusPart, apply); err != nil {
+		if err := sendLocked(obj, statusPart, apply); err != nil {
 			return ignoreNotFound(fmt.Errorf("patching status of %s: %w", obj.GetName(), err))
 		}
 	}
@@ -66,9 +66,9 @@ func (p *SerialPatcher) Patch(ctx context.Context, obj Object) error {
 	return nil
 }
 
-// send patches obj with patch locked to obj's resourceVersion, and takes
+// sendLocked patches obj with patch locked to obj's resourceVersion, and takes
 // the new resourceVersion into obj.
-func (p *SerialPatcher) send(obj Object, patch map[string]any, apply func(client.Object, client.Patch) error) error {
+func sendLocked(obj Object, patch map[string]any, apply func(client.Object, client.Patch) error) error {
 	md, _ := patch["metadata"].(map[string]any)
 	if md == nil {
 		md = map[string]any{}
