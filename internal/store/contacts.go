@@ -389,10 +389,15 @@ func (s *Store) EmailHolders(ctx context.Context, tenant, email string) ([]int64
 	if err := checkTenant(tenant); err != nil {
 		return nil, err
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT contact_id FROM contact_emails
+	return s.contactIDs(ctx, "e-mail holders", `SELECT contact_id FROM contact_emails
 		WHERE tenant = ? AND email = ? ORDER BY contact_id`, tenant, NormalizeEmail(email))
+}
+
+// contactIDs runs a query of contact ids; what names it in errors.
+func (s *Store) contactIDs(ctx context.Context, what, query string, args ...any) ([]int64, error) {
+	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("store: e-mail holders: %w", err)
+		return nil, fmt.Errorf("store: %s: %w", what, err)
 	}
 	defer rows.Close()
 	var ids []int64
@@ -463,21 +468,8 @@ func (s *Store) LiveContactIDs(ctx context.Context, tenant string, after int64, 
 	if err := checkTenant(tenant); err != nil {
 		return nil, err
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT contact_id FROM contact_state
+	return s.contactIDs(ctx, "live contact ids", `SELECT contact_id FROM contact_state
 		WHERE tenant = ? AND deleted = FALSE AND contact_id > ? ORDER BY contact_id LIMIT ?`, tenant, after, limit)
-	if err != nil {
-		return nil, fmt.Errorf("store: live contact ids: %w", err)
-	}
-	defer rows.Close()
-	ids := make([]int64, 0, limit)
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
 }
 
 // CountLiveContacts returns how many live contacts the store holds for the
