@@ -123,8 +123,8 @@ func TestSweepHoldsWhenMostContactsAreGone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !p.Done || p.Deleted != 0 || p.SweepHeld <= 100 {
-		t.Fatalf("resync = %+v, want done with over 100 held and none deleted", p)
+	if !p.Done || p.Deleted != 0 || p.SweepHeld != 120 {
+		t.Fatalf("resync = %+v, want done with the 120 gone contacts held and none deleted", p)
 	}
 	if n, err := e.store.CountLiveContacts(ctx, e.tenant.String()); err != nil || n != 150 {
 		t.Fatalf("store holds %d live contacts, %v; want all 150 kept", n, err)
