@@ -173,9 +173,9 @@ func (r *UnisenderBindingReconciler) reportResync(obj *v1alpha1.UnisenderBinding
 	}
 	if prog.SweepHeld > 0 {
 		r.event(obj, corev1.EventTypeWarning, v1alpha1.ReasonSweepHeld, "Resync",
-			"resync found at least %d of the contacts synced to the list gone from Kommo, more than half of them, and removed none; "+
-				"check that the integration still points at the right Kommo account (the count is in kommo_unisender_resync_swept_contacts_total)",
-			prog.SweepHeld)
+			"resync found at least %d of the contacts synced to the list gone from Kommo, more than spec.sweepMaxRemovalPercent (%d%%) of them, and removed none; "+
+				"check that the integration still points at the right Kommo account, and if the removal is right, raise spec.sweepMaxRemovalPercent to 100 for one resync",
+			prog.SweepHeld, obj.Spec.SweepHoldPercent())
 	}
 }
 
@@ -267,11 +267,12 @@ func (r *UnisenderBindingReconciler) launch(p *bindingPass, runID string, kind i
 	obj := p.obj
 	job := importer.Job{
 		Tenant: p.tenant, RunID: runID, Kind: kind, From: from,
-		Mapper:         mapping.New(obj.Spec, obj.Status.ListID),
-		DeletionPolicy: obj.Spec.DeletionPolicy,
-		DoubleOptin:    obj.Spec.DoubleOptin,
-		Sweep:          kind == importer.KindResync,
-		Kommo:          p.kommo, Unisender: p.uni,
+		Mapper:           mapping.New(obj.Spec, obj.Status.ListID),
+		DeletionPolicy:   obj.Spec.DeletionPolicy,
+		DoubleOptin:      obj.Spec.DoubleOptin,
+		Sweep:            kind == importer.KindResync,
+		SweepHoldPercent: obj.Spec.SweepHoldPercent(),
+		Kommo:            p.kommo, Unisender: p.uni,
 	}
 	if _, err := r.runner.Launch(job); err != nil {
 		if errors.Is(err, importer.ErrNotStarted) {

@@ -96,6 +96,18 @@ type UnisenderBindingSpec struct {
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') && duration(self) >= duration('1m') && duration(self) <= duration('168h')",message="resyncInterval must be a duration between 1m and 168h, such as 90s, 30m or 1h30m"
 	ResyncInterval *metav1.Duration `json:"resyncInterval,omitempty"`
 
+	// sweepMaxRemovalPercent guards the resync's removal of contacts deleted
+	// in Kommo whose webhook was lost: when more than this share of the
+	// synced contacts (and more than 100) is gone at once, the resync
+	// removes none of them and the binding gets a SweepHeld Warning event
+	// (a token for another Kommo account is the likelier cause). Once such
+	// a removal is known to be right, raise it to 100 for one resync.
+	// +optional
+	// +kubebuilder:default=50
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	SweepMaxRemovalPercent int32 `json:"sweepMaxRemovalPercent,omitempty"`
+
 	// suspend pauses everything: no import, no resync, and webhook events
 	// for this tenant are not processed.
 	// +optional
@@ -411,6 +423,17 @@ func (s *UnisenderBindingSpec) ResyncPeriod() time.Duration {
 		return s.ResyncInterval.Duration
 	}
 	return DefaultResyncInterval
+}
+
+// DefaultSweepMaxRemovalPercent is spec.sweepMaxRemovalPercent's default.
+const DefaultSweepMaxRemovalPercent = 50
+
+// SweepHoldPercent is spec.sweepMaxRemovalPercent, or the default when unset.
+func (s *UnisenderBindingSpec) SweepHoldPercent() int {
+	if s.SweepMaxRemovalPercent > 0 {
+		return int(s.SweepMaxRemovalPercent)
+	}
+	return DefaultSweepMaxRemovalPercent
 }
 
 // NameField is the Unisender field for the contact name, or the default.

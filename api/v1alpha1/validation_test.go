@@ -242,6 +242,10 @@ func invalidBindings() []invalidCase {
 			"spec.fieldMapping.customFields", "must not use the Unisender field of the contact name"},
 		{"name field shadowing the phone column", bindingWith(func(s *syncv1.UnisenderBindingSpec) { s.FieldMapping.Name = "phone" }),
 			"spec.fieldMapping.name", "special Unisender column"},
+		{"sweepMaxRemovalPercent 0", unstructuredWith(validBinding(), int64(0), "spec", "sweepMaxRemovalPercent"),
+			"spec.sweepMaxRemovalPercent", "should be greater than or equal to 1"},
+		{"sweepMaxRemovalPercent 101", bindingWith(func(s *syncv1.UnisenderBindingSpec) { s.SweepMaxRemovalPercent = 101 }),
+			"spec.sweepMaxRemovalPercent", "should be less than or equal to 100"},
 		{"resyncInterval 10s", bindingWith(func(s *syncv1.UnisenderBindingSpec) { s.ResyncInterval = &metav1.Duration{Duration: 10 * time.Second} }),
 			"spec.resyncInterval", "must be a duration between 1m and 168h"},
 		{"resyncInterval 1000h", bindingWith(func(s *syncv1.UnisenderBindingSpec) { s.ResyncInterval = &metav1.Duration{Duration: 1000 * time.Hour} }),
@@ -477,6 +481,7 @@ func TestDefaultsAreApplied(t *testing.T) {
 		{"initialImport.enabled", s.InitialImport.Enabled != nil && *s.InitialImport.Enabled, true},
 		{"resyncInterval", s.ResyncInterval != nil && s.ResyncInterval.Duration == syncv1.DefaultResyncInterval, true},
 		{"allowWidgetKey", s.AllowWidgetKey, false},
+		{"sweepMaxRemovalPercent", s.SweepMaxRemovalPercent, int32(syncv1.DefaultSweepMaxRemovalPercent)},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {

@@ -112,9 +112,13 @@ type Job struct {
 	// Sweep: after the listing, remove the contacts the store holds that
 	// Kommo no longer has (see sweep.go). Resyncs sweep; the initial
 	// import has nothing to sweep.
-	Sweep     bool
-	Kommo     ContactSource
-	Unisender ContactSink
+	Sweep bool
+	// SweepHoldPercent is the binding's spec.sweepMaxRemovalPercent: past
+	// this share of the live contacts gone at once, the sweep removes none
+	// (0 means the default, 50).
+	SweepHoldPercent int
+	Kommo            ContactSource
+	Unisender        ContactSink
 }
 
 func (j *Job) validate() error {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
 )
@@ -28,11 +29,12 @@ import (
 //     documented) costs requests, never a contact;
 //   - any other error stops the sweep before it removed anything; the run
 //     fails and its retry sweeps again;
-//   - when more than half of the live contacts, and more than sweepHoldMin,
-//     are gone, none is removed and the run reports them as SweepHeld: a
-//     token for another Kommo account, or an account emptied by mistake, is
-//     likelier than that many lost webhooks, and a list is much harder to
-//     rebuild than to clean later.
+//   - when more than Job.SweepHoldPercent (half, by default) of the live
+//     contacts, and more than sweepHoldMin, are gone, none is removed and
+//     the run reports them as SweepHeld: a token for another Kommo account,
+//     or an account emptied by mistake, is likelier than that many lost
+//     webhooks, and a list is much harder to rebuild than to clean later.
+//     At 100 nothing is held.
 //
 // The cost is one Kommo request per sweepChunk live contacts per resync,
 // plus one per gone contact.
@@ -49,7 +51,11 @@ func (r *run) sweep(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	holdAbove := max(sweepHoldMin, live/2)
+	percent := r.job.SweepHoldPercent
+	if percent <= 0 {
+		percent = syncv1.DefaultSweepMaxRemovalPercent
+	}
+	holdAbove := max(sweepHoldMin, live*int64(percent)/100)
 	var gone []int64
 	for after := int64(0); ; {
 		ids, err := r.im.Store.LiveContactIDs(ctx, tenantKey, after, sweepChunk)

@@ -132,6 +132,18 @@ func TestSweepHoldsWhenMostContactsAreGone(t *testing.T) {
 	if got := len(e.activeMembers()); got != 150 {
 		t.Fatalf("list holds %d active members, want all 150 kept", got)
 	}
+
+	// The binding raises spec.sweepMaxRemovalPercent to 100: the next
+	// resync removes them.
+	job := e.job("resync-confirmed", cursor)
+	job.Kind, job.Sweep, job.SweepHoldPercent = importer.KindResync, true, 100
+	p, err = e.importer().Run(ctx, job, nil)
+	if err != nil || p.Deleted != 120 || p.SweepHeld != 0 {
+		t.Fatalf("resync at 100%% = %+v, %v; want the 120 removed", p, err)
+	}
+	if got := len(e.activeMembers()); got != 30 {
+		t.Fatalf("list holds %d active members, want 30", got)
+	}
 }
 
 // cappedSource answers an id-filtered listing with at most keep contacts,
