@@ -109,11 +109,18 @@ func TestBindingLifecycleCreateReadyDelete(t *testing.T) {
 		t.Fatalf("import calls counter = %v, want at least 1", v)
 	}
 
-	// The annotation forces a reconcile, recorded in the status.
+	// The annotation forces a reconcile, recorded in the status, and a
+	// resync: a contact deleted in Kommo without a webhook leaves the list
+	// without waiting for the hour.
+	if err := e.kommo.DeleteContact("acme", contacts[9].ID); err != nil {
+		t.Fatal(err)
+	}
 	requested := requestBindingReconcile(t, e.c, e.ns, "main")
 	eventually(t, 30*time.Second, func() (bool, string) {
-		got := e.get("main").Status.LastHandledReconcileAt
-		return got == requested, "lastHandledReconcileAt = " + got
+		got := e.get("main").Status
+		return got.LastHandledReconcileAt == requested &&
+				e.listMembers(list.ID)["person00009@example.com"].ListStatus == unisenderemu.ListExcluded,
+			"lastHandledReconcileAt = " + got.LastHandledReconcileAt + "; the resync has not removed the deleted contact"
 	})
 
 	// Deletion: the webhook leaves Kommo, the addresses leave the list

@@ -218,7 +218,9 @@ func (r *UnisenderBindingReconciler) firstReport(p *bindingPass, end time.Time) 
 }
 
 // startDueRun resumes an interrupted run, or starts the initial import or a
-// due resync, and otherwise returns the time to the next resync.
+// resync that is due (or asked for: a catch-up after the webhook was
+// re-registered, or a reconcile request), and otherwise returns the time to
+// the next resync.
 func (r *UnisenderBindingReconciler) startDueRun(ctx context.Context, p *bindingPass) (time.Duration, error) {
 	obj := p.obj
 	cp, err := r.Store.GetCheckpoint(ctx, p.tenant.String())
@@ -239,7 +241,7 @@ func (r *UnisenderBindingReconciler) startDueRun(ctx context.Context, p *binding
 		return r.launch(p, initialRunID(obj), importer.KindInitial, 0)
 	}
 	r.markImportSettled(obj)
-	if p.catchUp || r.resyncDue(obj) {
+	if p.catchUp || p.forced || r.resyncDue(obj) {
 		return r.launch(p, resyncRunID(obj), importer.KindResync, obj.Status.LastSyncedUpdatedAt)
 	}
 	return status.Jitter(r.untilResync(obj), 0.05), nil

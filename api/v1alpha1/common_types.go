@@ -98,8 +98,9 @@ const (
 	ReasonImportFailed = "ImportFailed"
 	// ReasonImportDisabled: spec.initialImport.enabled is false.
 	ReasonImportDisabled = "ImportDisabled"
-	// ReasonSweepHeld (an event): a resync found more than half of the
-	// synced contacts gone from Kommo and removed none of them.
+	// ReasonSweepHeld (an event): a resync found more than
+	// spec.sweepMaxRemovalPercent of the synced contacts gone from Kommo and
+	// removed none of them.
 	ReasonSweepHeld = "SweepHeld"
 )
 
@@ -107,7 +108,8 @@ const (
 	// ReconcileRequestAnnotation forces a reconcile when its value changes
 	// (any string, conventionally an RFC 3339 time). The value handled last is
 	// copied to status.lastHandledReconcileAt, so a client can tell when its
-	// request was served.
+	// request was served. On a UnisenderBinding whose initial import is done
+	// it also starts a resync at once (unless one is running).
 	ReconcileRequestAnnotation = "sync.kommo-unisender.io/reconcile-requested-at"
 
 	// Finalizer guards the cleanup in Kommo and Unisender on deletion.
