@@ -47,5 +47,4 @@ func (s *Store) TakeCall(ctx context.Context, bucket string, interval time.Durat
 		}
 	}
 	return interval, nil // other replicas keep taking the calls: try after one
-
 }
