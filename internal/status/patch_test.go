@@ -3,8 +3,10 @@ package status
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -40,9 +42,14 @@ func newClient(t *testing.T) client.Client {
 	return c
 }
 
-func createIntegration(t *testing.T, c client.Client, ns string) *v1alpha1.KommoIntegration {
+// nsSeq makes namespace names unique within the process, so that the
+// tests can run again (-count) against the same API server.
+var nsSeq atomic.Int32
+
+func createIntegration(t *testing.T, c client.Client, prefix string) *v1alpha1.KommoIntegration {
 	t.Helper()
 	ctx := context.Background()
+	ns := fmt.Sprintf("%s-%d", prefix, nsSeq.Add(1))
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		t.Fatal(err)
 	}
