@@ -3,10 +3,8 @@ package status
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
-	"sync/atomic"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -42,19 +40,16 @@ func newClient(t *testing.T) client.Client {
 	return c
 }
 
-// nsSeq makes namespace names unique within the process, so that the
-// tests can run again (-count) against the same API server.
-var nsSeq atomic.Int32
-
 func createIntegration(t *testing.T, c client.Client, prefix string) *v1alpha1.KommoIntegration {
 	t.Helper()
 	ctx := context.Background()
-	ns := fmt.Sprintf("%s-%d", prefix, nsSeq.Add(1))
-	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+	// A generated name: the tests can run again (-count) on one API server.
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-"}}
+	if err := c.Create(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
 	obj := &v1alpha1.KommoIntegration{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acme"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "acme"},
 		Spec: v1alpha1.KommoIntegrationSpec{
 			Subdomain:         "acme",
 			ClientID:          "client",

@@ -24,17 +24,19 @@ func TestMain(m *testing.M) {
 	os.Exit(testenv.RunWithKube(m, nil, &kube))
 }
 
-func setup(t *testing.T, ns string) (client.Client, *corev1.Secret) {
+func setup(t *testing.T, prefix string) (client.Client, *corev1.Secret) {
 	t.Helper()
 	ctx := context.Background()
 	c, err := client.New(kube.Config, client.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+	// A generated name: the tests can run again (-count) on one API server.
+	nsObj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-"}}
+	if err := c.Create(ctx, nsObj); err != nil {
 		t.Fatal(err)
 	}
-	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: SecretName("acme"),
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: nsObj.Name, Name: SecretName("acme"),
 		Labels: map[string]string{ManagedLabel: ManagedLabelValue}}}
 	Pair{AccessToken: "a0", RefreshToken: "r0", ExpiresAt: time.Now().Add(time.Hour)}.Store(s)
 	if err := c.Create(ctx, s); err != nil {
