@@ -20,10 +20,16 @@ func (e *env) importAll() int64 {
 	return p.Cursor
 }
 
-// resync runs a sweeping resync from cursor.
-func (e *env) resync(runID string, cursor int64, source importer.ContactSource) (importer.Progress, error) {
+// resyncJob is a sweeping resync from cursor.
+func (e *env) resyncJob(runID string, cursor int64) importer.Job {
 	job := e.job(runID, cursor)
 	job.Kind, job.Sweep = importer.KindResync, true
+	return job
+}
+
+// resync runs a sweeping resync from cursor, listing from source if set.
+func (e *env) resync(runID string, cursor int64, source importer.ContactSource) (importer.Progress, error) {
+	job := e.resyncJob(runID, cursor)
 	if source != nil {
 		job.Kommo = source
 	}
@@ -135,8 +141,8 @@ func TestSweepHoldsWhenMostContactsAreGone(t *testing.T) {
 
 	// The binding raises spec.sweepMaxRemovalPercent to 100: the next
 	// resync removes them.
-	job := e.job("resync-confirmed", cursor)
-	job.Kind, job.Sweep, job.SweepHoldPercent = importer.KindResync, true, 100
+	job := e.resyncJob("resync-confirmed", cursor)
+	job.SweepHoldPercent = 100
 	p, err = e.importer().Run(ctx, job, nil)
 	if err != nil || p.Deleted != 120 || p.SweepHeld != 0 {
 		t.Fatalf("resync at 100%% = %+v, %v; want the 120 removed", p, err)
