@@ -3,17 +3,30 @@
 SHELL := /usr/bin/env bash -o pipefail
 .SHELLFLAGS := -ec
 
-# Pinned tools live in their own module so they never move the operator's
-# dependency versions; `go tool` builds and caches them on first use.
-TOOL := go tool -modfile=hack/tools/go.mod
-CONTROLLER_GEN := $(TOOL) controller-gen
-GOLANGCI_LINT := $(TOOL) golangci-lint
-HELM := $(TOOL) helm
+# Pinned tools live in their own module (hack/tools/go.mod) so they never move
+# the operator's dependency versions. hack/build-tools.sh builds them into a
+# cache outside the repository, in a directory named by their go.sum.
+TOOLS_DIR := $(shell bash hack/build-tools.sh --dir)
+CONTROLLER_GEN := $(TOOLS_DIR)/controller-gen
+GOLANGCI_LINT := $(TOOLS_DIR)/golangci-lint
+HELM := $(TOOLS_DIR)/helm
 
 BIN := bin/kommo-unisender
+# Binaries the tests run, built from this checkout by `make test-binaries`.
+TEST_BIN := $(CURDIR)/bin/test
 # Flags for the test run; override e.g. `make test GOTEST_FLAGS=-short`.
-GOTEST_FLAGS ?= -race -timeout 9m
+# `make vet` has run every analyzer already, so go test runs none again.
+GOTEST_FLAGS ?= -timeout 9m -vet=off
 TEST_PKGS ?= ./...
+# Packages tested without -race: their tests start no goroutines of their own
+# (manifests, parsers of static files, subprocess drivers), so the detector has
+# nothing to watch there. Every other package runs with -race.
+RACE_FREE_PKGS := ./api/... ./internal/mapping/... ./internal/fixtures/... \
+	./test/packaging/... ./test/widget/... ./hack/...
+# Where the tests find the tools: each test that needs one fails at once,
+# naming `make test-tools`, when its variable is unset or the file missing.
+TEST_TOOLS_ENV = KUBEBUILDER_ASSETS="$$(bash hack/envtest-assets.sh)" HELM=$(HELM) \
+	KOMMO_UNISENDER_BIN=$(TEST_BIN)/kommo-unisender WIDGETZIP=$(TEST_BIN)/widgetzip
 # Paths that `make generate manifests` writes: they must be committed as generated.
 GENERATED := api config/crd config/rbac charts/kommo-unisender/templates/crds charts/kommo-unisender/files/rbac
 
@@ -21,12 +34,18 @@ GENERATED := api config/crd config/rbac charts/kommo-unisender/templates/crds ch
 help: ## Show the targets.
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
+$(TOOLS_DIR)/%:
+	@bash hack/build-tools.sh $* >/dev/null
+
+.PHONY: tools
+tools: $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(HELM) ## Build the pinned tools (controller-gen, golangci-lint, helm) into the cache.
+
 .PHONY: generate
-generate: ## Generate deepcopy code for the API types.
+generate: $(CONTROLLER_GEN) ## Generate deepcopy code for the API types.
 	$(CONTROLLER_GEN) object paths=./api/...
 
 .PHONY: manifests
-manifests: ## Generate CRDs and RBAC from the code markers, and copy them into the chart.
+manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC from the code markers, and copy them into the chart.
 	$(CONTROLLER_GEN) crd rbac:roleName=manager-role paths=./api/... paths=./controllers/... \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 	bash hack/sync-chart-crds.sh
@@ -46,7 +65,7 @@ vet: ## go vet.
 	go vet ./...
 
 .PHONY: lint
-lint: ## Run golangci-lint (pinned).
+lint: $(GOLANGCI_LINT) ## Run golangci-lint (pinned).
 	$(GOLANGCI_LINT) run --allow-parallel-runners ./...
 
 .PHONY: build
@@ -65,16 +84,51 @@ dev: build ## Run the whole system locally with a sandbox tenant (Ctrl-C stops i
 envtest-assets: ## Build kube-apiserver, etcd and kubectl from source into the cache.
 	@bash hack/envtest-assets.sh
 
+.PHONY: packages
+packages: ## Install the Debian packages the tests run (MariaDB, beanstalkd, Chromium) if missing.
+	@bash hack/install-packages.sh
+
+.PHONY: test-binaries
+test-binaries: ## Build the operator binary and widgetzip from this checkout for the tests.
+	go build -o $(TEST_BIN)/kommo-unisender .
+	go build -o $(TEST_BIN)/widgetzip ./hack/widgetzip
+
+widget/harness/node_modules/.package-lock.json: widget/harness/package-lock.json
+	cd widget/harness && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+
+.PHONY: widget-harness
+widget-harness: widget/harness/node_modules/.package-lock.json ## Install the widget test page's npm packages (npm ci).
+
+.PHONY: test-tools
+test-tools: packages tools envtest-assets test-binaries widget-harness ## Everything the tests run, built or installed before the first test starts.
+
+# Each phase prints its wall time (hack/phase.sh); hack/cold-check.sh sums them.
+PHASE = @bash hack/phase.sh
+SUBMAKE = $(MAKE) --no-print-directory
+
 .PHONY: test
-test: check-generated vet lint ## Check, then run every test against real services.
-	go run ./hack/testenv -- go test $(GOTEST_FLAGS) $(TEST_PKGS)
+test: ## Check, then run every test against real services.
+	$(PHASE) "apt packages" $(SUBMAKE) packages
+	$(PHASE) "tools" $(SUBMAKE) tools
+	$(PHASE) "envtest assets" $(SUBMAKE) envtest-assets
+	$(PHASE) "test binaries" $(SUBMAKE) test-binaries widget-harness
+	$(PHASE) "generate, vet, lint" $(SUBMAKE) check-generated vet lint
+	$(PHASE) "tests" $(SUBMAKE) test-run
+
+.PHONY: test-run
+test-run: ## Run the tests only (after `make test-tools`): TEST_PKGS, GOTEST_FLAGS.
+	$(TEST_TOOLS_ENV) RACE_FREE="$(RACE_FREE_PKGS)" go run ./hack/testenv -- bash hack/go-test.sh $(GOTEST_FLAGS) -- $(TEST_PKGS)
+
+.PHONY: cold-check
+cold-check: ## Clone HEAD and run .ci/run there with empty Go and tool caches, timing each phase.
+	bash hack/cold-check.sh
 
 .PHONY: e2e
-e2e: ## The end-to-end test alone: real processes, kills and restarts, latency figures (also part of make test).
-	go run ./hack/testenv -- go test -count=1 -v -run TestEndToEnd ./test/e2e/
+e2e: packages envtest-assets test-binaries ## The end-to-end test alone: real processes, kills and restarts, latency figures (also part of make test).
+	$(TEST_TOOLS_ENV) go run ./hack/testenv -- go test -count=1 -v -run TestEndToEnd ./test/e2e/
 
 .PHONY: bench
-bench: ## Benchmarks with figures: webhook ingestion (wrk and Go clients, binlog on) and worker throughput.
+bench: packages envtest-assets ## Benchmarks with figures: webhook ingestion (wrk and Go clients, binlog on) and worker throughput.
 	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	go run ./hack/testenv -- go test -run '^$$' -bench WebhookIngestWrk -benchtime 1x -v ./webhookserver/
 	go run ./hack/testenv -- go test -run '^$$' -bench 'WebhookIngest$$' ./webhookserver/

@@ -80,11 +80,47 @@ func Tube(prefix string) string { return prefix + "-" + randomHex(6) }
 // KubeAssets returns the directory with kube-apiserver, etcd and kubectl.
 func KubeAssets(t testing.TB) string {
 	t.Helper()
-	return require(t, EnvKubeAssets, "kube-apiserver and etcd (hack/envtest-assets.sh builds them)")
+	return require(t, EnvKubeAssets, "kube-apiserver and etcd (`make test-tools` builds them)")
 }
 
 func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// Environment variables naming the tools the tests run. `make test-tools`
+// builds or installs every one of them before the first test starts, and
+// `make test-run` exports these; no test builds or installs a tool itself.
+const (
+	EnvHelm      = "HELM"                // the pinned helm
+	EnvBinary    = "KOMMO_UNISENDER_BIN" // the operator binary built from this checkout
+	EnvWidgetZip = "WIDGETZIP"           // hack/widgetzip, built from this checkout
+)
+
+// ToolPath returns the executable named by the environment variable env, or
+// an error that says how to get it.
+func ToolPath(env string) (string, error) {
+	p := os.Getenv(env)
+	if p == "" {
+		return "", fmt.Errorf("%s is not set: the tests run prebuilt tools; run `make test-tools` once, then the tests through `make test-run` (or `make test`)", env)
+	}
+	if st, err := os.Stat(p); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+		return "", fmt.Errorf("%s=%s is not an executable file: run `make test-tools`", env, p)
+	}
+	return p, nil
+}
+
+// Tool returns the executable named by env, or ends the test at once: a skip
+// only under `go test -short`, a failure otherwise.
+func Tool(t testing.TB, env string) string {
+	t.Helper()
+	p, err := ToolPath(env)
+	if err != nil {
+		if testing.Short() {
+			t.Skip(err)
+		}
+		t.Fatal(err)
+	}
+	return p
 }

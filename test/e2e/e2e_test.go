@@ -11,9 +11,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -26,18 +23,14 @@ import (
 	"github.com/kommo-unisender/kommo-unisender/internal/testenv"
 )
 
-// system starts everything from a freshly built binary.
+// system starts everything from the binary `make test-binaries` built from
+// this checkout.
 func system(t *testing.T, ctx context.Context) *devenv.Env {
 	t.Helper()
 	testenv.KubeAssets(t)
 	testenv.MySQLDSN(t) // same prerequisites as the other service tests
+	bin := testenv.Tool(t, testenv.EnvBinary)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "kommo-unisender")
-	build := exec.Command("go", "build", "-o", bin, "../..")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		t.Fatalf("building the binary: %v", err)
-	}
 	logs := &lockedBuffer{}
 	t.Cleanup(func() {
 		if t.Failed() {

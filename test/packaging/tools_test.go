@@ -140,20 +140,12 @@ var (
 	helmHome string
 )
 
-// runHelm runs the helm pinned in hack/tools/go.mod. The binary is resolved
-// once through `go tool -n` (which builds it into the Go build cache on first
-// use) and then run directly, with its config and cache dirs kept out of the
-// user's home.
+// runHelm runs the helm pinned in hack/tools/go.mod, built by `make
+// test-tools` and named by $HELM, with its config and cache dirs kept out of
+// the user's home.
 func runHelm(args ...string) (string, error) {
 	helmOnce.Do(func() {
-		var out string
-		out, helmErr = run(nil, "go", "tool", "-modfile="+repoPath("hack", "tools", "go.mod"), "-n", "helm")
-		if helmErr != nil {
-			return
-		}
-		helmBin = strings.TrimSpace(out)
-		if _, err := os.Stat(helmBin); err != nil {
-			helmErr = fmt.Errorf("go tool -n helm printed %q: %w", helmBin, err)
+		if helmBin, helmErr = testenv.ToolPath(testenv.EnvHelm); helmErr != nil {
 			return
 		}
 		helmHome, helmErr = os.MkdirTemp("", "packaging-helm-home-")

@@ -167,7 +167,7 @@ func TestWidgetSavesTheKeyFromTheBrowser(t *testing.T) {
 	if kube == nil {
 		t.Skip("-short: no control plane")
 	}
-	installHarnessDeps(t)
+	requireHarnessDeps(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	c, err := client.New(kube.Config, client.Options{Scheme: newScheme(t)})

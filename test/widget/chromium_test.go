@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"testing"
 
 	"github.com/chromedp/chromedp"
@@ -13,43 +12,16 @@ import (
 // chromiumPath is where Debian's chromium package installs the browser.
 const chromiumPath = "/usr/bin/chromium"
 
-// EnsureChromium installs Debian's chromium package when the browser is
-// missing and the tests run as root on Debian (as in CI); otherwise it says
-// what to install. No browser is ever downloaded from elsewhere.
-func EnsureChromium() error {
-	if _, err := os.Stat(chromiumPath); err == nil {
-		return nil
-	}
-	if os.Geteuid() != 0 {
-		return fmt.Errorf("%s is missing: install Debian's chromium package (apt-get install chromium)", chromiumPath)
-	}
-	if _, err := os.Stat("/etc/debian_version"); err != nil {
-		return fmt.Errorf("%s is missing and this is not Debian: install Chromium there", chromiumPath)
-	}
-	fmt.Fprintln(os.Stderr, "test/widget: installing chromium with apt-get")
-	for _, args := range [][]string{{"update", "-qq"}, {"install", "-y", "-qq", "--no-install-recommends", "chromium"}} {
-		cmd := exec.Command("apt-get", args...)
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("apt-get %s: %w", args[0], err)
-		}
-	}
-	if _, err := os.Stat(chromiumPath); err != nil {
-		return fmt.Errorf("chromium still missing after apt-get install: %w", err)
-	}
-	return nil
-}
-
 // requireChromium ends the test when there is no browser: a skip only under
-// -short, a failure otherwise.
+// -short, a failure otherwise. `make test-tools` installs Debian's chromium.
 func requireChromium(t *testing.T) {
 	t.Helper()
-	if err := EnsureChromium(); err != nil {
+	if _, err := os.Stat(chromiumPath); err != nil {
+		msg := fmt.Sprintf("%s is missing: run `make test-tools` (it installs Debian's chromium package)", chromiumPath)
 		if testing.Short() {
-			t.Skip(err)
+			t.Skip(msg)
 		}
-		t.Fatal(err)
+		t.Fatal(msg)
 	}
 }
 

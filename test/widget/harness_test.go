@@ -7,10 +7,8 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -20,28 +18,12 @@ import (
 // harnessDir holds the emulated Kommo host page and its npm lockfile.
 var harnessDir = filepath.Join(widgetSrc, "harness")
 
-var (
-	npmOnce sync.Once
-	npmErr  error
-)
-
-// installHarnessDeps installs requirejs and jQuery exactly as the lockfile
-// pins them (npm ci), once per test binary.
-func installHarnessDeps(t *testing.T) {
+// requireHarnessDeps ends the test when requirejs and jQuery, pinned by the
+// harness's lockfile, are not installed: `make test-tools` runs npm ci.
+func requireHarnessDeps(t *testing.T) {
 	t.Helper()
-	npmOnce.Do(func() {
-		start := time.Now()
-		cmd := exec.Command("npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error")
-		cmd.Dir = harnessDir
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			npmErr = fmt.Errorf("npm ci in %s: %w\n%s", harnessDir, err, out)
-			return
-		}
-		fmt.Fprintf(os.Stderr, "test/widget: npm ci took %v\n", time.Since(start).Round(time.Millisecond))
-	})
-	if npmErr != nil {
-		t.Fatal(npmErr)
+	if _, err := os.Stat(filepath.Join(harnessDir, "node_modules", ".package-lock.json")); err != nil {
+		t.Fatalf("the widget harness's npm packages are not installed in %s: run `make test-tools` (npm ci)", harnessDir)
 	}
 }
 

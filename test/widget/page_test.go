@@ -21,7 +21,7 @@ const artifactsDir = "artifacts"
 // server as the saved sync server address.
 func startHost(t *testing.T, subdomain, server string) (*harness, settingsPage) {
 	t.Helper()
-	installHarnessDeps(t)
+	requireHarnessDeps(t)
 	h := &harness{}
 	host := httptest.NewTLSServer(h.handler())
 	t.Cleanup(host.Close)

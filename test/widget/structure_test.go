@@ -18,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kommo-unisender/kommo-unisender/internal/testenv"
 )
 
 // widgetSrc is the widget's source directory, relative to this package.
@@ -36,15 +38,11 @@ var (
 	anyPhraseCall = regexp.MustCompile(`\bt\(`)
 )
 
-// buildWidgetZip builds hack/widgetzip once per test and returns a function
-// that packs src into a fresh archive and returns its bytes.
+// buildWidgetZip returns a function that packs src into a fresh archive with
+// hack/widgetzip (built by `make test-binaries`) and returns its bytes.
 func buildWidgetZip(t *testing.T) func(src string) []byte {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "widgetzip")
-	build := exec.Command("go", "build", "-o", bin, "github.com/kommo-unisender/kommo-unisender/hack/widgetzip")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build widgetzip: %v\n%s", err, out)
-	}
+	bin := testenv.Tool(t, testenv.EnvWidgetZip)
 	return func(src string) []byte {
 		t.Helper()
 		out := filepath.Join(t.TempDir(), "widget.zip")
