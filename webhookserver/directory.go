@@ -26,6 +26,9 @@ type TenantInfo struct {
 	// AccountID is the Kommo account the tenant's integration is authorized
 	// for; 0 while it is not known yet.
 	AccountID int64
+	// Suspended: the binding's spec.suspend. Its webhooks are answered and
+	// not queued; resuming runs a resync.
+	Suspended bool
 }
 
 // Directory finds tenants by the tenant segment of a webhook URL
@@ -57,6 +60,7 @@ type bindingRef struct {
 	id          string
 	integration string
 	secretName  string
+	suspended   bool
 }
 
 // NewTenantIndex returns an empty index; feed it with its Handler methods.
@@ -82,7 +86,7 @@ func (x *TenantIndex) Tenant(urlSegment string) (TenantInfo, bool) {
 		return TenantInfo{}, false
 	}
 	account := x.accounts[types.NamespacedName{Namespace: b.key.Namespace, Name: b.integration}]
-	return TenantInfo{Key: b.key, ID: b.id, Secret: secret, AccountID: account}, true
+	return TenantInfo{Key: b.key, ID: b.id, Secret: secret, AccountID: account, Suspended: b.suspended}, true
 }
 
 // BindingHandler keeps the index's bindings current.
@@ -98,6 +102,7 @@ func (x *TenantIndex) BindingHandler() toolscache.ResourceEventHandler {
 		x.bindings[key.URLSegment()] = bindingRef{
 			key: key, id: key.String(),
 			integration: o.Spec.IntegrationRef.Name, secretName: o.Status.WebhookSecretName,
+			suspended: o.Spec.Suspend,
 		}
 	})
 }

@@ -8,7 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"strconv"
+	"slices"
 	"sync"
 	"time"
 
@@ -51,9 +51,12 @@ func (s *Server) handleKommoWebhook(w http.ResponseWriter, r *http.Request) {
 			"the payload's account[id] is not this tenant's Kommo account", "account mismatch")
 		return
 	}
-	if len(payload.Events) > 0 { // none: e.g. only leads; well-formed, nothing to sync
+	refs := contactRefs(payload)
+	// A suspended binding's events are not queued: resuming runs a resync,
+	// which catches up with everything, deletes included.
+	if len(refs) > 0 && !info.Suspended {
 		ctx, cancel := context.WithDeadline(r.Context(), deadline)
-		err := s.enqueue(ctx, info, payload)
+		err := s.enqueue(ctx, info, payload.AccountID, refs)
 		cancel()
 		if err != nil {
 			s.log.Error(err, "enqueue failed; answered 503", "tenant", info.ID)
@@ -65,6 +68,26 @@ func (s *Server) handleKommoWebhook(w http.ResponseWriter, r *http.Request) {
 	s.metrics.observeWebhook(info.ID, http.StatusOK, len(payload.Events), start)
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	_, _ = io.WriteString(w, "ok\n")
+}
+
+// contactRefs names the people the payload says changed, each once (its last
+// action), in the order first named. Companies are not synced; nothing else
+// of the body is kept: the worker reads the contacts from Kommo.
+func contactRefs(p *kommo.WebhookPayload) []queue.ContactRef {
+	refs := make([]queue.ContactRef, 0, len(p.Events))
+	index := make(map[int64]int, len(p.Events))
+	for _, ev := range p.Events {
+		if ev.Contact.IsCompany() || ev.Contact.ID <= 0 {
+			continue
+		}
+		if i, ok := index[ev.Contact.ID]; ok {
+			refs[i].Action = string(ev.Action)
+			continue
+		}
+		index[ev.Contact.ID] = len(refs)
+		refs = append(refs, queue.ContactRef{ID: ev.Contact.ID, Action: string(ev.Action)})
+	}
+	return refs
 }
 
 // authenticate resolves the tenant and checks the path secret in constant
@@ -120,71 +143,38 @@ func (s *Server) readPayload(w http.ResponseWriter, r *http.Request) (p *kommo.W
 	return payload, 0, "", ""
 }
 
-// enqueue puts the job and returns once beanstalkd answered INSERTED.
-func (s *Server) enqueue(ctx context.Context, info TenantInfo, p *kommo.WebhookPayload) error {
+// enqueue puts one job per queue.MaxContactsPerJob contacts and returns once
+// beanstalkd answered INSERTED for every one. A failure after some were put
+// leaves those in the queue: Kommo retries the delivery, and reading a
+// contact twice changes nothing.
+func (s *Server) enqueue(ctx context.Context, info TenantInfo, accountID int64, refs []queue.ContactRef) error {
 	buf := jobBuffers.Get().(*bytes.Buffer)
 	defer recycle(&jobBuffers, buf)
-	body, err := appendJob(buf, info.ID, p, s.now())
-	if err != nil {
-		return err
+	receivedAt := s.now()
+	for chunk := range slices.Chunk(refs, queue.MaxContactsPerJob) {
+		body, err := queue.AppendContactsJob(buf.AvailableBuffer(), info.ID, accountID, receivedAt, chunk)
+		if err != nil {
+			return err
+		}
+		if _, err := s.queue.Put(ctx, s.cfg.Tube, body, jobPriority, 0, s.cfg.JobTTR); err != nil {
+			return err
+		}
 	}
-	_, err = s.queue.Put(ctx, s.cfg.Tube, body, jobPriority, 0, s.cfg.JobTTR)
-	return err
+	return nil
 }
 
 // jobBuffers recycles the buffers job bodies are encoded into.
-var jobBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+var jobBuffers = sync.Pool{New: func() any {
+	b := new(bytes.Buffer)
+	b.Grow(queue.MaxContactsPerJob*40 + 256)
+	return b
+}}
 
 func recycle(pool *sync.Pool, buf *bytes.Buffer) {
 	if buf.Cap() <= 64<<10 { // do not pin rare huge bodies in the pool
 		buf.Reset()
 		pool.Put(buf)
 	}
-}
-
-// appendJob encodes the job body: a queue.Envelope of kind webhook whose
-// payload is the JSON of p. It writes the envelope's few fields and the
-// payload (kommo.WebhookPayload.AppendJSON, the same bytes as json.Marshal)
-// straight into buf, rather than marshalling the payload and then the
-// envelope around it: this is the hot path of every webhook. A tenant id
-// that is not plain "namespace/name" text falls back to
-// queue.Envelope.Encode. The result aliases buf.
-func appendJob(buf *bytes.Buffer, tenantID string, p *kommo.WebhookPayload, receivedAt time.Time) ([]byte, error) {
-	if !plainJSONText(tenantID) {
-		return queue.Envelope{Version: queue.EnvelopeVersion, Tenant: tenantID, AccountID: p.AccountID,
-			Kind: queue.KindWebhook, ReceivedAt: receivedAt.UTC(), Payload: p.AppendJSON(nil)}.Encode()
-	}
-	buf.Reset()
-	b := buf.AvailableBuffer()
-	b = append(b, `{"v":`...)
-	b = strconv.AppendInt(b, queue.EnvelopeVersion, 10)
-	b = append(b, `,"tenant":"`...)
-	b = append(b, tenantID...)
-	b = append(b, '"')
-	if p.AccountID != 0 {
-		b = append(b, `,"account_id":`...)
-		b = strconv.AppendInt(b, p.AccountID, 10)
-	}
-	b = append(b, `,"kind":"`+queue.KindWebhook+`","received_at":"`...)
-	b = receivedAt.UTC().AppendFormat(b, time.RFC3339Nano)
-	b = append(b, `","payload":`...)
-	b = p.AppendJSON(b)
-	b = append(b, '}')
-	buf.Write(b)
-	return buf.Bytes(), nil
-}
-
-// plainJSONText reports whether s needs no escaping in a JSON string (and
-// no HTML escaping, which encoding/json applies): tenant ids are DNS names
-// joined by a slash.
-func plainJSONText(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			return false
-		}
-	}
-	return s != ""
 }
 
 // refuseWebhook answers a 4xx/5xx with a reason that names the problem,

@@ -3,15 +3,13 @@ package importer
 import (
 	"context"
 	"errors"
-	"maps"
 	"net/url"
-	"slices"
 	"strconv"
 	"time"
 
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
-	"github.com/kommo-unisender/kommo-unisender/internal/unisender"
+	"github.com/kommo-unisender/kommo-unisender/internal/syncer"
 )
 
 // Commit retries and the tenant lock: the webhook workers hold a tenant's
@@ -51,11 +49,12 @@ type run struct {
 	saved       Progress // what the last checkpoint holds
 }
 
-// pendingContact is a listed contact waiting for its batch.
+// pendingContact is a listed contact waiting for its batch; rows is how
+// many Unisender rows it makes (batches are sized by rows).
 type pendingContact struct {
-	state store.ContactState
-	rows  [][]string
-	page  int
+	current syncer.Current
+	rows    int
+	page    int
 }
 
 // walk lists the contacts, one keyset listing after another, feeding pages
@@ -65,9 +64,16 @@ func (r *run) walk(ctx context.Context) error {
 	r.fetched = r.p.Pages
 	for {
 		from := r.top
-		err := r.job.Kommo.ListContacts(ctx, r.listOptions(from), func(page []kommo.Contact) error {
+		// Each page is stamped with the database's clock taken before its
+		// request went out: before the listing for the first page, after the
+		// previous page for the others (the client reads them in turn).
+		readAt, err := r.im.Store.Now(ctx)
+		if err != nil {
+			return err
+		}
+		err = r.job.Kommo.ListContacts(ctx, r.listOptions(from), func(page []kommo.Contact) error {
 			r.fetched++
-			r.take(page)
+			r.take(page, readAt)
 			if err := r.flush(ctx, false); err != nil {
 				return err
 			}
@@ -78,7 +84,9 @@ func (r *run) walk(ctx context.Context) error {
 			if page[len(page)-1].UpdatedAt > from {
 				return errNextListing
 			}
-			return nil // the whole page is in the cursor's second: follow next
+			var err error
+			readAt, err = r.im.Store.Now(ctx)
+			return err // nil: the whole page is in the cursor's second, follow next
 		})
 		if !errors.Is(err, errNextListing) {
 			return err
@@ -92,7 +100,7 @@ func (r *run) listOptions(from int64) kommo.ListContactsOptions {
 
 // take buffers a page's people, skipping companies and contacts already
 // listed at the cursor's second.
-func (r *run) take(page []kommo.Contact) {
+func (r *run) take(page []kommo.Contact, readAt int64) {
 	for i := range page {
 		c := &page[i]
 		if c.IsCompany() || c.ID <= 0 {
@@ -108,17 +116,13 @@ func (r *run) take(page []kommo.Contact) {
 		if c.UpdatedAt == r.top {
 			r.listedAtTop[c.ID] = true
 		}
-		profile := r.job.Mapper.Profile(c)
-		rows := r.job.Mapper.UpsertRows(profile)
+		rows := len(r.job.Mapper.UpsertRows(r.job.Mapper.Profile(c)))
 		r.pending = append(r.pending, pendingContact{
-			state: store.ContactState{
-				ID: c.ID, UpdatedAt: c.UpdatedAt, Emails: profile.Emails, Name: profile.Name,
-				Phone: profile.Phone, Tags: profile.Tags, Fields: profile.Fields,
-			},
-			rows: rows,
-			page: r.fetched,
+			current: syncer.Current{ID: c.ID, Contact: c, ReadAt: readAt},
+			rows:    rows,
+			page:    r.fetched,
 		})
-		r.pendingRows += len(rows)
+		r.pendingRows += rows
 		r.p.Seen++
 	}
 }
@@ -128,8 +132,8 @@ func (r *run) flush(ctx context.Context, all bool) error {
 	limit := r.im.batchRows()
 	for len(r.pending) > 0 && (all || r.pendingRows >= limit || len(r.pending) >= maxPendingContacts) {
 		n, rows := 0, 0
-		for n < len(r.pending) && (n == 0 || rows+len(r.pending[n].rows) <= limit) {
-			rows += len(r.pending[n].rows)
+		for n < len(r.pending) && (n == 0 || rows+r.pending[n].rows <= limit) {
+			rows += r.pending[n].rows
 			n++
 		}
 		if err := r.commit(ctx, r.pending[:n]); err != nil {
@@ -145,12 +149,11 @@ func (r *run) flush(ctx context.Context, all bool) error {
 	return nil
 }
 
-// commit records a batch of contacts in the store and sends the rows of
-// those that changed, in one transaction that commits only after Unisender
-// accepted them. The tenant's lock (the one the webhook workers take)
-// keeps a worker from interleaving its own changes to these contacts. A
-// deadlock or a lost connection is retried a few times; Unisender's
-// transient failures were already retried by its client.
+// commit applies a batch of contacts through syncer.Commit, the one commit
+// path the webhook worker uses too, under the tenant's lock (the one the
+// workers take), so a worker's commit of these contacts and ours never
+// interleave. A deadlock or a lost connection is retried a few times;
+// Unisender's transient failures were already retried by its client.
 func (r *run) commit(ctx context.Context, batch []pendingContact) error {
 	var err error
 	for attempt := 1; attempt <= maxCommitAttempts; attempt++ {
@@ -167,8 +170,7 @@ func (r *run) commit(ctx context.Context, batch []pendingContact) error {
 }
 
 func (r *run) commitOnce(ctx context.Context, batch []pendingContact) error {
-	tenantKey := r.job.Tenant.String()
-	lock, ok, err := r.im.Store.LockTenant(ctx, tenantKey, tenantLockWait)
+	lock, ok, err := r.im.Store.LockTenant(ctx, r.job.Tenant.String(), tenantLockWait)
 	if err != nil {
 		return err
 	}
@@ -180,63 +182,49 @@ func (r *run) commitOnce(ctx context.Context, batch []pendingContact) error {
 		defer cancel()
 		_ = lock.Release(rctx) // a failed release closes the session, which frees the lock
 	}()
-	var counted, deleted int64
-	var sent sendStats
-	err = r.im.Store.InTx(ctx, func(tx *store.Tx) error {
-		counted, deleted, sent = 0, 0, sendStats{}
-		states := make([]store.ContactState, len(batch))
-		for i := range batch {
-			states[i] = batch[i].state
-		}
-		results, err := tx.ApplyContacts(ctx, tenantKey, states)
-		if err != nil {
-			return err
-		}
-		var rows [][]string
-		var added []string
-		orphans := map[string]bool{}
-		for i, res := range results {
-			if res.Applied {
-				rows = append(rows, batch[i].rows...)
-				added = append(added, res.NewEmails...)
-				for _, e := range res.OrphanedEmails {
-					orphans[e] = true
-				}
-			}
-			switch {
-			case batch[i].state.Deleted:
-				if res.Applied {
-					deleted++
-				}
-			case res.Applied || batch[i].state.UpdatedAt != r.startBound:
-				counted++
-			}
-		}
-		if err := r.send(ctx, r.job.Mapper.UpsertColumns(), rows, &sent); err != nil {
-			return err
-		}
-		if b := r.job.Mapper.RemovalBatch(slices.Sorted(maps.Keys(orphans)), r.job.DeletionPolicy); b != nil {
-			if err := r.send(ctx, b.FieldNames, b.Rows, &sent); err != nil {
-				return err
-			}
-		}
-		return r.queueInvitations(ctx, tx, added, &sent)
-	})
-	r.p.Calls += sent.calls
-	r.p.Rows += sent.rows
-	r.p.Rejected += sent.rejected
+	contacts := make([]syncer.Current, len(batch))
+	for i := range batch {
+		contacts[i] = batch[i].current
+	}
+	out, err := syncer.Commit(ctx, r.im.Store, r.syncTenant(), contacts, nil)
+	rows := out.Upserted + out.Removed
+	r.p.Calls += out.Calls
+	r.p.Rows += int64(rows)
+	r.p.Rejected += int64(len(out.Rejected))
+	r.im.Metrics.observeImport(r.job.Tenant, out.Calls, rows, int64(len(out.Rejected)), err)
 	if err != nil {
 		return err
 	}
-	r.p.Invitations += sent.invitations
-	r.p.Imported += counted
-	r.p.Deleted += deleted
-	for _, c := range batch {
-		if !c.state.Deleted { // a sweep's tombstone is stamped with our clock, not Kommo's
-			r.p.Cursor = max(r.p.Cursor, c.state.UpdatedAt)
-		}
-	}
+	r.p.Invitations += int64(out.Invitations)
+	r.count(batch, out.Applied)
 	return nil
+}
+
+// count adds a committed batch to the progress: contacts imported (one
+// the store already held at the restart's second was counted before the
+// restart), tombstones, and the cursor (Kommo's updated_at of the listed
+// contacts; a sweep's tombstones have none).
+func (r *run) count(batch []pendingContact, applied []bool) {
+	for i, c := range batch {
+		if c.current.Gone() {
+			if applied[i] {
+				r.p.Deleted++
+			}
+			continue
+		}
+		if applied[i] || c.current.Contact.UpdatedAt != r.startBound {
+			r.p.Imported++
+		}
+		r.p.Cursor = max(r.p.Cursor, c.current.Contact.UpdatedAt)
+	}
+}
+
+// syncTenant is the job's tenant as syncer.Commit needs it.
+func (r *run) syncTenant() syncer.Tenant {
+	return syncer.Tenant{
+		Key: r.job.Tenant.String(), Mapper: r.job.Mapper, DeletionPolicy: r.job.DeletionPolicy,
+		Unisender: r.job.Unisender, DoubleOptin: r.job.DoubleOptin,
+	}
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
@@ -248,45 +236,6 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
-}
-
-// sendStats counts what one commit sent.
-type sendStats struct {
-	calls       int
-	rows        int64
-	rejected    int64
-	invitations int64
-}
-
-// queueInvitations records, after the batch's rows were accepted and in
-// its transaction, an invitation for each address the batch brought into
-// the list, when the binding invites.
-func (r *run) queueInvitations(ctx context.Context, tx *store.Tx, added []string, st *sendStats) error {
-	if !r.job.DoubleOptin.Invites() || len(added) == 0 {
-		return nil
-	}
-	n, err := tx.QueueInvitations(ctx, r.job.Tenant.String(), added)
-	st.invitations = int64(n)
-	return err
-}
-
-// send makes the importContacts call(s) for rows; the client splits more
-// than 500 rows into several calls.
-func (r *run) send(ctx context.Context, fields []string, rows [][]string, st *sendStats) error {
-	if len(rows) == 0 {
-		return nil
-	}
-	calls := (len(rows) + unisender.MaxImportRows - 1) / unisender.MaxImportRows
-	res, err := r.job.Unisender.ImportContacts(ctx, unisender.ImportRequest{FieldNames: fields, Rows: rows})
-	var rejected int64
-	if res != nil {
-		rejected = int64(len(res.Log))
-	}
-	st.calls += calls
-	st.rows += int64(len(rows))
-	st.rejected += rejected
-	r.im.Metrics.observeImport(r.job.Tenant, calls, len(rows), rejected, err)
-	return err
 }
 
 // checkpoint saves progress when the committed part moved.

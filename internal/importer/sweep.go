@@ -2,12 +2,10 @@ package importer
 
 import (
 	"context"
-	"errors"
-	"time"
 
 	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
-	"github.com/kommo-unisender/kommo-unisender/internal/store"
+	"github.com/kommo-unisender/kommo-unisender/internal/syncer"
 )
 
 // # The deletion sweep
@@ -56,7 +54,7 @@ func (r *run) sweep(ctx context.Context) error {
 		percent = syncv1.DefaultSweepMaxRemovalPercent
 	}
 	holdAbove := max(sweepHoldMin, live*int64(percent)/100)
-	var gone []int64
+	var gone []syncer.Current
 	for after := int64(0); ; {
 		ids, err := r.im.Store.LiveContactIDs(ctx, tenantKey, after, sweepChunk)
 		if err != nil {
@@ -84,47 +82,33 @@ func (r *run) sweep(ctx context.Context) error {
 	return err
 }
 
-// missingFromKommo returns those of ids that Kommo has no contact for.
-func (r *run) missingFromKommo(ctx context.Context, ids []int64) ([]int64, error) {
-	listed := make(map[int64]bool, len(ids))
-	opts := kommo.ListContactsOptions{IDs: ids, Limit: sweepChunk}
-	err := r.job.Kommo.ListContacts(ctx, opts, func(page []kommo.Contact) error {
-		for i := range page {
-			listed[page[i].ID] = true
-		}
-		return nil
-	})
+// missingFromKommo reads ids (contacts the store holds as live) from Kommo
+// and returns those it says are gone (syncer.ReadContacts confirms each
+// one the listing leaves out with a read of it alone).
+func (r *run) missingFromKommo(ctx context.Context, ids []int64) ([]syncer.Current, error) {
+	read, err := syncer.ReadContacts(ctx, r.im.Store, r.job.Kommo, ids, func(int64) bool { return true })
 	if err != nil {
 		return nil, err
 	}
-	var missing []int64
-	for _, id := range ids {
-		if listed[id] {
-			continue
-		}
-		_, err := r.job.Kommo.GetContact(ctx, id)
-		switch {
-		case errors.Is(err, kommo.ErrNotFound):
-			missing = append(missing, id)
-		case err != nil:
-			return nil, err
+	var gone []syncer.Current
+	for _, c := range read {
+		if c.Gone() {
+			gone = append(gone, c)
 		}
 	}
-	return missing, nil
+	return gone, nil
 }
 
-// removeGone applies a delete for each gone contact, a batch at a time,
-// through the same commit as the listing's contacts (tenant lock, store
-// transaction committed after Unisender accepted the removals). The
-// tombstones are stamped with our clock: Kommo gives no deletion time, and
-// a delete never loses to the version stored (see store.ContactState).
-func (r *run) removeGone(ctx context.Context, gone []int64) error {
-	now := time.Now().Unix()
+// removeGone commits the gone contacts' tombstones, a batch at a time,
+// through the same commit as the listing's contacts. Each is stamped with
+// the time Kommo was asked: a version of the contact read later (Kommo
+// restored it) wins over it.
+func (r *run) removeGone(ctx context.Context, gone []syncer.Current) error {
 	for len(gone) > 0 {
 		n := min(len(gone), r.im.batchRows())
 		batch := make([]pendingContact, n)
-		for i, id := range gone[:n] {
-			batch[i] = pendingContact{state: store.ContactState{ID: id, UpdatedAt: now, Deleted: true}}
+		for i, c := range gone[:n] {
+			batch[i] = pendingContact{current: c}
 		}
 		if err := r.commit(ctx, batch); err != nil {
 			return err

@@ -16,13 +16,16 @@ import (
 // keeps the last applied version of it.
 type ContactState struct {
 	ID int64
-	// UpdatedAt is Kommo's updated_at (Unix seconds); it orders the versions
-	// of a contact. Kommo's delete events carry none: the caller stamps
-	// them with the time the event was received (0 works too). A delete is
-	// never older than the version stored: it applies as of at least that
-	// version, so a clock of ours that runs behind Kommo's cannot lose it.
+	// UpdatedAt is Kommo's updated_at (Unix seconds), kept for people
+	// reading the table and for the importer's cursor; it orders nothing.
 	UpdatedAt int64
-	Deleted   bool
+	// ReadAt is when the read of Kommo that produced this version began, in
+	// microseconds on the database's clock (Store.Now): the version read
+	// later wins, whatever order the processes commit in and whatever their
+	// own clocks say. A tombstone's ReadAt is when Kommo was asked and
+	// answered that the contact is gone.
+	ReadAt  int64
+	Deleted bool
 	// Emails are normalised by the store (trimmed, lower-cased, de-duplicated,
 	// sorted); a deleted contact has none.
 	Emails []string
@@ -36,9 +39,9 @@ type ContactState struct {
 
 // ApplyResult tells the sync rules what a contact event changed.
 type ApplyResult struct {
-	// Applied is false when the event lost to the stored version: an older
-	// updated_at, an exact duplicate, or an update tied with a tombstone.
-	// Nothing was written and nothing needs to reach Unisender.
+	// Applied is false when the version lost to the stored one: read
+	// earlier than it, or the same content. Nothing was written and nothing
+	// needs to reach Unisender.
 	Applied bool
 	// Previous is the stored version before the event (also when not
 	// applied); nil for a contact never seen.
@@ -63,34 +66,19 @@ type ApplyResult struct {
 // 255-byte domain.
 const maxEmailLen = 320
 
-// ApplyContact applies one contact event in its own transaction. See
-// Tx.ApplyContact for the rules; use that form to commit only after the
-// resulting Unisender call succeeded.
-func (s *Store) ApplyContact(ctx context.Context, tenant string, c ContactState) (ApplyResult, error) {
-	var res ApplyResult
-	err := s.InTx(ctx, func(tx *Tx) error {
-		var err error
-		res, err = tx.ApplyContact(ctx, tenant, c)
-		return err
-	})
-	return res, err
-}
-
-// ApplyContact applies one contact event, last write wins by UpdatedAt:
+// ApplyContact applies one contact version, read from Kommo at ReadAt:
 //
-//   - a newer UpdatedAt than stored always applies (an update after a delete
-//     brings the contact back, as a restore in Kommo does);
-//   - an older one is stale and ignored;
-//   - on a tie, a delete beats a live version, a live version never beats a
-//     tombstone, an identical version is a duplicate and is ignored, and a
-//     different live version applies (Kommo's seconds cannot order two edits
-//     in the same second; the next resync, read later, settles it).
+//   - a version read before the stored one is stale and ignored (the store
+//     already holds what Kommo said later);
+//   - a version with the same content as the stored one is ignored;
+//   - anything else applies: a delete, an edit, and a live version after a
+//     tombstone (Kommo restored the contact).
 //
-// A delete keeps a tombstone row so that a late update with an older
-// updated_at cannot resurrect the contact. The contact row is locked
-// (SELECT … FOR UPDATE) for the rest of the transaction, and so are the
-// e-mail map entries of the removed addresses, so concurrent events for the
-// same tenant cannot both conclude an address is still held elsewhere.
+// A delete keeps a tombstone row so that a version read before it cannot
+// resurrect the contact. The contact row is locked (SELECT … FOR UPDATE)
+// for the rest of the transaction, and so are the e-mail map entries of the
+// removed addresses, so concurrent events for the same tenant cannot both
+// conclude an address is still held elsewhere.
 func (t *Tx) ApplyContact(ctx context.Context, tenant string, c ContactState) (ApplyResult, error) {
 	if err := checkTenant(tenant); err != nil {
 		return ApplyResult{}, err
@@ -102,9 +90,6 @@ func (t *Tx) ApplyContact(ctx context.Context, tenant string, c ContactState) (A
 	prev, err := readContact(ctx, t.tx, tenant, in.ID, true)
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return ApplyResult{}, err
-	}
-	if in.Deleted && prev != nil && in.UpdatedAt < prev.UpdatedAt {
-		in.UpdatedAt = prev.UpdatedAt
 	}
 	res := ApplyResult{Previous: prev}
 	if !wins(in, prev) {
@@ -144,20 +129,10 @@ func (t *Tx) ApplyContact(ctx context.Context, tenant string, c ContactState) (A
 	return res, nil
 }
 
-// wins decides last-write-wins between an incoming version and the stored one.
+// wins decides between an incoming version and the stored one: the later
+// read wins unless it says the same.
 func wins(in ContactState, prev *ContactState) bool {
-	switch {
-	case prev == nil || in.UpdatedAt > prev.UpdatedAt:
-		return true
-	case in.UpdatedAt < prev.UpdatedAt:
-		return false
-	case in.Deleted != prev.Deleted:
-		return in.Deleted
-	case in.Deleted:
-		return false // the same tombstone again
-	default:
-		return !sameContent(in, *prev)
-	}
+	return prev == nil || (in.ReadAt >= prev.ReadAt && !sameContent(in, *prev))
 }
 
 func sameContent(a, b ContactState) bool {
@@ -233,7 +208,7 @@ func diffSorted(before, after []string) (added, removed []string) {
 // readContact loads one contact with its e-mails; forUpdate locks the row
 // (or, for a contact never seen, the gap where it would go).
 func readContact(ctx context.Context, q querier, tenant string, id int64, forUpdate bool) (*ContactState, error) {
-	query := `SELECT contact_id, updated_at, deleted, name, phone, tags, fields, synced_at
+	query := `SELECT contact_id, updated_at, read_at, deleted, name, phone, tags, fields, synced_at
 		FROM contact_state WHERE tenant = ? AND contact_id = ?`
 	if forUpdate {
 		query += " FOR UPDATE"
@@ -266,7 +241,7 @@ type rowScanner interface{ Scan(dest ...any) error }
 func scanContact(r rowScanner) (ContactState, error) {
 	var c ContactState
 	var tags, fields string
-	if err := r.Scan(&c.ID, &c.UpdatedAt, &c.Deleted, &c.Name, &c.Phone, &tags, &fields, &c.SyncedAt); err != nil {
+	if err := r.Scan(&c.ID, &c.UpdatedAt, &c.ReadAt, &c.Deleted, &c.Name, &c.Phone, &tags, &fields, &c.SyncedAt); err != nil {
 		return ContactState{}, err
 	}
 	if err := json.Unmarshal([]byte(tags), &c.Tags); err != nil {
@@ -298,12 +273,12 @@ func writeContact(ctx context.Context, q querier, tenant string, c ContactState)
 	}
 	at := now()
 	_, err = q.ExecContext(ctx, `
-		INSERT INTO contact_state (tenant, contact_id, updated_at, deleted, name, phone, tags, fields, synced_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+		INSERT INTO contact_state (tenant, contact_id, updated_at, read_at, deleted, name, phone, tags, fields, synced_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON DUPLICATE KEY UPDATE
-			updated_at = ?, deleted = ?, name = ?, phone = ?, tags = ?, fields = ?, synced_at = ?`,
-		tenant, c.ID, c.UpdatedAt, c.Deleted, c.Name, c.Phone, tags, fields, at,
-		c.UpdatedAt, c.Deleted, c.Name, c.Phone, tags, fields, at)
+			updated_at = ?, read_at = ?, deleted = ?, name = ?, phone = ?, tags = ?, fields = ?, synced_at = ?`,
+		tenant, c.ID, c.UpdatedAt, c.ReadAt, c.Deleted, c.Name, c.Phone, tags, fields, at,
+		c.UpdatedAt, c.ReadAt, c.Deleted, c.Name, c.Phone, tags, fields, at)
 	if err != nil {
 		return fmt.Errorf("store: write contact %d: %w", c.ID, err)
 	}
@@ -418,7 +393,7 @@ func (s *Store) LiveContacts(ctx context.Context, tenant string) ([]ContactState
 		return nil, err
 	}
 	rows, err := s.db.QueryContext(ctx, `
-		SELECT contact_id, updated_at, deleted, name, phone, tags, fields, synced_at
+		SELECT contact_id, updated_at, read_at, deleted, name, phone, tags, fields, synced_at
 		FROM contact_state WHERE tenant = ? AND deleted = FALSE ORDER BY contact_id`, tenant)
 	if err != nil {
 		return nil, fmt.Errorf("store: live contacts: %w", err)
@@ -472,6 +447,27 @@ func (s *Store) LiveContactIDs(ctx context.Context, tenant string, after int64, 
 		WHERE tenant = ? AND deleted = FALSE AND contact_id > ? ORDER BY contact_id LIMIT ?`, tenant, after, limit)
 }
 
+// LiveAmong returns which of ids the store holds as live contacts of the
+// tenant (Kommo had them when last read).
+func (s *Store) LiveAmong(ctx context.Context, tenant string, ids []int64) (map[int64]bool, error) {
+	if err := checkTenant(tenant); err != nil {
+		return nil, err
+	}
+	live := make(map[int64]bool, len(ids))
+	for chunk := range slices.Chunk(ids, maxRowsPerStatement) {
+		args := append([]any{tenant}, int64Args(chunk)...)
+		found, err := s.contactIDs(ctx, "live contacts among ids", `SELECT contact_id FROM contact_state
+			WHERE tenant = ? AND deleted = FALSE AND contact_id IN (`+placeholders("?", len(chunk))+`)`, args...)
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range found {
+			live[id] = true
+		}
+	}
+	return live, nil
+}
+
 // CountLiveContacts returns how many live contacts the store holds for the
 // tenant.
 func (s *Store) CountLiveContacts(ctx context.Context, tenant string) (int64, error) {
@@ -484,4 +480,26 @@ func (s *Store) CountLiveContacts(ctx context.Context, tenant string) (int64, er
 		return 0, fmt.Errorf("store: counting live contacts: %w", err)
 	}
 	return n, nil
+}
+
+// Now returns the database's clock in microseconds, the one clock every
+// process shares. A read of Kommo is stamped with it just before the
+// request goes out (ContactState.ReadAt), so versions read by different
+// processes are ordered whatever their own clocks say.
+func (s *Store) Now(ctx context.Context) (int64, error) {
+	var us int64
+	err := s.db.QueryRowContext(ctx, `SELECT CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)`).Scan(&us)
+	if err != nil {
+		return 0, fmt.Errorf("store: reading the database clock: %w", err)
+	}
+	return us, nil
+}
+
+// EmailHeld reports whether a live contact of the tenant holds the address,
+// locking the map entry for the rest of the transaction.
+func (t *Tx) EmailHeld(ctx context.Context, tenant, email string) (bool, error) {
+	if err := checkTenant(tenant); err != nil {
+		return false, err
+	}
+	return emailHeld(ctx, t.tx, tenant, NormalizeEmail(email))
 }

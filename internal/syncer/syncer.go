@@ -1,12 +1,18 @@
-// Package syncer holds the sync rules: how a batch of Kommo contact events of
-// one tenant becomes Unisender calls, with the tenant's contact state in MySQL
-// deciding what changed.
+// Package syncer holds the sync rules: how the current state of a tenant's
+// Kommo contacts, read from Kommo's API, becomes Unisender calls, with the
+// tenant's contact state in MySQL deciding what changed.
 //
-// A batch is applied in one store transaction that commits only after
-// Unisender accepted the calls. A failed call or a crash leaves the stored
-// state as it was, so the retried batch computes the same calls again; a call
-// repeated after a crash that struck between Unisender's answer and the
-// commit is harmless, because an import of the same rows changes nothing.
+// Kommo is the source of truth. A webhook only names contacts; the worker
+// reads them (ReadContacts) and commits what it read (Commit). The initial
+// import and the resync commit the contacts they list, and the sweep the
+// contacts Kommo no longer has, through the same Commit: there is one path
+// by which contact state reaches the store and Unisender.
+//
+// A commit is one store transaction that commits only after Unisender
+// accepted the calls. A failed call or a crash leaves the stored state as it
+// was, so the retried commit computes the same calls again; a call repeated
+// after a crash that struck between Unisender's answer and the commit is
+// harmless, because an import of the same rows changes nothing.
 package syncer
 
 import (
@@ -14,8 +20,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"sort"
-	"time"
 
 	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
@@ -45,153 +49,179 @@ type Tenant struct {
 	Mapper         *mapping.Mapper
 	DeletionPolicy syncv1.DeletionPolicy
 	Unisender      Importer
+	// Kommo reads the tenant's contacts, within the account's shared
+	// request budget. The worker reads through it; nil where the caller
+	// reads by other means (the importer has its own).
+	Kommo ContactReader
 	// DoubleOptin is the binding's spec.doubleOptin. When it invites,
-	// Apply queues an invitation for every address the batch brings into
-	// the list, in the batch's transaction.
+	// Commit queues an invitation for every address it brings into the
+	// list, in its transaction.
 	DoubleOptin syncv1.DoubleOptin
-	// Inviter sends the queued invitations; Apply does not use it. Nil
+	// Inviter sends the queued invitations; Commit does not use it. Nil
 	// when the tenant's invitations cannot be sent.
 	Inviter Inviter
 }
 
-// Event is one contact event with the time our webhook server received it.
-type Event struct {
-	Action     kommo.Action
-	Contact    kommo.Contact
-	ReceivedAt time.Time
+// Current is one contact as Kommo holds it, read at ReadAt (microseconds on
+// the database's clock, store.Store.Now, taken before the read was sent).
+// Contact nil means Kommo answered that there is no such contact: it is
+// gone.
+type Current struct {
+	ID      int64
+	Contact *kommo.Contact
+	ReadAt  int64
 }
 
-// Outcome counts what a batch did.
+// Gone reports whether Kommo said the contact does not exist.
+func (c Current) Gone() bool { return c.Contact == nil }
+
+// Outcome counts what a commit did.
 type Outcome struct {
-	Events    int // events in the batch
+	Contacts  int // contacts committed
 	Companies int // companies, which are not synced
-	Stale     int // events older than, or equal to, the stored state
+	Stale     int // contacts whose stored version was read later, or is the same
+	Deleted   int // tombstones applied
 	Upserted  int // rows sent to add or update addresses
 	Removed   int // addresses taken out of the list (excluded or deleted)
+	Calls     int // importContacts calls made
 	// Invitations counts the invitations queued (addresses new to the list
 	// of a tenant that invites, not queued before).
 	Invitations int
+	// Applied says, per contact in the order given, whether its version
+	// was applied (false: stale or the same as stored).
+	Applied []bool
 	// Rejected are the rows Unisender refused one by one (invalid or role
 	// addresses); they are reported, not retried: the same row would be
 	// refused again.
 	Rejected []unisender.ImportLogEntry
 }
 
-// Apply applies a batch of one tenant's events and pushes the result to
-// Unisender. The returned error wraps the Unisender or store error so that
+// Commit applies the current state of some of a tenant's contacts to the
+// store and Unisender, in one transaction that commits only after Unisender
+// accepted the calls: the changed contacts' rows are upserted, addresses no
+// live contact holds any more leave the list as the deletion policy says,
+// and, when the tenant invites, addresses new to the list get an invitation.
+//
+// verify names addresses Unisender may hold without the store knowing (a
+// push whose commit was lost): each that no live contact holds once the
+// contacts are applied leaves the list too. The caller holds the tenant's
+// lock. The returned error wraps the Unisender or store error so that
 // callers can classify it (unisender.IsTransient, store.IsTransient).
-func Apply(ctx context.Context, st *store.Store, t Tenant, events []Event) (Outcome, error) {
-	out := Outcome{Events: len(events)}
+func Commit(ctx context.Context, st *store.Store, t Tenant, contacts []Current, verify []string) (Outcome, error) {
+	var out Outcome
 	err := st.InTx(ctx, func(tx *store.Tx) error {
-		plan, err := planBatch(ctx, tx, t, events, &out)
+		out = Outcome{Contacts: len(contacts)}
+		p, err := planCommit(ctx, tx, t, contacts, &out)
 		if err != nil {
 			return err
 		}
-		if err := push(ctx, t, plan, &out); err != nil {
+		if err := p.addUnheld(ctx, tx, t.Key, verify); err != nil {
 			return err
 		}
-		return queueInvitations(ctx, tx, t, plan, &out)
+		if err := push(ctx, t, p, &out); err != nil {
+			return err
+		}
+		return queueInvitations(ctx, tx, t, p, &out)
 	})
 	return out, err
 }
 
-// plan is what one batch must send to Unisender.
+// plan is what one commit must send to Unisender.
 type plan struct {
-	upserts  map[int64]mapping.Profile // final profile of every changed live contact
+	upserts  map[int64]mapping.Profile // profile of every changed live contact
 	orphaned map[string]bool           // addresses no live contact holds any more
-	added    []string                  // addresses the batch brings into the list
+	added    []string                  // addresses the commit brings into the list
 }
 
-// planBatch applies the events to the stored state, last write wins per
-// contact, and gathers the net changes. Events of one contact are first
-// coalesced to the one that would win, so that the store applies the batch
-// in a handful of statements (Tx.ApplyContacts) and decides orphaned
-// addresses after the whole batch: an address one contact drops and another
-// takes up in the same batch stays in the list.
-func planBatch(ctx context.Context, tx *store.Tx, t Tenant, events []Event, out *Outcome) (*plan, error) {
-	states, profiles := coalesce(t.Mapper, events, out)
+// planCommit applies the contacts to the stored state and gathers the net
+// changes. The store applies them in a handful of statements
+// (Tx.ApplyContacts) and decides orphaned addresses after all of them: an
+// address one contact drops and another takes up stays in the list.
+func planCommit(ctx context.Context, tx *store.Tx, t Tenant, contacts []Current, out *Outcome) (*plan, error) {
+	states, profiles, index := storedForms(t.Mapper, contacts, out)
 	results, err := tx.ApplyContacts(ctx, t.Key, states)
 	if err != nil {
 		return nil, fmt.Errorf("apply %d contacts: %w", len(states), err)
 	}
+	out.Applied = make([]bool, len(contacts))
 	p := &plan{upserts: map[int64]mapping.Profile{}, orphaned: map[string]bool{}}
 	for i, res := range results {
 		if !res.Applied {
 			out.Stale++
 			continue
 		}
+		out.Applied[index[i]] = true
 		for _, e := range res.OrphanedEmails {
 			p.orphaned[e] = true
 		}
-		if !states[i].Deleted {
-			p.upserts[states[i].ID] = profiles[states[i].ID]
-			p.added = append(p.added, res.NewEmails...)
+		if states[i].Deleted {
+			out.Deleted++
+			continue
 		}
+		p.upserts[states[i].ID] = profiles[i]
+		p.added = append(p.added, res.NewEmails...)
 	}
 	return p, nil
 }
 
-// coalesce keeps, per contact, the event that applying them in order would
-// leave standing: the newest updated_at, a delete on a tie, else the later
-// one. Superseded events count as stale; companies are skipped.
-func coalesce(m *mapping.Mapper, events []Event, out *Outcome) ([]store.ContactState, map[int64]mapping.Profile) {
-	index := map[int64]int{}
-	var states []store.ContactState
-	profiles := map[int64]mapping.Profile{}
-	for _, ev := range events {
-		if ev.Contact.IsCompany() {
+// storedForms turns the contacts into the store's form, skipping companies
+// and keeping the latest read of a contact named twice; index maps each
+// state back to its contact's position.
+func storedForms(m *mapping.Mapper, contacts []Current, out *Outcome) ([]store.ContactState, []mapping.Profile, []int) {
+	states := make([]store.ContactState, 0, len(contacts))
+	profiles := make([]mapping.Profile, 0, len(contacts))
+	index := make([]int, 0, len(contacts))
+	seen := make(map[int64]int, len(contacts))
+	for i, c := range contacts {
+		if c.Contact != nil && c.Contact.IsCompany() {
 			out.Companies++
 			continue
 		}
-		state, profile := contactState(m, ev)
-		i, seen := index[state.ID]
-		switch {
-		case !seen:
-			index[state.ID] = len(states)
-			states = append(states, state)
-		case supersedes(state, states[i]):
-			states[i] = state
+		state, profile := storedForm(m, c)
+		if j, ok := seen[c.ID]; ok {
 			out.Stale++
-		default:
-			out.Stale++
+			if state.ReadAt < states[j].ReadAt {
+				continue
+			}
+			states[j], profiles[j], index[j] = state, profile, i
 			continue
 		}
-		profiles[state.ID] = profile
+		seen[c.ID] = len(states)
+		states = append(states, state)
+		profiles = append(profiles, profile)
+		index = append(index, i)
 	}
-	return states, profiles
+	return states, profiles, index
 }
 
-func supersedes(a, b store.ContactState) bool {
-	if a.UpdatedAt != b.UpdatedAt {
-		return a.UpdatedAt > b.UpdatedAt
+func storedForm(m *mapping.Mapper, c Current) (store.ContactState, mapping.Profile) {
+	if c.Gone() {
+		return store.ContactState{ID: c.ID, Deleted: true, ReadAt: c.ReadAt}, mapping.Profile{}
 	}
-	return a.Deleted || !b.Deleted
-}
-
-// DeleteClockMargin is added to the time a delete was received to stamp it.
-// A delete carries no updated_at, and an edit Kommo made just before it can
-// carry an updated_at ahead of our clock (clock skew, or two edits in one
-// second stamped a second apart); workers may also apply the two out of
-// order. The margin keeps such an edit from bringing the contact back. The
-// price: a contact restored in Kommo within the margin after its deletion
-// comes back only with its next edit or resync.
-const DeleteClockMargin = 10 * time.Second
-
-// contactState turns an event into the stored form.
-func contactState(m *mapping.Mapper, ev Event) (store.ContactState, mapping.Profile) {
-	if ev.Action == kommo.ActionDelete {
-		stamp := ev.ReceivedAt.Add(DeleteClockMargin).Unix()
-		return store.ContactState{ID: ev.Contact.ID, Deleted: true, UpdatedAt: stamp}, mapping.Profile{}
-	}
-	p := m.Profile(&ev.Contact)
-	updatedAt := ev.Contact.UpdatedAt
-	if updatedAt == 0 {
-		updatedAt = ev.ReceivedAt.Unix()
-	}
+	p := m.Profile(c.Contact)
 	return store.ContactState{
-		ID: ev.Contact.ID, UpdatedAt: updatedAt, Emails: p.Emails,
+		ID: c.ID, UpdatedAt: c.Contact.UpdatedAt, ReadAt: c.ReadAt, Emails: p.Emails,
 		Name: p.Name, Phone: p.Phone, Tags: p.Tags, Fields: p.Fields,
 	}, p
+}
+
+// addUnheld adds to the removals each address of verify that no live
+// contact of the tenant holds.
+func (p *plan) addUnheld(ctx context.Context, tx *store.Tx, tenant string, verify []string) error {
+	for _, email := range verify {
+		email = mapping.NormalizeEmail(email)
+		if email == "" || p.orphaned[email] {
+			continue
+		}
+		held, err := tx.EmailHeld(ctx, tenant, email)
+		if err != nil {
+			return err
+		}
+		if !held {
+			p.orphaned[email] = true
+		}
+	}
+	return nil
 }
 
 // push sends the plan: one importContacts for the upserts (the client splits
@@ -213,7 +243,7 @@ func push(ctx context.Context, t Tenant, p *plan, out *Outcome) error {
 }
 
 // queueInvitations records, once the push succeeded and in the same
-// transaction, an invitation for each address the batch brought into the
+// transaction, an invitation for each address the commit brought into the
 // list, when the tenant invites. The worker's drainer sends them.
 func queueInvitations(ctx context.Context, tx *store.Tx, t Tenant, p *plan, out *Outcome) error {
 	if !t.DoubleOptin.Invites() || len(p.added) == 0 {
@@ -227,20 +257,17 @@ func queueInvitations(ctx context.Context, tx *store.Tx, t Tenant, p *plan, out 
 	return nil
 }
 
+// upsertBatch is the rows of the changed contacts, by ascending id.
 func upsertBatch(m *mapping.Mapper, profiles map[int64]mapping.Profile) mapping.Batch {
-	ids := make([]int64, 0, len(profiles))
-	for id := range profiles {
-		ids = append(ids, id)
-	}
-	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 	b := mapping.Batch{FieldNames: m.UpsertColumns()}
-	for _, id := range ids {
+	for _, id := range slices.Sorted(maps.Keys(profiles)) {
 		b.Rows = append(b.Rows, m.UpsertRows(profiles[id])...)
 	}
 	return b
 }
 
 func send(ctx context.Context, t Tenant, b mapping.Batch, out *Outcome) error {
+	out.Calls += (len(b.Rows) + unisender.MaxImportRows - 1) / unisender.MaxImportRows
 	res, err := t.Unisender.ImportContacts(ctx, unisender.ImportRequest{FieldNames: b.FieldNames, Rows: b.Rows})
 	if err != nil {
 		return fmt.Errorf("unisender importContacts (%d rows): %w", len(b.Rows), err)

@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/queue"
-	"github.com/kommo-unisender/kommo-unisender/internal/syncer"
 	"github.com/kommo-unisender/kommo-unisender/internal/tenant"
 )
 
@@ -27,7 +27,9 @@ type entry struct {
 	job    *queue.Job
 	env    queue.Envelope
 	tenant tenant.Key
-	events []syncer.Event
+	// contacts are the ids the job names (a contacts job, or a webhook job
+	// of an earlier version, whose contact data is ignored).
+	contacts []int64
 	// recheck holds the addresses of a recheck job (KindRecheck).
 	recheck []string
 	// poison says why the job can never be processed; nil for a good job.
@@ -37,12 +39,13 @@ type entry struct {
 	settled atomic.Bool
 }
 
-// weight is what the job counts toward MaxEvents: its contact events, and
-// at least one so that empty or poison jobs cannot grow a batch unbounded.
-func (e *entry) weight() int { return max(1, len(e.events)) }
+// weight is what the job counts toward MaxEvents: the contacts it names,
+// and at least one so that empty or poison jobs cannot grow a batch
+// unbounded.
+func (e *entry) weight() int { return max(1, len(e.contacts)) }
 
-// decodeEntry decodes a job's envelope and webhook payload. Anything this
-// binary cannot read is poison.
+// decodeEntry decodes a job's envelope and payload. Anything this binary
+// cannot read is poison.
 func decodeEntry(j *queue.Job) *entry {
 	e := &entry{job: j}
 	env, err := queue.Decode(j.Body)
@@ -51,7 +54,7 @@ func decodeEntry(j *queue.Job) *entry {
 		return e
 	}
 	e.env = env
-	if env.Kind != queue.KindWebhook && env.Kind != KindRecheck {
+	if env.Kind != queue.KindContacts && env.Kind != queue.KindWebhook && env.Kind != KindRecheck {
 		e.poison = fmt.Errorf("%w: job kind %q is not one this worker processes", queue.ErrBadEnvelope, truncate(env.Kind, 40))
 		return e
 	}
@@ -59,10 +62,13 @@ func decodeEntry(j *queue.Job) *entry {
 		e.poison = fmt.Errorf("%w: %w", queue.ErrBadEnvelope, err)
 		return e
 	}
-	if env.Kind == KindRecheck {
+	switch env.Kind {
+	case KindRecheck:
 		e.recheck, err = decodeRecheck(env)
-	} else {
-		e.events, err = decodeEvents(env)
+	case queue.KindContacts:
+		e.contacts, err = decodeContacts(env)
+	default:
+		e.contacts, err = decodeWebhookIDs(env)
 	}
 	if err != nil {
 		e.poison = fmt.Errorf("%w: %w", queue.ErrBadEnvelope, err)
@@ -70,9 +76,23 @@ func decodeEntry(j *queue.Job) *entry {
 	return e
 }
 
-// decodeEvents reads the webhook payload (the JSON of a
-// kommo.WebhookPayload, as the webhook server writes it).
-func decodeEvents(env queue.Envelope) ([]syncer.Event, error) {
+func decodeContacts(env queue.Envelope) ([]int64, error) {
+	refs, err := queue.DecodeContacts(env)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]int64, len(refs))
+	for i, r := range refs {
+		ids[i] = r.ID
+	}
+	return ids, nil
+}
+
+// decodeWebhookIDs reads the ids of a webhook job that an earlier version
+// of the webhook server put with the whole payload (a kommo.WebhookPayload):
+// its contact data is ignored like any other body's, the contacts are read
+// from Kommo.
+func decodeWebhookIDs(env queue.Envelope) ([]int64, error) {
 	if len(env.Payload) == 0 {
 		return nil, errors.New("no payload")
 	}
@@ -80,19 +100,16 @@ func decodeEvents(env queue.Envelope) ([]syncer.Event, error) {
 	if err := json.Unmarshal(env.Payload, &p); err != nil {
 		return nil, fmt.Errorf("webhook payload: %w", err)
 	}
-	events := make([]syncer.Event, 0, len(p.Events))
+	ids := make([]int64, 0, len(p.Events))
 	for i, ev := range p.Events {
-		switch ev.Action {
-		case kommo.ActionAdd, kommo.ActionUpdate, kommo.ActionDelete:
-		default:
-			return nil, fmt.Errorf("event %d: unknown action %q", i, truncate(string(ev.Action), 40))
-		}
 		if ev.Contact.ID <= 0 {
 			return nil, fmt.Errorf("event %d: contact id %d is not a Kommo id", i, ev.Contact.ID)
 		}
-		events = append(events, syncer.Event{Action: ev.Action, Contact: ev.Contact, ReceivedAt: env.ReceivedAt})
+		if !ev.Contact.IsCompany() {
+			ids = append(ids, ev.Contact.ID)
+		}
 	}
-	return events, nil
+	return ids, nil
 }
 
 func truncate(s string, n int) string {
@@ -119,18 +136,6 @@ type group struct {
 	entries []*entry
 }
 
-// kinds splits the group's jobs into webhook jobs and recheck jobs.
-func (g *group) kinds() (webhooks, rechecks []*entry) {
-	for _, e := range g.entries {
-		if e.env.Kind == KindRecheck {
-			rechecks = append(rechecks, e)
-		} else {
-			webhooks = append(webhooks, e)
-		}
-	}
-	return webhooks, rechecks
-}
-
 // split returns the poison jobs and the good ones grouped by tenant, the
 // groups in the order their tenants first appear.
 func (b *batch) split() (poison []*entry, groups []*group) {
@@ -151,13 +156,16 @@ func (b *batch) split() (poison []*entry, groups []*group) {
 	return poison, groups
 }
 
-// events are the contact events of entries, in order.
-func events(entries []*entry) []syncer.Event {
-	var out []syncer.Event
+// named gathers what entries name: the contact ids, and the addresses of
+// recheck jobs, each once.
+func named(entries []*entry) (ids []int64, emails []string) {
 	for _, e := range entries {
-		out = append(out, e.events...)
+		ids = append(ids, e.contacts...)
+		emails = append(emails, e.recheck...)
 	}
-	return out
+	slices.Sort(ids)
+	slices.Sort(emails)
+	return slices.Compact(ids), slices.Compact(emails)
 }
 
 // errIdle is gather's answer when no job came within idleReserveWait, or

@@ -100,7 +100,7 @@ func (m *Metrics) outcome(t tenant.Key, out syncer.Outcome) {
 	if m == nil {
 		return
 	}
-	applied := out.Events - out.Stale - out.Companies
+	applied := out.Contacts - out.Stale - out.Companies
 	m.events.WithLabelValues(t.Namespace, t.Name, "applied").Add(float64(applied))
 	m.events.WithLabelValues(t.Namespace, t.Name, "stale").Add(float64(out.Stale))
 	m.events.WithLabelValues(t.Namespace, t.Name, "company").Add(float64(out.Companies))

@@ -8,9 +8,11 @@ import (
 
 	"github.com/go-logr/logr"
 
+	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/queue"
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
 	"github.com/kommo-unisender/kommo-unisender/internal/syncer"
+	"github.com/kommo-unisender/kommo-unisender/internal/tokens"
 	"github.com/kommo-unisender/kommo-unisender/internal/unisender"
 )
 
@@ -74,27 +76,17 @@ func (w *Worker) processGroup(ctx context.Context, s *settler, g *group) {
 			log.Error(err, "releasing the tenant lock (the server frees it with the connection)")
 		}
 	}()
-	webhooks, rechecks := g.kinds()
-	if len(webhooks) > 0 {
-		w.apply(ctx, s, t, webhooks, true)
-	}
-	if len(rechecks) > 0 {
-		w.recheck(ctx, s, t, rechecks)
-	}
+	w.apply(ctx, s, t, g.entries, true)
 }
 
-// apply runs the sync for entries and settles them by the outcome. When
-// Unisender or the store refuses a multi-job group as a bad request, the
-// jobs are applied one by one, so only the bad one is buried.
+// apply syncs the contacts the entries name and settles the entries by the
+// outcome. When Unisender or the store refuses a multi-job group as a bad
+// request, the jobs are applied one by one, so only the bad one is buried.
 func (w *Worker) apply(ctx context.Context, s *settler, t syncer.Tenant, entries []*entry, mayIsolate bool) {
 	start := time.Now()
-	rw := &recheckWriter{w: w, tenant: entries[0].tenant, next: t.Unisender}
-	withRecheck := t
-	withRecheck.Unisender = rw
-	out, err := syncer.Apply(ctx, w.cfg.Store, withRecheck, events(entries))
+	out, err := w.sync(ctx, s.c, t, entries)
 	w.cfg.Metrics.applied(time.Since(start), err)
 	if err == nil {
-		rw.committed(s.c)
 		if out.Invitations > 0 {
 			w.nudgeInvitations()
 		}
@@ -116,21 +108,68 @@ func (w *Worker) apply(ctx context.Context, s *settler, t syncer.Tenant, entries
 	s.failed(ctx, entries, err)
 }
 
+// sync reads the contacts the entries name from Kommo, as they are now, and
+// commits what it read through syncer.Commit, the commit path of the import,
+// the resync and the sweep too. The caller holds the tenant's lock, so no
+// other process commits this tenant's contacts between the read and the
+// commit. A recheck job's addresses are settled too: the contacts that
+// hold them are read again, and those no live contact holds leave the list.
+func (w *Worker) sync(ctx context.Context, c *queue.Consumer, t syncer.Tenant, entries []*entry) (syncer.Outcome, error) {
+	if t.Kommo == nil {
+		return syncer.Outcome{}, fmt.Errorf("tenant %s has no Kommo reader", t.Key)
+	}
+	ids, verify := named(entries)
+	for _, email := range verify {
+		holders, err := w.cfg.Store.EmailHolders(ctx, t.Key, email)
+		if err != nil {
+			return syncer.Outcome{}, err
+		}
+		ids = append(ids, holders...)
+	}
+	live, err := w.cfg.Store.LiveAmong(ctx, t.Key, ids)
+	if err != nil {
+		return syncer.Outcome{}, err
+	}
+	current, err := syncer.ReadContacts(ctx, w.cfg.Store, t.Kommo, ids, func(id int64) bool { return live[id] })
+	if err != nil {
+		return syncer.Outcome{}, &kommoReadError{err: err}
+	}
+	rw := &recheckWriter{w: w, tenant: entries[0].tenant, next: t.Unisender}
+	withRecheck := t
+	withRecheck.Unisender = rw
+	out, err := syncer.Commit(ctx, w.cfg.Store, withRecheck, current, verify)
+	if err == nil {
+		rw.committed(c)
+	}
+	return out, err
+}
+
+// kommoReadError marks a failure to read the contacts from Kommo, which
+// classify tells apart from Unisender's and the store's.
+type kommoReadError struct{ err error }
+
+func (e *kommoReadError) Error() string { return e.err.Error() }
+func (e *kommoReadError) Unwrap() error { return e.err }
+
 // failure is how a failed attempt is handled.
 type failure int
 
 const (
 	failTransient failure = iota + 1 // retry with backoff
 	failShutdown                     // the grace period ended: release at once
-	failTenant                       // Unisender refused the tenant's key or account: park
+	failTenant                       // Unisender refused the tenant's key or account, or Kommo the integration: park
+	failToken                        // Kommo refused the access token (being refreshed): park briefly
 	failPermanent                    // the request itself is bad: bury
 )
 
 // classify decides how to handle err, returned by work done under ctx.
 func classify(ctx context.Context, err error) failure {
+	var read *kommoReadError
 	switch {
 	case ctx.Err() != nil:
 		return failShutdown
+	case errors.As(err, &read):
+		return classifyKommo(err)
 	case unisender.IsTransient(err), store.IsTransient(err), errors.Is(err, context.DeadlineExceeded),
 		errors.Is(err, queue.ErrUnavailable):
 		return failTransient
@@ -141,6 +180,23 @@ func classify(ctx context.Context, err error) failure {
 		return failTransient
 	}
 	return failPermanent
+}
+
+// classifyKommo decides how to handle a failed read of Kommo. Waiting for
+// the operator (a token it refreshes, an integration a human must fix)
+// parks the jobs without spending their attempts; what Kommo's client
+// already retried (429, 5xx, the network) is retried with backoff.
+func classifyKommo(err error) failure {
+	switch {
+	case errors.Is(err, kommo.ErrUnauthorized), errors.Is(err, tokens.ErrExpired), errors.Is(err, tokens.ErrNoToken):
+		return failToken
+	case errors.Is(err, kommo.ErrAccountBlocked), errors.Is(err, kommo.ErrTokenRevoked),
+		errors.Is(err, kommo.ErrInvalidClient), errors.Is(err, kommo.ErrInvalidGrant):
+		return failTenant
+	case errors.Is(err, kommo.ErrBadRequest), errors.Is(err, kommo.ErrNotFound):
+		return failPermanent
+	}
+	return failTransient
 }
 
 // keepAlive touches the batch's unsettled jobs every third of the shortest

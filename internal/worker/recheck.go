@@ -11,7 +11,6 @@ import (
 
 	"github.com/kommo-unisender/kommo-unisender/internal/mapping"
 	"github.com/kommo-unisender/kommo-unisender/internal/queue"
-	"github.com/kommo-unisender/kommo-unisender/internal/store"
 	"github.com/kommo-unisender/kommo-unisender/internal/syncer"
 	"github.com/kommo-unisender/kommo-unisender/internal/tenant"
 	"github.com/kommo-unisender/kommo-unisender/internal/unisender"
@@ -39,12 +38,11 @@ type recheckPayload struct {
 // So before each push the worker puts a delayed recheck job naming the
 // addresses the push touches, durably, in beanstalkd; once the batch has
 // committed, it deletes that job. A recheck job that survives — because
-// the commit did not happen — is processed like a webhook job, under the
-// tenant's lock: every address is set in Unisender as the committed store
-// says (upserted from a live contact that holds it, or removed as the
-// deletion policy says when none does). Any push whose commit was lost is
-// thereby corrected after the fact, whatever order the retried events come
-// back in.
+// the commit did not happen — is processed like a contacts job, under the
+// tenant's lock: the live contacts holding its addresses are read from
+// Kommo again and committed, and the addresses no live contact holds leave
+// the list as the deletion policy says (syncer.Commit's verify). Any push
+// whose commit was lost is thereby corrected after the fact.
 
 // recheckWriter wraps the tenant's Unisender importer: each import is
 // preceded by a recheck job for its addresses, put in the worker's tube
@@ -118,54 +116,4 @@ func decodeRecheck(env queue.Envelope) ([]string, error) {
 		return nil, fmt.Errorf("recheck payload: %w", err)
 	}
 	return p.Emails, nil
-}
-
-// recheck makes Unisender agree with the committed store on the addresses
-// of the recheck entries; it runs under the tenant's lock.
-func (w *Worker) recheck(ctx context.Context, s *settler, t syncer.Tenant, entries []*entry) {
-	var emails []string
-	for _, e := range entries {
-		emails = append(emails, e.recheck...)
-	}
-	slices.Sort(emails)
-	emails = slices.Compact(emails)
-	upserts, orphaned, err := w.storedView(ctx, t, emails)
-	if err == nil && len(upserts.Rows) > 0 {
-		_, err = t.Unisender.ImportContacts(ctx, unisender.ImportRequest{FieldNames: upserts.FieldNames, Rows: upserts.Rows})
-	}
-	if removal := t.Mapper.RemovalBatch(orphaned, t.DeletionPolicy); err == nil && removal != nil {
-		_, err = t.Unisender.ImportContacts(ctx, unisender.ImportRequest{FieldNames: removal.FieldNames, Rows: removal.Rows})
-	}
-	if err != nil {
-		s.failed(ctx, entries, fmt.Errorf("recheck of %d addresses: %w", len(emails), err))
-		return
-	}
-	s.log.Info("rechecked addresses after an unconfirmed push", "addresses", len(emails),
-		"upserted", len(upserts.Rows), "removed", len(orphaned))
-	s.delete(entries, "rechecked")
-}
-
-// storedView is what the store says of each address: the rows that put a
-// held address in the list with a holder's data, and the addresses no live
-// contact holds.
-func (w *Worker) storedView(ctx context.Context, t syncer.Tenant, emails []string) (mapping.Batch, []string, error) {
-	upserts := mapping.Batch{FieldNames: t.Mapper.UpsertColumns()}
-	var orphaned []string
-	for _, email := range emails {
-		holders, err := w.cfg.Store.EmailHolders(ctx, t.Key, email)
-		if err != nil {
-			return upserts, nil, err
-		}
-		if len(holders) == 0 {
-			orphaned = append(orphaned, store.NormalizeEmail(email))
-			continue
-		}
-		c, err := w.cfg.Store.GetContact(ctx, t.Key, holders[0])
-		if err != nil {
-			return upserts, nil, err
-		}
-		p := mapping.Profile{Emails: []string{store.NormalizeEmail(email)}, Name: c.Name, Phone: c.Phone, Tags: c.Tags, Fields: c.Fields}
-		upserts.Rows = append(upserts.Rows, t.Mapper.UpsertRows(p)...)
-	}
-	return upserts, orphaned, nil
 }

@@ -86,7 +86,7 @@ func (s *settler) succeeded(tenantKey string, entries []*entry, out syncer.Outco
 		}
 		s.log.Info("rows rejected by Unisender", "rejected", len(out.Rejected))
 	}
-	s.log.V(1).Info("batch applied", "jobs", len(entries), "events", out.Events, "stale", out.Stale,
+	s.log.V(1).Info("batch applied", "jobs", len(entries), "contacts", out.Contacts, "stale", out.Stale,
 		"companies", out.Companies, "upserted", out.Upserted, "removed", out.Removed)
 	now := time.Now()
 	for _, e := range entries {
@@ -127,9 +127,13 @@ func (s *settler) failed(ctx context.Context, entries []*entry, err error) {
 		s.log.Info("shutting down: releasing unfinished jobs", "jobs", len(entries))
 		s.release(entries, 0, "shutdown")
 	case failTenant:
-		s.log.Error(err, "Unisender refused the tenant's API key or account; its events wait until the key or account is fixed",
+		s.log.Error(err, "Unisender refused the tenant's API key or account, or Kommo the integration; its events wait until it is fixed",
 			"jobs", len(entries), "retryIn", s.w.cfg.TenantFailureDelay)
 		s.park(entries, s.w.cfg.TenantFailureDelay)
+	case failToken:
+		s.log.Info("Kommo refused the access token; its events wait for the operator's refresh",
+			"jobs", len(entries), "retryIn", s.w.cfg.NotReadyDelay)
+		s.park(entries, s.w.cfg.NotReadyDelay)
 	case failPermanent:
 		for _, e := range entries {
 			s.bury(e, err.Error())
