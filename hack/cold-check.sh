@@ -4,17 +4,20 @@
 # XDG_CACHE_HOME (envtest assets, pinned tools) and npm cache of its own, then
 # removes them all. Prints the wall time of each phase and the total.
 #
-#   hack/cold-check.sh [--purge-packages]
+#   hack/cold-check.sh [--purge-packages] [COMMIT]
 #
 # --purge-packages first removes the Debian packages the tests install
 # (mariadb-server, beanstalkd, chromium), so that the apt phase is timed too.
+# COMMIT (default HEAD) is the commit checked out in the clone.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 if [[ ${1:-} == --purge-packages ]]; then
+	shift
 	DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq mariadb-server 'mariadb-server-*' beanstalkd chromium >/dev/null
 	DEBIAN_FRONTEND=noninteractive apt-get autoremove -y -qq >/dev/null
 fi
+commit=$(git -C "$root" rev-parse "${1:-HEAD}")
 
 work=$(mktemp -d /tmp/kommo-unisender-cold-XXXXXX)
 cleanup() {
@@ -26,6 +29,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 git clone -q "$root" "$work/src"
+git -C "$work/src" checkout -q "$commit"
 git -C "$work/src" log -1 --format='cold-check: commit %h %s'
 mkdir -p "$work/gocache" "$work/gomodcache" "$work/xdg" "$work/npm"
 log=$work/ci.log
