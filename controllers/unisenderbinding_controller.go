@@ -192,7 +192,10 @@ func (r *UnisenderBindingReconciler) reconcileBindingSteps(ctx context.Context, 
 }
 
 // suspend stops the tenant's import run (its checkpoint stays, and it
-// resumes when suspend is lifted).
+// resumes when suspend is lifted). The webhook server does not queue a
+// suspended binding's events, so the last resync time is cleared: lifting
+// suspend starts a resync at once, which catches up with what changed in
+// Kommo meanwhile, deletes included (the sweep).
 func (r *UnisenderBindingReconciler) suspend(ctx context.Context, p *bindingPass) error {
 	logf.FromContext(ctx).V(1).Info("suspended; not reconciling")
 	if err := r.runner.Stop(ctx, p.tenant); err != nil {
@@ -201,6 +204,7 @@ func (r *UnisenderBindingReconciler) suspend(ctx context.Context, p *bindingPass
 	if imp := p.obj.Status.Import; imp != nil && imp.Phase == v1alpha1.ImportRunning {
 		imp.Phase = v1alpha1.ImportPending
 	}
+	p.obj.Status.LastResyncTime = nil
 	return nil
 }
 
@@ -242,7 +246,7 @@ func (r *UnisenderBindingReconciler) finishBinding(ctx context.Context, p *bindi
 	case obj.Spec.Suspend && obj.DeletionTimestamp.IsZero():
 		status.ClearProgress(obj)
 		status.MarkFalse(obj, v1alpha1.ConditionReady, v1alpha1.ReasonSuspended,
-			"spec.suspend is true: no import, no resync, webhook events wait")
+			"spec.suspend is true: no import, no resync, webhook events are not queued; lifting it starts a resync")
 	case wait != nil:
 		status.SummarizeReady(obj, readyMessage(obj), v1alpha1.ConditionKeyValid, v1alpha1.ConditionWebhookRegistered, v1alpha1.ConditionImported)
 		status.MarkFalse(obj, v1alpha1.ConditionReady, wait.reason, "%s", wait.message)

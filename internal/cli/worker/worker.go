@@ -26,7 +26,9 @@ import (
 	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/cli/kubeconfig"
 	"github.com/kommo-unisender/kommo-unisender/internal/cli/manager"
+	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
+	"github.com/kommo-unisender/kommo-unisender/internal/tenant"
 	"github.com/kommo-unisender/kommo-unisender/internal/tokens"
 	"github.com/kommo-unisender/kommo-unisender/internal/unisender"
 	"github.com/kommo-unisender/kommo-unisender/internal/worker"
@@ -137,7 +139,7 @@ func startResolver(ctx context.Context, o Options) (*kuberesolver.Resolver, erro
 		return nil, err
 	}
 	// Informers for what Resolve reads, so the first batch does not wait.
-	for _, obj := range []client.Object{&syncv1.UnisenderBinding{}, &corev1.Secret{}} {
+	for _, obj := range []client.Object{&syncv1.UnisenderBinding{}, &syncv1.KommoIntegration{}, &corev1.Secret{}} {
 		if _, err := c.GetInformer(ctx, obj); err != nil {
 			return nil, err
 		}
@@ -154,8 +156,19 @@ func startResolver(ctx context.Context, o Options) (*kuberesolver.Resolver, erro
 	// shares its rate limiter.
 	return kuberesolver.New(kuberesolver.Options{
 		Bindings: c, ManagedSecrets: c, Secrets: direct, UnisenderBaseURL: o.UnisenderBaseURL,
-		ClientOptions: []unisender.Option{unisender.WithRateLimit(o.UnisenderRate, 1)},
+		ClientOptions:  []unisender.Option{unisender.WithRateLimit(o.UnisenderRate, 1)},
+		NewKommoClient: newKommoClient,
 	}), nil
+}
+
+// newKommoClient is the worker's client of an integration's account: it
+// reads the token the manager keeps fresh (never refreshing it) and paces
+// its requests at the integration's rate.
+func newKommoClient(_ tenant.Key, baseURL string, rps int, ts kommo.TokenSource) *kommo.Client {
+	return kommo.NewClient(baseURL,
+		kommo.WithRateLimit(float64(rps), 1),
+		kommo.WithTokenSource(ts),
+		kommo.WithUserAgent("kommo-unisender-worker"))
 }
 
 func probes(st *store.Store) http.Handler {

@@ -1,7 +1,9 @@
 // Package kuberesolver is the worker's production TenantResolver: it reads a
-// tenant's UnisenderBinding (from a controller-runtime cache) and its
-// Unisender API key Secret, and hands out one Unisender client per API key,
-// so all the tenants and goroutines using a key share its rate limiter.
+// tenant's UnisenderBinding and KommoIntegration (from a controller-runtime
+// cache) and its Unisender API key Secret, and hands out one Unisender
+// client per API key, so all the tenants and goroutines using a key share
+// its rate limiter, and one Kommo client per integration, reading the
+// access token the manager keeps in the integration's token Secret.
 package kuberesolver
 
 import (
@@ -13,13 +15,16 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/mapping"
 	"github.com/kommo-unisender/kommo-unisender/internal/syncer"
 	"github.com/kommo-unisender/kommo-unisender/internal/tenant"
+	"github.com/kommo-unisender/kommo-unisender/internal/tokens"
 	"github.com/kommo-unisender/kommo-unisender/internal/unisender"
 	"github.com/kommo-unisender/kommo-unisender/internal/worker"
 )
@@ -38,16 +43,23 @@ const DefaultKeyTTL = 30 * time.Second
 
 // Options configure a Resolver.
 type Options struct {
-	// Bindings reads UnisenderBindings: a controller-runtime cache, so that
-	// resolving a tenant per batch costs no API request.
+	// Bindings reads UnisenderBindings and KommoIntegrations: a
+	// controller-runtime cache, so that resolving a tenant per batch costs
+	// no API request.
 	Bindings client.Reader
 	// Secrets reads the user's API key Secrets (spec.apiKeySecretRef). They
 	// carry no label a scoped cache could select, so this is normally the
 	// API server itself (a client.Client); keys are memoised for KeyTTL.
 	Secrets client.Reader
-	// ManagedSecrets reads the operator-managed widget key Secret: a cache
-	// scoped to the managed label. Nil means Secrets.
+	// ManagedSecrets reads the operator-managed Secrets (the widget key, the
+	// integration's tokens): a cache scoped to the managed label. Nil means
+	// Secrets.
 	ManagedSecrets client.Reader
+	// NewKommoClient makes the client of an integration's account at
+	// baseURL, reading its token from tokens and pacing its requests at rps
+	// within the account's shared budget. It is called once per
+	// integration (and again when its URL or rate changes).
+	NewKommoClient func(integration tenant.Key, baseURL string, rps int, tokens kommo.TokenSource) *kommo.Client
 	// UnisenderBaseURL is the API's base URL (unisender.DefaultBaseURL in
 	// production, the sandbox in development).
 	UnisenderBaseURL string
@@ -65,6 +77,7 @@ type Resolver struct {
 	mu      sync.Mutex
 	keys    map[tenant.Key]cachedKey
 	clients map[[sha256.Size]byte]*unisender.Client // by hash of the key: the map never holds a key in clear
+	kommo   map[string]*kommo.Client                // by integration, base URL and rate
 }
 
 type cachedKey struct {
@@ -89,7 +102,8 @@ func New(o Options) *Resolver {
 	if o.UnisenderBaseURL == "" {
 		o.UnisenderBaseURL = unisender.DefaultBaseURL
 	}
-	return &Resolver{o: o, now: time.Now, keys: map[tenant.Key]cachedKey{}, clients: map[[sha256.Size]byte]*unisender.Client{}}
+	return &Resolver{o: o, now: time.Now, keys: map[tenant.Key]cachedKey{},
+		clients: map[[sha256.Size]byte]*unisender.Client{}, kommo: map[string]*kommo.Client{}}
 }
 
 // Resolve returns the sync configuration of the tenant's UnisenderBinding.
@@ -115,6 +129,10 @@ func (r *Resolver) Resolve(ctx context.Context, key tenant.Key) (syncer.Tenant, 
 		return syncer.Tenant{}, fmt.Errorf("%w: UnisenderBinding %s changed (generation %d) and the operator has not applied it yet",
 			worker.ErrTenantNotReady, key, b.Generation)
 	}
+	reader, err := r.kommoReader(ctx, key, &b)
+	if err != nil {
+		return syncer.Tenant{}, err
+	}
 	apiKey, err := r.apiKey(ctx, key, &b)
 	if err != nil {
 		return syncer.Tenant{}, err
@@ -126,9 +144,42 @@ func (r *Resolver) Resolve(ctx context.Context, key tenant.Key) (syncer.Tenant, 
 	c := r.client(apiKey)
 	return syncer.Tenant{
 		Key: key.String(), Mapper: mapping.New(b.Spec, b.Status.ListID),
-		DeletionPolicy: policy, Unisender: c,
+		DeletionPolicy: policy, Unisender: c, Kommo: reader,
 		DoubleOptin: b.Spec.DoubleOptin, Inviter: c,
 	}, nil
+}
+
+// kommoReader returns the client of the binding's KommoIntegration. An
+// integration that is missing, suspended or not authorized (a revoked
+// token, a blocked account: a human must act) makes the tenant not ready,
+// so its jobs wait without spending their attempts.
+func (r *Resolver) kommoReader(ctx context.Context, key tenant.Key, b *syncv1.UnisenderBinding) (*kommo.Client, error) {
+	var ki syncv1.KommoIntegration
+	name := types.NamespacedName{Namespace: b.Namespace, Name: b.Spec.IntegrationRef.Name}
+	err := r.o.Bindings.Get(ctx, name, &ki)
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, fmt.Errorf("%w: KommoIntegration %s not found", worker.ErrTenantNotReady, name)
+	case err != nil:
+		return nil, fmt.Errorf("reading KommoIntegration %s: %w", name, err)
+	case ki.Spec.Suspend:
+		return nil, fmt.Errorf("%w: KommoIntegration %s is suspended", worker.ErrTenantNotReady, name)
+	case !meta.IsStatusConditionTrue(ki.Status.Conditions, syncv1.ConditionAuthorized):
+		return nil, fmt.Errorf("%w: KommoIntegration %s is not authorized", worker.ErrTenantNotReady, name)
+	case r.o.NewKommoClient == nil:
+		return nil, fmt.Errorf("resolver for %s: no Kommo client constructor configured", key)
+	}
+	base, rps := ki.Spec.APIBaseURL(), ki.Spec.RequestsPerSecond()
+	id := fmt.Sprintf("%s|%s|%d", name, base, rps)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c, ok := r.kommo[id]; ok {
+		return c, nil
+	}
+	ts := tokens.NewSource(r.o.ManagedSecrets, ki.Namespace, ki.Name)
+	c := r.o.NewKommoClient(tenant.Key{Namespace: ki.Namespace, Name: ki.Name}, base, rps, ts)
+	r.kommo[id] = c
+	return c, nil
 }
 
 // Forget drops the tenant's memoised API key, so the next Resolve reads
