@@ -96,6 +96,9 @@ func (r *UnisenderBindingReconciler) SetupWithManager(ctx context.Context, mgr m
 	if err := mgr.Add(r.runner); err != nil {
 		return fmt.Errorf("adding the import runner: %w", err)
 	}
+	if err := mgr.Add(resyncRequests{r: r}); err != nil {
+		return fmt.Errorf("adding the resync request poller: %w", err)
+	}
 	idx := mgr.GetFieldIndexer()
 	if err := idx.IndexField(ctx, &v1alpha1.UnisenderBinding{}, indexBindingIntegration, bindingIntegrationName); err != nil {
 		return err

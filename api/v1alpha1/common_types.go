@@ -102,6 +102,10 @@ const (
 	// spec.sweepMaxRemovalPercent of the synced contacts gone from Kommo and
 	// removed none of them.
 	ReasonSweepHeld = "SweepHeld"
+	// ReasonEventsExpired (a Warning event): webhook events could not be
+	// applied within the worker's bound (--max-job-age) and were dropped; a
+	// resync was started to catch up with Kommo.
+	ReasonEventsExpired = "EventsExpired"
 )
 
 const (

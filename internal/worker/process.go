@@ -51,7 +51,7 @@ func (w *Worker) processGroup(ctx context.Context, s *settler, g *group) {
 		return
 	case errors.Is(err, ErrTenantNotReady):
 		log.V(1).Info("tenant not ready; its events wait", "jobs", len(g.entries), "reason", err.Error(), "delay", w.cfg.NotReadyDelay)
-		s.park(g.entries, w.cfg.NotReadyDelay)
+		s.park(s.expire(g.entries, err.Error()), w.cfg.NotReadyDelay)
 		return
 	case err != nil:
 		s.failed(ctx, g.entries, fmt.Errorf("resolving the tenant: %w", err))

@@ -122,7 +122,13 @@ func (s *settler) logFailure(err error, msg string, e *entry) {
 
 // failed settles jobs whose processing failed with err.
 func (s *settler) failed(ctx context.Context, entries []*entry, err error) {
-	switch classify(ctx, err) {
+	failure := classify(ctx, err)
+	if failure != failShutdown {
+		if entries = s.expire(entries, err.Error()); len(entries) == 0 {
+			return
+		}
+	}
+	switch failure {
 	case failShutdown:
 		s.log.Info("shutting down: releasing unfinished jobs", "jobs", len(entries))
 		s.release(entries, 0, "shutdown")
@@ -178,6 +184,37 @@ func (s *settler) release(entries []*entry, delay time.Duration, reason string) 
 		}
 		s.w.cfg.Metrics.released(reason)
 	}
+}
+
+// expire drops the jobs older than MaxJobAge and returns the others. A job
+// that could not be applied for that long is not retried for ever: its
+// tenant's resync is requested instead (in MySQL, which the manager reads;
+// workers do not write to Kubernetes), which reads everything that changed
+// in Kommo, deletes included. If the request cannot be recorded, nothing
+// is dropped.
+func (s *settler) expire(entries []*entry, reason string) (young []*entry) {
+	var old []*entry
+	now := time.Now()
+	for _, e := range entries {
+		if e.tenant.Name != "" && !e.env.ReceivedAt.IsZero() && now.Sub(e.env.ReceivedAt) > s.w.cfg.MaxJobAge {
+			old = append(old, e)
+		} else {
+			young = append(young, e)
+		}
+	}
+	if len(old) == 0 {
+		return young
+	}
+	ctx, cancel := settleContext()
+	defer cancel()
+	if err := s.w.cfg.Store.RequestResync(ctx, old[0].tenant.String(), len(old)); err != nil {
+		s.log.Error(err, "requesting a resync for expired jobs failed; keeping them", "jobs", len(old))
+		return entries
+	}
+	s.log.Info("dropped jobs that could not be applied within the bound; requested a resync of the tenant",
+		"jobs", len(old), "maxAge", s.w.cfg.MaxJobAge, "lastError", reason)
+	s.delete(old, "expired")
+	return young
 }
 
 // park sets jobs aside for delay without counting a failed attempt: it

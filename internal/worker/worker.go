@@ -88,6 +88,12 @@ type Config struct {
 
 	ShutdownGrace time.Duration // time to finish the in-flight batch on shutdown, default 25s
 
+	// MaxJobAge bounds how long a job may wait unapplied (a suspended or
+	// broken tenant, a failing Kommo) counted from when the webhook server
+	// received it, default 24h. An older job that fails again is dropped
+	// and a resync of its tenant is requested instead (see expire).
+	MaxJobAge time.Duration
+
 	// RecheckDelay is when the recheck job put before each push runs if the
 	// batch's commit does not delete it first (see recheck.go), default 1m.
 	RecheckDelay time.Duration
@@ -122,6 +128,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.NotReadyDelay, 30*time.Second)
 	setDefault(&c.TenantFailureDelay, 10*time.Minute)
 	setDefault(&c.ShutdownGrace, 25*time.Second)
+	setDefault(&c.MaxJobAge, 24*time.Hour)
 	setDefault(&c.RecheckDelay, time.Minute)
 	setDefault(&c.SubscribePerMinute, invitations.DefaultSubscribePerMinute)
 	setDefault(&c.InvitationSweep, 2*time.Second)

@@ -66,6 +66,8 @@ func ParseFlags(args []string) (Options, error) {
 	fs.IntVar(&o.Worker.Concurrency, "concurrency", 4, "reserving goroutines, each with its own beanstalkd connection")
 	fs.IntVar(&o.Worker.MaxEvents, "max-events", 500, "contact events coalesced into one batch (one importContacts)")
 	fs.DurationVar(&o.Worker.BatchWindow, "batch-window", 50*time.Millisecond, "how long a batch waits for more jobs")
+	fs.DurationVar(&o.Worker.MaxJobAge, "max-job-age", 24*time.Hour,
+		"a job not applied this long after it was received is dropped and its tenant resynced instead")
 	fs.IntVar(&o.Worker.SubscribePerMinute, "invitations-per-minute", 300,
 		"double opt-in invitations (Unisender subscribe calls) per minute per API key, shared by all worker processes (kept in MySQL)")
 	o.Zap.BindFlags(fs)
