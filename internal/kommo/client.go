@@ -2,7 +2,9 @@
 // webhook subscriptions, with a per-account rate limiter, bounded retries
 // and typed errors; and it parses Kommo's webhook bodies.
 //
-// One Client serves one account: its rate limit is the account's budget.
+// One Client serves one account. Its pacer bounds the requests in flight
+// and their pace within one process; a Budget (WithBudget) is what bounds
+// the account's rate across every process that calls it.
 package kommo
 
 import (
@@ -44,6 +46,7 @@ type Client struct {
 	base          *url.URL
 	hc            *http.Client
 	pacer         *pacer // nil: no rate limit
+	budget        Budget // nil: no shared budget
 	maxRetries    int
 	backoffBase   time.Duration
 	backoffCap    time.Duration
@@ -66,6 +69,20 @@ func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc
 func WithRateLimit(rps float64, burst int) Option {
 	return func(c *Client) { c.pacer = newPacer(rps, burst) }
 }
+
+// Budget is a request budget shared with other clients of the same
+// integration, in this process or others (internal/budget keeps one in
+// MySQL). Take blocks until one request may be sent, or returns an error:
+// the context's when it ends, or the budget's own failure, after which
+// nothing is sent.
+type Budget interface {
+	Take(ctx context.Context) error
+}
+
+// WithBudget makes every HTTP attempt (first tries and retries, token
+// endpoint calls included) take one request from b right before it is
+// sent, after the pacer admitted it. nil means no shared budget.
+func WithBudget(b Budget) Option { return func(c *Client) { c.budget = b } }
 
 // WithMaxRetries bounds the retries of one call after its first attempt.
 func WithMaxRetries(n int) Option { return func(c *Client) { c.maxRetries = max(n, 0) } }

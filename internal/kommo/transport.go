@@ -51,7 +51,7 @@ func (c *Client) do(ctx context.Context, cl call) (*reply, error) {
 		case err != nil && ctx.Err() != nil:
 			return nil, fmt.Errorf("kommo: %s: %w", op, ctx.Err())
 		case err != nil:
-			if attempt >= c.maxRetries || errors.Is(err, errTokenSource) {
+			if attempt >= c.maxRetries || errors.Is(err, errTokenSource) || errors.Is(err, errBudget) {
 				return nil, fmt.Errorf("kommo: %s: %w", op, err)
 			}
 			wait = c.backoff(attempt)
@@ -70,17 +70,32 @@ func (c *Client) do(ctx context.Context, cl call) (*reply, error) {
 	}
 }
 
-var errTokenSource = errors.New("token source failed")
+var (
+	errTokenSource = errors.New("token source failed")
+	errBudget      = errors.New("waiting for the shared rate budget")
+)
 
 // attempt sends one HTTP request bounded by the per-attempt timeout. It
 // returns the bearer token it used so a classified error can redact it.
+// The shared budget is taken last, right before sending, so that as little
+// as possible lies between the slot and the request's arrival; waiting for
+// it does not eat into the attempt's timeout.
 func (c *Client) attempt(ctx context.Context, u *url.URL, cl call) (*reply, string, http.Header, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
+	token, err := c.bearer(ctx, cl)
+	if err != nil {
+		return nil, "", nil, err
+	}
 	var body io.Reader
 	if cl.body != nil {
 		body = bytes.NewReader(cl.body)
 	}
+	if c.budget != nil {
+		if err := c.budget.Take(ctx); err != nil {
+			return nil, "", nil, fmt.Errorf("%w: %w", errBudget, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, cl.method, u.String(), body)
 	if err != nil {
 		return nil, "", nil, fmt.Errorf("building request: %w", stripURL(err))
@@ -90,14 +105,7 @@ func (c *Client) attempt(ctx context.Context, u *url.URL, cl call) (*reply, stri
 	if cl.body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	var token string
 	if cl.auth {
-		if c.tokens == nil {
-			return nil, "", nil, fmt.Errorf("%w: no token source configured", errTokenSource)
-		}
-		if token, err = c.tokens.Token(ctx); err != nil {
-			return nil, "", nil, fmt.Errorf("%w: %w", errTokenSource, err)
-		}
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := c.hc.Do(req)
@@ -110,6 +118,24 @@ func (c *Client) attempt(ctx context.Context, u *url.URL, cl call) (*reply, stri
 		return nil, token, nil, fmt.Errorf("reading answer: %w", stripURL(err))
 	}
 	return &reply{status: resp.StatusCode, body: data}, token, resp.Header, nil
+}
+
+// bearer returns the token for cl, if it needs one, bounded by the
+// per-attempt timeout.
+func (c *Client) bearer(ctx context.Context, cl call) (string, error) {
+	if !cl.auth {
+		return "", nil
+	}
+	if c.tokens == nil {
+		return "", fmt.Errorf("%w: no token source configured", errTokenSource)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	token, err := c.tokens.Token(ctx)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", errTokenSource, err)
+	}
+	return token, nil
 }
 
 // stripURL removes the *url.Error wrapper, whose message repeats the URL;

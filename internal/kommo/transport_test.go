@@ -47,7 +47,7 @@ func TestRateLimitAdherence(t *testing.T) {
 			if len(log) != calls {
 				t.Fatalf("%d requests logged, want %d", len(log), calls)
 			}
-			if n, at := busiestSecond(log); n > rps {
+			if n, at := kommoemu.BusiestWindow(log, time.Second); n > rps {
 				t.Errorf("%d requests within 1 s starting at %v, want at most %d", n, at, rps)
 			}
 		})
@@ -64,21 +64,6 @@ func eventually(get func() int, want int) int {
 		n = get()
 	}
 	return n
-}
-
-// busiestSecond slides a 1 s window over the log times.
-func busiestSecond(log []kommoemu.LogEntry) (int, time.Time) {
-	best, at := 0, time.Time{}
-	for i := range log {
-		n := 0
-		for j := i; j < len(log) && log[j].Time.Sub(log[i].Time) < time.Second; j++ {
-			n++
-		}
-		if n > best {
-			best, at = n, log[i].Time
-		}
-	}
-	return best, at
 }
 
 func TestTooManyRequestsStormIsBackedOff(t *testing.T) {

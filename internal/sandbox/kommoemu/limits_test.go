@@ -167,3 +167,23 @@ func TestAdminHTTP(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+func TestBusiestWindow(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(ms ...int) []kommoemu.LogEntry {
+		var log []kommoemu.LogEntry
+		for _, m := range ms {
+			log = append(log, kommoemu.LogEntry{Time: t0.Add(time.Duration(m) * time.Millisecond)})
+		}
+		return log
+	}
+	// Out of order, as the log records entries when they end; the window
+	// is half-open, so 0 and 1000 are not in one second.
+	n, start := kommoemu.BusiestWindow(at(900, 0, 1000, 950, 1899, 1900), time.Second)
+	if n != 4 || !start.Equal(t0.Add(900*time.Millisecond)) {
+		t.Errorf("busiest window %d at %v, want 4 at +900ms", n, start.Sub(t0))
+	}
+	if n, _ := kommoemu.BusiestWindow(nil, time.Second); n != 0 {
+		t.Errorf("empty log: %d", n)
+	}
+}

@@ -79,3 +79,26 @@ func (s *Server) ResetStats() {
 	defer s.mu.Unlock()
 	s.stats = newStatsState()
 }
+
+// BusiestWindow slides a window of length d over the arrival times of the
+// log's entries (in any order) and returns the most entries one window
+// holds, and where that window starts. Kommo's "7 requests per second" is
+// such a sliding window: BusiestWindow(log, time.Second) must not exceed it.
+func BusiestWindow(log []LogEntry, d time.Duration) (int, time.Time) {
+	times := make([]time.Time, len(log))
+	for i, e := range log {
+		times[i] = e.Time
+	}
+	slices.SortFunc(times, time.Time.Compare)
+	best, at := 0, time.Time{}
+	j := 0
+	for i := range times {
+		for j < len(times) && times[j].Sub(times[i]) < d {
+			j++
+		}
+		if n := j - i; n > best {
+			best, at = n, times[i]
+		}
+	}
+	return best, at
+}
