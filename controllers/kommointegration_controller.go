@@ -26,8 +26,10 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/budget"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/status"
+	"github.com/kommo-unisender/kommo-unisender/internal/store"
 	"github.com/kommo-unisender/kommo-unisender/internal/tokens"
 )
 
@@ -67,6 +69,13 @@ type KommoIntegrationReconciler struct {
 	// SecretMetadata is the metadata-only Secret cache (secretwatch.New);
 	// nil makes SetupWithManager create one.
 	SecretMetadata cache.Cache
+
+	// Store holds the integrations' Kommo request budgets, shared with the
+	// UnisenderBinding reconciler and every worker (internal/budget): token
+	// exchanges, refreshes and account checks take from an integration's
+	// foreground budget. nil (tests without MySQL) means no shared budget:
+	// each client only paces itself, and SetupWithManager logs so.
+	Store *store.Store
 
 	// HTTPClient calls Kommo; nil means a default client.
 	HTTPClient *http.Client
@@ -280,13 +289,17 @@ func (r *KommoIntegrationReconciler) event(obj runtime.Object, eventType, reason
 }
 
 // kommoClient is a client for the integration's account; ts may be nil for
-// the token endpoint, which needs no bearer token. override options come
-// last, after KommoOptions.
+// the token endpoint, which needs no bearer token. It takes from the
+// integration's foreground budget when there is a Store. override options
+// come last, after KommoOptions.
 func (r *KommoIntegrationReconciler) kommoClient(obj *v1alpha1.KommoIntegration, ts kommo.TokenSource, override ...kommo.Option) *kommo.Client {
 	opts := []kommo.Option{
 		kommo.WithRateLimit(float64(obj.Spec.RequestsPerSecond()), 1),
 		kommo.WithClock(r.now),
 		kommo.WithUserAgent("kommo-unisender-manager"),
+	}
+	if r.Store != nil {
+		opts = append(opts, kommo.WithBudget(budget.KommoForeground(r.Store, obj.Namespace, obj.Name, obj.Spec.RequestsPerSecond())))
 	}
 	if r.HTTPClient != nil {
 		opts = append(opts, kommo.WithHTTPClient(r.HTTPClient))

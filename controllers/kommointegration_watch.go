@@ -77,6 +77,10 @@ func (r *KommoIntegrationReconciler) SetupWithManager(ctx context.Context, mgr c
 		}
 		r.SecretMetadata = c
 	}
+	if r.Store == nil {
+		mgr.GetLogger().WithName("kommointegration").Info(
+			"no MySQL store: token and account calls to Kommo are paced per process only, outside the integrations' shared request budgets")
+	}
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.KommoIntegration{}, indexIntegrationSecrets, integrationSecretNames); err != nil {
 		return err
 	}

@@ -70,9 +70,12 @@ type UnisenderBindingReconciler struct {
 	// flag --public-base-url); webhooks are registered under it.
 	PublicBaseURL string
 
-	// NewKommoClient builds the client for an integration's account; nil
-	// means kommo.NewClient with the rate limit and token source.
-	NewKommoClient func(baseURL string, rps int, ts kommo.TokenSource) *kommo.Client
+	// NewKommoClient builds a client for an integration's account, one per
+	// lane (foreground: webhook registration; background: import, resync,
+	// sweep); b is the lane's share of the integration's shared request
+	// budget, nil only without a Store. nil means kommo.NewClient with the
+	// rate limit, the budget and the token source.
+	NewKommoClient func(baseURL string, rps int, ts kommo.TokenSource, b kommo.Budget) *kommo.Client
 	// NewUnisenderClient builds a client for an API key; nil means
 	// unisender.NewClient on UnisenderBaseURL.
 	NewUnisenderClient func(apiKey string) *unisender.Client
@@ -118,7 +121,8 @@ type bindingPass struct {
 	forced bool // a new reconcile request (annotation) is being served
 
 	integration *v1alpha1.KommoIntegration
-	kommo       *kommo.Client
+	kommo       *kommo.Client // foreground lane: webhook registration
+	kommoBulk   *kommo.Client // background lane: import and resync runs
 	uni         *unisender.Client
 	keySource   string // "Secret \"x\" key \"y\"", for messages
 	lists       []unisender.List

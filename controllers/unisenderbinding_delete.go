@@ -96,7 +96,7 @@ func (r *UnisenderBindingReconciler) removeWebhooks(ctx context.Context, p *bind
 		}
 		return err
 	}
-	kc := r.kommoClientFor(ki)
+	kc := r.kommoClientFor(ki, laneForeground)
 	ctx, cancel := context.WithTimeout(ctx, kommoStepTimeout)
 	defer cancel()
 	hooks, err := kc.ListWebhooks(ctx)

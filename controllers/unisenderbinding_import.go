@@ -274,7 +274,7 @@ func (r *UnisenderBindingReconciler) launch(p *bindingPass, runID string, kind i
 		DoubleOptin:      obj.Spec.DoubleOptin,
 		Sweep:            kind == importer.KindResync,
 		SweepHoldPercent: obj.Spec.SweepHoldPercent(),
-		Kommo:            p.kommo, Unisender: p.uni,
+		Kommo:            p.kommoBulk, Unisender: p.uni,
 	}
 	if _, err := r.runner.Launch(job); err != nil {
 		if errors.Is(err, importer.ErrNotStarted) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,8 +13,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/budget"
 	"github.com/kommo-unisender/kommo-unisender/internal/importer"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/kommoemu"
+	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/unisenderemu"
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
 )
 
@@ -78,8 +81,23 @@ func TestInitialImportOf10000ContactsIn500RowCalls(t *testing.T) {
 	if listings > 45 {
 		t.Fatalf("%d Kommo listings for 40 pages of contacts", listings)
 	}
-	t.Logf("10000 contacts: %d importContacts calls, %d rows, %d Kommo page requests, %d pages recorded, %s from create to Imported",
-		calls, rows, listings, imp.LastPage, took.Round(10*time.Millisecond))
+	// The import takes from the integration's background budget: its
+	// listings are spaced by the background interval (226 ms at 7/s), so
+	// no second holds more than 5 of them, where the client's own pacer
+	// would allow 7.
+	var pages []kommoemu.LogEntry
+	for _, l := range e.kommo.RequestLog() {
+		if l.Route == "GET /api/v4/contacts" {
+			pages = append(pages, l)
+		}
+	}
+	bg := budget.Kommo(e.store, e.ns, ubIntegrationName, v1alpha1.DefaultRequestsPerSecond).Background().Intervals()[0]
+	busiest, _ := kommoemu.BusiestWindow(pages, time.Second)
+	if most := int((time.Second + bg - 1) / bg); busiest > most {
+		t.Errorf("%d import listings within one second, want at most %d (the background share of the budget)", busiest, most)
+	}
+	t.Logf("10000 contacts: %d importContacts calls, %d rows, %d Kommo page requests (at most %d in a second), %d pages recorded, %s from create to Imported",
+		calls, rows, listings, busiest, imp.LastPage, took.Round(10*time.Millisecond))
 }
 
 func TestImportResumesAfterTheManagerIsKilledMidImport(t *testing.T) {
@@ -178,5 +196,72 @@ func TestSuspendPausesTheImport(t *testing.T) {
 	e.waitBinding("main", v1alpha1.ConditionReady, metav1.ConditionTrue, "", 30*time.Second)
 	if err := e.c.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Suspending a binding whose import is done clears status.lastResyncTime,
+// and lifting suspend starts a resync at once, not after resyncInterval: the
+// webhook server does not queue a suspended binding's events, so the resync
+// catches up with what changed in Kommo meanwhile, deletes included (its
+// sweep). Each suspension is caught up by a resync of its own.
+func TestResumingASuspendedBindingResyncsAtOnce(t *testing.T) {
+	e := newBindingEnv(t, kommoemu.Options{})
+	e.readyIntegration(true)
+	contacts := e.addContacts(20)
+	e.startManager(bindingManagerOptions{})
+	ctx := context.Background()
+
+	e.create(e.binding("main", func(s *v1alpha1.UnisenderBindingSpec) {
+		s.ResyncInterval = &metav1.Duration{Duration: 24 * time.Hour} // no resync falls due by itself
+	}))
+	obj := e.waitBinding("main", v1alpha1.ConditionImported, metav1.ConditionTrue, v1alpha1.ReasonSucceeded, time.Minute)
+	if obj.Status.LastResyncTime == nil {
+		t.Fatal("status.lastResyncTime not set by the completed import")
+	}
+	listID := obj.Status.ListID
+	if n := countActive(e.listMembers(listID)); n != 20 {
+		t.Fatalf("the list holds %d active members after the import, want 20", n)
+	}
+
+	for round, victim := range []int{3, 11} {
+		e.setSuspend("main", true)
+		obj = e.waitBinding("main", v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonSuspended, 30*time.Second)
+		if obj.Status.LastResyncTime != nil {
+			t.Fatalf("round %d: status.lastResyncTime = %v while suspended; want it cleared", round, obj.Status.LastResyncTime)
+		}
+		// Deleted in Kommo while suspended: no webhook event is queued for it.
+		if err := e.kommo.DeleteContact("acme", contacts[victim].ID); err != nil {
+			t.Fatal(err)
+		}
+		address := strings.ToLower(contacts[victim].Emails[0])
+		e.kommo.ResetStats()
+
+		resumed := time.Now().Truncate(time.Second) // status times have whole seconds
+		e.setSuspend("main", false)
+		eventually(t, 30*time.Second, func() (bool, string) {
+			if err := e.c.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+				return false, err.Error()
+			}
+			last := obj.Status.LastResyncTime
+			m, listed := e.listMembers(listID)[address]
+			return last != nil && !last.Time.Before(resumed) && listed && m.ListStatus != unisenderemu.ListActive,
+				fmt.Sprintf("lastResyncTime %v, member %s %+v (listed %v)", last, address, m, listed)
+		})
+		if n := countActive(e.listMembers(listID)); n != 20-(round+1) {
+			t.Fatalf("round %d: the list holds %d active members, want %d", round, n, 20-(round+1))
+		}
+		swept := false
+		for _, q := range e.contactListings() {
+			if len(q["filter[id][]"]) > 0 {
+				swept = true
+			}
+		}
+		if !swept {
+			t.Fatalf("round %d: no listing by id after the resume: the resync did not sweep", round)
+		}
+		if c, err := e.store.GetContact(ctx, e.tenant("main").String(), contacts[victim].ID); err != nil || !c.Deleted {
+			t.Fatalf("round %d: contact %d in the store = %+v, %v; want a tombstone", round, contacts[victim].ID, c, err)
+		}
+		e.waitBinding("main", v1alpha1.ConditionReady, metav1.ConditionTrue, "", 30*time.Second)
 	}
 }

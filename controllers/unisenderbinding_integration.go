@@ -22,7 +22,8 @@ func (r *UnisenderBindingReconciler) reconcileIntegrationRef(ctx context.Context
 		return 0, err
 	}
 	p.integration = ki
-	p.kommo = r.kommoClientFor(ki)
+	p.kommo = r.kommoClientFor(ki, laneForeground)
+	p.kommoBulk = r.kommoClientFor(ki, laneBackground)
 	return 0, nil
 }
 

@@ -25,10 +25,11 @@ const (
 	// and the network, and that delay differs from request to request. With
 	// spacing exactly 1s/rps, rps+1 requests taken over exactly 1 s arrive
 	// within one second as soon as the first is delayed a little more than
-	// the last. With 10%, the rps+1 takes span at least 1.1 s, so that takes
-	// 100 ms more delay on the first than on the last (at 7 rps; 1.1 s/rps
-	// in general), far beyond what a healthy path shows, for 9% less
-	// throughput.
+	// the last. With 10%, any rps+1 takes span at least 1.1 s, whatever the
+	// rps, so that takes 100 ms more delay on the first than on the last,
+	// far beyond what a healthy path shows, for 9% less throughput. The
+	// no-burst spacing also means a stalled process never sends a burst:
+	// a slot not taken when due is lost, not saved up.
 	DefaultMargin = 0.10
 	// DefaultBackgroundShare is the share of the integration's budget that
 	// background work (initial import, resync, sweep) may take, so that
@@ -94,7 +95,7 @@ type KommoBudget struct {
 // rps requests per second (DefaultRequestsPerSecond when rps <= 0). st must
 // not be nil: a Taker without a store fails every Take, so that a missing
 // store never passes for an unlimited budget.
-func Kommo(st *store.Store, namespace, integration string, rps int32, opts ...Option) *KommoBudget {
+func Kommo(st *store.Store, namespace, integration string, rps int, opts ...Option) *KommoBudget {
 	cfg := config{margin: DefaultMargin, share: DefaultBackgroundShare}
 	for _, o := range opts {
 		o(&cfg)
@@ -122,7 +123,7 @@ func Kommo(st *store.Store, namespace, integration string, rps int32, opts ...Op
 // KommoForeground is the foreground taker of the integration's budget with
 // the default margin and share, for processes that only serve webhooks
 // (the worker): pass it to kommo.WithBudget.
-func KommoForeground(st *store.Store, namespace, integration string, rps int32) *Taker {
+func KommoForeground(st *store.Store, namespace, integration string, rps int) *Taker {
 	return Kommo(st, namespace, integration, rps).Foreground()
 }
 

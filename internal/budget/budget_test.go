@@ -244,7 +244,7 @@ func TestKommoBackgroundLeavesForegroundItsShare(t *testing.T) {
 func TestKommoIntervals(t *testing.T) {
 	st := &store.Store{}
 	for _, tc := range []struct {
-		rps    int32
+		rps    int
 		opts   []budget.Option
 		fg, bg time.Duration
 	}{

@@ -218,7 +218,9 @@ func setupReconcilers(ctx context.Context, mgr ctrl.Manager, o Options, st *stor
 	if err != nil {
 		return err
 	}
-	ki := &controllers.KommoIntegrationReconciler{SecretMetadata: secrets}
+	// Both reconcilers take their Kommo requests from the integrations'
+	// budgets in the store, which the workers share (internal/budget).
+	ki := &controllers.KommoIntegrationReconciler{SecretMetadata: secrets, Store: st}
 	if err := ki.SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("setting up the KommoIntegration reconciler: %w", err)
 	}
