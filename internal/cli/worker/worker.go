@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/budget"
 	"github.com/kommo-unisender/kommo-unisender/internal/cli/kubeconfig"
 	"github.com/kommo-unisender/kommo-unisender/internal/cli/manager"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
@@ -101,7 +102,7 @@ func Run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer st.Close()
-	resolver, err := startResolver(ctx, o)
+	resolver, err := startResolver(ctx, o, st)
 	if err != nil {
 		return err
 	}
@@ -119,9 +120,9 @@ func Run(ctx context.Context, args []string) error {
 	return w.Run(ctx)
 }
 
-// startResolver starts a cache of bindings and managed Secrets and returns
-// the resolver reading it.
-func startResolver(ctx context.Context, o Options) (*kuberesolver.Resolver, error) {
+// startResolver starts a cache of bindings, integrations and managed Secrets
+// and returns the resolver reading it.
+func startResolver(ctx context.Context, o Options, st *store.Store) (*kuberesolver.Resolver, error) {
 	cfg, err := kubeconfig.Load(o.Kubeconfig)
 	if err != nil {
 		return nil, err
@@ -159,18 +160,23 @@ func startResolver(ctx context.Context, o Options) (*kuberesolver.Resolver, erro
 	return kuberesolver.New(kuberesolver.Options{
 		Bindings: c, ManagedSecrets: c, Secrets: direct, UnisenderBaseURL: o.UnisenderBaseURL,
 		ClientOptions:  []unisender.Option{unisender.WithRateLimit(o.UnisenderRate, 1)},
-		NewKommoClient: newKommoClient,
+		NewKommoClient: kommoClients(st),
 	}), nil
 }
 
-// newKommoClient is the worker's client of an integration's account: it
-// reads the token the manager keeps fresh (never refreshing it) and paces
-// its requests at the integration's rate.
-func newKommoClient(_ tenant.Key, baseURL string, rps int, ts kommo.TokenSource) *kommo.Client {
-	return kommo.NewClient(baseURL,
-		kommo.WithRateLimit(float64(rps), 1),
-		kommo.WithTokenSource(ts),
-		kommo.WithUserAgent("kommo-unisender-worker"))
+// kommoClients makes the worker's client of an integration's account: it
+// reads the token the manager keeps fresh (never refreshing it), and its
+// requests take from the integration's foreground budget in MySQL, which
+// the manager and every worker replica share, so the account never sees
+// more than spec.rateLimit.requestsPerSecond in any second.
+func kommoClients(st *store.Store) func(tenant.Key, string, int, kommo.TokenSource) *kommo.Client {
+	return func(integration tenant.Key, baseURL string, rps int, ts kommo.TokenSource) *kommo.Client {
+		return kommo.NewClient(baseURL,
+			kommo.WithRateLimit(float64(rps), 1),
+			kommo.WithBudget(budget.KommoForeground(st, integration.Namespace, integration.Name, rps)),
+			kommo.WithTokenSource(ts),
+			kommo.WithUserAgent("kommo-unisender-worker"))
+	}
 }
 
 func probes(st *store.Store) http.Handler {
