@@ -33,8 +33,12 @@ mkdir -p "$dir"
 # One builder at a time per directory; a killed builder leaves only a .tmp.
 exec 9>"$dir/.lock"
 flock 9
-rm -f "$dir"/.*.tmp.*
+rm -rf "$dir"/.*.tmp.*
 
+# The missing tools are built by one `go build`, so the packages they share
+# (golang.org/x/tools, k8s.io/apimachinery, …) compile once and the two cores
+# stay busy while a large package or a link holds one of them.
+missing=() pkgs=()
 for tool in "${tools[@]}"; do
 	pkg=${packages[$tool]:-}
 	if [[ -z $pkg ]]; then
@@ -42,10 +46,18 @@ for tool in "${tools[@]}"; do
 		exit 2
 	fi
 	[[ -x $dir/$tool ]] && continue
-	start=$SECONDS
-	tmp=$dir/.$tool.tmp.$$
-	(cd "$root" && GOWORK=off go build -modfile=hack/tools/go.mod -o "$tmp" "$pkg")
-	mv -f "$tmp" "$dir/$tool"
-	echo "build-tools: built $tool in $((SECONDS - start))s" >&2
+	missing+=("$tool")
+	pkgs+=("$pkg")
 done
+if [[ ${#missing[@]} -gt 0 ]]; then
+	start=$SECONDS
+	tmp=$dir/.build.tmp.$$
+	mkdir -p "$tmp"
+	(cd "$root" && GOWORK=off go build -modfile=hack/tools/go.mod -o "$tmp/" "${pkgs[@]}")
+	for tool in "${missing[@]}"; do
+		mv -f "$tmp/$tool" "$dir/$tool"
+	done
+	rm -rf "$tmp"
+	echo "build-tools: built ${missing[*]} in $((SECONDS - start))s" >&2
+fi
 echo "$dir" >&3
