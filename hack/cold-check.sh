@@ -49,6 +49,7 @@ total=$(($(date +%s) - start))
 
 echo
 echo "cold-check: phases (wall time)"
-grep -a '^<== phase: ' "$log" | sed 's/^<== phase: /  /'
+grep -a -e '^<== phase: ' -e '^build-tools: built' -e '^envtest-assets: built' "$log" |
+	sed -e 's/^<== phase: /  /' -e 's/^\(build-tools\|envtest-assets\): /    /'
 printf '  total: %dm%02ds (exit %d)\n' $((total / 60)) $((total % 60)) "$rc"
 exit "$rc"
