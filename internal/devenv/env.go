@@ -1,7 +1,7 @@
 // Package devenv starts the whole system on one machine — a control plane
 // from the envtest binaries, MariaDB, beanstalkd, the sandbox, the manager
-// with its webhook server, and a worker, each a process of the operator's
-// binary — for `make dev` and the end-to-end test.
+// with its webhook server, and one or more workers, each a process of the
+// operator's binary — for `make dev` and the end-to-end tests.
 package devenv
 
 import (
@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -47,6 +48,11 @@ type Options struct {
 	PublicBaseURL string
 	// UnisenderBaseURL overrides the Unisender API (the sandbox sets it).
 	UnisenderBaseURL string
+	// Workers is the number of worker processes (default 1). One worker is
+	// the process "worker"; several are "worker-1" … "worker-N", each its
+	// own process with its own metrics and probe ports, sharing the queue,
+	// the database and the integrations' Kommo budgets as replicas do.
+	Workers int
 }
 
 // Sandbox identities used by the sample tenant.
@@ -71,12 +77,20 @@ type Env struct {
 	// WebhookURL is the local address of the webhook server.
 	WebhookURL string
 	Processes  map[string]*Process
+	// WorkerNames are the names of the worker processes in Processes.
+	WorkerNames []string
+	// MetricsURLs are the /metrics URLs of the manager and the workers, by
+	// process name.
+	MetricsURLs map[string]string
 }
 
 // Start brings everything up, stopping what it started if a step fails or
 // ctx ends first.
 func Start(ctx context.Context, o Options) (env *Env, err error) {
-	e := &Env{opts: o, Processes: map[string]*Process{}}
+	if o.Workers <= 0 {
+		o.Workers = 1
+	}
+	e := &Env{opts: o, Processes: map[string]*Process{}, MetricsURLs: map[string]string{}}
 	webhookPort, err := testenv.FreePort()
 	if err != nil {
 		return nil, err
@@ -208,7 +222,7 @@ func (e *Env) process(name string, env []string, args ...string) *Process {
 
 // Stop ends every process, the services and the control plane.
 func (e *Env) Stop() {
-	for _, name := range []string{"worker", "webhookserver", "manager", "sandbox"} {
+	for _, name := range append(slices.Clone(e.WorkerNames), "webhookserver", "manager", "sandbox") {
 		if p := e.Processes[name]; p != nil {
 			p.Stop()
 		}

@@ -52,7 +52,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sub, prefix, path := splitAccount(r)
 	name, h := route(r.Method, path)
 	sw := &statusWriter{ResponseWriter: w}
-	defer func() { s.record(arrived, sub, r.Method, name, r.URL.RawQuery, sw.status) }()
+	defer func() { s.record(arrived, sub, r.Method, name, r.URL.RawQuery, r.UserAgent(), sw.status) }()
 
 	s.mu.Lock()
 	acct := s.accounts[sub]

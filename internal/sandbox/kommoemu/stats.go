@@ -14,6 +14,10 @@ type LogEntry struct {
 	Route   string    `json:"route"`  // "GET /api/v4/contacts/{id}"
 	Query   string    `json:"query"`  // raw query string (Kommo queries carry no secrets)
 	Status  int       `json:"status"` // 0: the client went away before an answer
+	// UserAgent is the request's User-Agent header, which tells the
+	// operator's processes apart ("kommo-unisender-manager",
+	// "kommo-unisender-worker").
+	UserAgent string `json:"user_agent,omitempty"`
 }
 
 // Stats are counters since New or the last ResetStats.
@@ -42,13 +46,13 @@ func newStatsState() statsState {
 
 // record appends to the request log, trimming its front in chunks so the
 // bound costs little per request.
-func (s *Server) record(t time.Time, acct, method, route, query string, status int) {
+func (s *Server) record(t time.Time, acct, method, route, query, userAgent string, status int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := &s.stats
 	st.Requests[route]++
 	st.Statuses[status]++
-	st.log = append(st.log, LogEntry{Time: t, Account: acct, Method: method, Route: route, Query: query, Status: status})
+	st.log = append(st.log, LogEntry{Time: t, Account: acct, Method: method, Route: route, Query: query, Status: status, UserAgent: userAgent})
 	if limit := s.opts.MaxLogEntries; len(st.log) > limit+limit/10 {
 		drop := len(st.log) - limit
 		st.log = slices.Clone(st.log[drop:])
