@@ -15,14 +15,15 @@ BIN := bin/kommo-unisender
 # Binaries the tests run, built from this checkout by `make test-binaries`.
 TEST_BIN := $(CURDIR)/bin/test
 # Flags for the test run; override e.g. `make test GOTEST_FLAGS=-short`.
-# `make vet` has run every analyzer already, so go test runs none again.
+# golangci-lint runs go vet's analyzers (govet), so go test runs none again.
 GOTEST_FLAGS ?= -timeout 9m -vet=off
 TEST_PKGS ?= ./...
-# Packages tested without -race: their tests start no goroutines of their own
-# (manifests, parsers of static files, subprocess drivers), so the detector has
-# nothing to watch there. Every other package runs with -race.
-RACE_FREE_PKGS := ./api/... ./internal/mapping/... ./internal/fixtures/... \
-	./test/packaging/... ./test/widget/... ./hack/...
+# Packages tested without -race: no concurrency of their own for the detector
+# to watch, and no dependency shared with the race-built packages (a package
+# that imports the Kubernetes or MySQL libraries would compile them a second
+# time without -race, which costs far more than the detector saves). Every
+# other package, and the binaries the system tests run, are built with -race.
+RACE_FREE_PKGS := ./hack/widgetzip/... ./internal/fixtures/... ./test/packaging/argohealth/...
 # Where the tests find the tools: each test that needs one fails at once,
 # naming `make test-tools`, when its variable is unset or the file missing.
 TEST_TOOLS_ENV = KUBEBUILDER_ASSETS="$$(bash hack/envtest-assets.sh)" HELM=$(HELM) \
@@ -65,7 +66,7 @@ vet: ## go vet.
 	go vet ./...
 
 .PHONY: lint
-lint: $(GOLANGCI_LINT) ## Run golangci-lint (pinned).
+lint: $(GOLANGCI_LINT) ## Run golangci-lint (pinned; its govet runs go vet's analyzers).
 	$(GOLANGCI_LINT) run --allow-parallel-runners ./...
 
 .PHONY: build
@@ -88,10 +89,13 @@ envtest-assets: ## Build kube-apiserver, etcd and kubectl from source into the c
 packages: ## Install the Debian packages the tests run (MariaDB, beanstalkd, Chromium) if missing.
 	@bash hack/install-packages.sh
 
+# The tests' binaries are built with -race, as the test binaries are: they
+# share every compiled dependency with them (no second, plain build of the
+# whole tree), and the system tests catch data races in the real processes.
 .PHONY: test-binaries
-test-binaries: ## Build the operator binary and widgetzip from this checkout for the tests.
-	go build -o $(TEST_BIN)/kommo-unisender .
-	go build -o $(TEST_BIN)/widgetzip ./hack/widgetzip
+test-binaries: ## Build the operator binary and widgetzip (with -race) from this checkout for the tests.
+	go build -race -o $(TEST_BIN)/kommo-unisender .
+	go build -race -o $(TEST_BIN)/widgetzip ./hack/widgetzip
 
 widget/harness/node_modules/.package-lock.json: widget/harness/package-lock.json
 	cd widget/harness && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
@@ -114,12 +118,12 @@ test: ## Check, then run every test against real services.
 	$(PHASE) "apt packages" $(SUBMAKE) packages
 	$(PHASE) "tools and envtest assets (side by side)" $(SUBMAKE) -j2 tools envtest-assets
 	$(PHASE) "test binaries" $(SUBMAKE) test-binaries widget-harness
-	$(PHASE) "generate, vet, lint" $(SUBMAKE) check-generated vet lint
+	$(PHASE) "generate, lint" $(SUBMAKE) check-generated lint
 	$(PHASE) "tests" $(SUBMAKE) test-run
 
 .PHONY: test-run
 test-run: ## Run the tests only (after `make test-tools`): TEST_PKGS, GOTEST_FLAGS.
-	$(TEST_TOOLS_ENV) RACE_FREE="$(RACE_FREE_PKGS)" go run ./hack/testenv -- bash hack/go-test.sh $(GOTEST_FLAGS) -- $(TEST_PKGS)
+	$(TEST_TOOLS_ENV) RACE_FREE="$(RACE_FREE_PKGS)" go run -race ./hack/testenv -- bash hack/go-test.sh $(GOTEST_FLAGS) -- $(TEST_PKGS)
 
 .PHONY: cold-check
 cold-check: ## Clone HEAD and run .ci/run there with empty Go and tool caches, timing each phase.
@@ -127,7 +131,7 @@ cold-check: ## Clone HEAD and run .ci/run there with empty Go and tool caches, t
 
 .PHONY: e2e
 e2e: packages envtest-assets test-binaries ## The end-to-end test alone: real processes, kills and restarts, latency figures (also part of make test).
-	$(TEST_TOOLS_ENV) go run ./hack/testenv -- go test -count=1 -v -run TestEndToEnd ./test/e2e/
+	$(TEST_TOOLS_ENV) go run -race ./hack/testenv -- go test -race -count=1 -v -run TestEndToEnd ./test/e2e/
 
 .PHONY: bench
 bench: packages envtest-assets ## Benchmarks with figures: webhook ingestion (wrk and Go clients, binlog on) and worker throughput.
