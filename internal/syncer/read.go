@@ -30,19 +30,20 @@ type Clock interface {
 // filter[id][] listing per MaxReadIDs ids, each stamped with the database's
 // clock taken just before it was sent.
 //
-// An id the listing leaves out is gone only when Kommo says so: the ids in
-// known (contacts the store holds as live) are each confirmed with a read of
-// that id alone, where only Kommo's "no such contact" counts; any other
-// answer fails the read. An id the listing leaves out and the store does not
-// hold is skipped: there is nothing of it to remove, and confirming it would
-// let a forged webhook naming made-up ids spend the account's budget.
-func ReadContacts(ctx context.Context, clock Clock, r ContactReader, ids []int64, known func(int64) bool) ([]Current, error) {
+// An id the listing leaves out is gone only when Kommo says so: each id for
+// which confirm is true (the worker's rule: a contact the store holds as
+// live, or any while an import or resync lists the tenant) is read alone,
+// and only Kommo's "no such contact" makes it a tombstone; any other answer
+// fails the read. Any other id the listing leaves out is skipped: there is
+// nothing of it to remove, and confirming it would let a forged webhook
+// naming made-up ids spend the account's budget.
+func ReadContacts(ctx context.Context, clock Clock, r ContactReader, ids []int64, confirm func(int64) bool) ([]Current, error) {
 	ids = slices.Clone(ids)
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
 	out := make([]Current, 0, len(ids))
 	for chunk := range slices.Chunk(ids, MaxReadIDs) {
-		read, err := readChunk(ctx, clock, r, chunk, known)
+		read, err := readChunk(ctx, clock, r, chunk, confirm)
 		if err != nil {
 			return nil, err
 		}
@@ -51,7 +52,7 @@ func ReadContacts(ctx context.Context, clock Clock, r ContactReader, ids []int64
 	return out, nil
 }
 
-func readChunk(ctx context.Context, clock Clock, r ContactReader, ids []int64, known func(int64) bool) ([]Current, error) {
+func readChunk(ctx context.Context, clock Clock, r ContactReader, ids []int64, confirm func(int64) bool) ([]Current, error) {
 	readAt, err := clock.Now(ctx)
 	if err != nil {
 		return nil, err
@@ -74,7 +75,7 @@ func readChunk(ctx context.Context, clock Clock, r ContactReader, ids []int64, k
 			out = append(out, Current{ID: id, Contact: c, ReadAt: readAt})
 			continue
 		}
-		if !known(id) {
+		if !confirm(id) {
 			continue
 		}
 		gone, err := confirmGone(ctx, clock, r, id)

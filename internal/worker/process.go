@@ -8,6 +8,7 @@ import (
 
 	"github.com/go-logr/logr"
 
+	"github.com/kommo-unisender/kommo-unisender/internal/importer"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/queue"
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
@@ -130,7 +131,12 @@ func (w *Worker) sync(ctx context.Context, c *queue.Consumer, t syncer.Tenant, e
 	if err != nil {
 		return syncer.Outcome{}, err
 	}
-	current, err := syncer.ReadContacts(ctx, w.cfg.Store, t.Kommo, ids, func(id int64) bool { return live[id] })
+	listing, err := w.listingRunning(ctx, t.Key)
+	if err != nil {
+		return syncer.Outcome{}, err
+	}
+	confirm := func(id int64) bool { return live[id] || listing }
+	current, err := syncer.ReadContacts(ctx, w.cfg.Store, t.Kommo, ids, confirm)
 	if err != nil {
 		return syncer.Outcome{}, &kommoReadError{err: err}
 	}
@@ -142,6 +148,23 @@ func (w *Worker) sync(ctx context.Context, c *queue.Consumer, t syncer.Tenant, e
 		rw.committed(c)
 	}
 	return out, err
+}
+
+// listingRunning reports whether an import or resync of the tenant is under
+// way. Its listing may have read a contact that Kommo has deleted since and
+// commit it after us; so while it runs, a contact the store does not know
+// yet and Kommo's answer leaves out is confirmed gone and recorded as a
+// tombstone (read later than the listing's page, it wins over it), rather
+// than skipped as it is otherwise.
+func (w *Worker) listingRunning(ctx context.Context, tenant string) (bool, error) {
+	cp, err := w.cfg.Store.GetCheckpoint(ctx, tenant)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return cp.Status == importer.CheckpointRunning, nil
 }
 
 // kommoReadError marks a failure to read the contacts from Kommo, which
