@@ -40,8 +40,9 @@ type ContactState struct {
 // ApplyResult tells the sync rules what a contact event changed.
 type ApplyResult struct {
 	// Applied is false when the version lost to the stored one: read
-	// earlier than it, or the same content. Nothing was written and nothing
-	// needs to reach Unisender.
+	// earlier than it, or the same content. Nothing needs to reach
+	// Unisender; a later read of the same content only moves the stored
+	// read time.
 	Applied bool
 	// Previous is the stored version before the event (also when not
 	// applied); nil for a contact never seen.
@@ -70,7 +71,9 @@ const maxEmailLen = 320
 //
 //   - a version read before the stored one is stale and ignored (the store
 //     already holds what Kommo said later);
-//   - a version with the same content as the stored one is ignored;
+//   - a version with the same content as the stored one is not applied;
+//     read later, it moves the stored read time (so that a read made in
+//     between cannot win);
 //   - anything else applies: a delete, an edit, and a live version after a
 //     tombstone (Kommo restored the contact).
 //
@@ -92,8 +95,11 @@ func (t *Tx) ApplyContact(ctx context.Context, tenant string, c ContactState) (A
 		return ApplyResult{}, err
 	}
 	res := ApplyResult{Previous: prev}
-	if !wins(in, prev) {
+	switch decide(in, prev) {
+	case skip:
 		return res, nil
+	case touch:
+		return res, touchContact(ctx, t.tx, tenant, in)
 	}
 	res.Applied = true
 	if err := writeContact(ctx, t.tx, tenant, in); err != nil {
@@ -129,10 +135,49 @@ func (t *Tx) ApplyContact(ctx context.Context, tenant string, c ContactState) (A
 	return res, nil
 }
 
-// wins decides between an incoming version and the stored one: the later
-// read wins unless it says the same.
-func wins(in ContactState, prev *ContactState) bool {
-	return prev == nil || (in.ReadAt >= prev.ReadAt && !sameContent(in, *prev))
+// verdict is what becomes of an incoming version.
+type verdict int
+
+const (
+	// skip: read before the stored version (stale), or at the same time
+	// with the same content.
+	skip verdict = iota
+	// touch: read later with the same content. Nothing changes for
+	// Unisender, but the stored read time (and Kommo's updated_at) move to
+	// this read, so that a read made between the stored one and this one
+	// and committed after it cannot win: without the touch, a stale read
+	// of an older state would replace the current one.
+	touch
+	// write: the later read says something else (or the contact is new).
+	write
+)
+
+// decide decides between an incoming version and the stored one: the later
+// read wins; when it says the same, only the read time moves.
+func decide(in ContactState, prev *ContactState) verdict {
+	switch {
+	case prev == nil:
+		return write
+	case in.ReadAt < prev.ReadAt:
+		return skip
+	case !sameContent(in, *prev):
+		return write
+	case in.ReadAt > prev.ReadAt:
+		return touch
+	}
+	return skip
+}
+
+// touchContact moves a stored version's read time (and Kommo's updated_at)
+// to a later read that found the same content; synced_at stays: nothing was
+// synced.
+func touchContact(ctx context.Context, q querier, tenant string, c ContactState) error {
+	_, err := q.ExecContext(ctx, `UPDATE contact_state SET read_at = ?, updated_at = ?
+		WHERE tenant = ? AND contact_id = ?`, c.ReadAt, c.UpdatedAt, tenant, c.ID)
+	if err != nil {
+		return fmt.Errorf("store: touch contact %d: %w", c.ID, err)
+	}
+	return nil
 }
 
 func sameContent(a, b ContactState) bool {

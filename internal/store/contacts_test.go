@@ -45,7 +45,7 @@ func holders(t *testing.T, s *Store, tenant, email string) []int64 {
 func TestApplyContactStoresANewContactNormalised(t *testing.T) {
 	s := newStore(t)
 	res := apply(t, s, tenantA, ContactState{
-		ID: 7, UpdatedAt: 100, Name: "Ana", Phone: "+1 555",
+		ID: 7, UpdatedAt: 100, ReadAt: 1_000_000, Name: "Ana", Phone: "+1 555",
 		Emails: []string{" Ana@Example.com ", "ana@example.com", "", "b@example.com"},
 		Tags:   []string{"vip", "lead", "vip"},
 		Fields: map[string]string{"City": "Lima"},
@@ -56,7 +56,7 @@ func TestApplyContactStoresANewContactNormalised(t *testing.T) {
 		t.Fatalf("result (-want +got):\n%s", diff)
 	}
 	got := stored(t, s, tenantA, 7)
-	wantState := ContactState{ID: 7, UpdatedAt: 100, Name: "Ana", Phone: "+1 555",
+	wantState := ContactState{ID: 7, UpdatedAt: 100, ReadAt: 1_000_000, Name: "Ana", Phone: "+1 555",
 		Emails: []string{"ana@example.com", "b@example.com"}, Tags: []string{"lead", "vip"},
 		Fields: map[string]string{"City": "Lima"}}
 	if diff := cmp.Diff(wantState, got, ignoreSyncedAt); diff != "" {
@@ -70,15 +70,19 @@ func TestApplyContactStoresANewContactNormalised(t *testing.T) {
 	}
 }
 
-func TestApplyContactLastWriteWins(t *testing.T) {
-	v100 := ContactState{ID: 1, UpdatedAt: 100, Name: "v100", Emails: []string{"old@example.com"}}
-	v200 := ContactState{ID: 1, UpdatedAt: 200, Name: "v200", Emails: []string{"new@example.com"}}
-	v200b := ContactState{ID: 1, UpdatedAt: 200, Name: "v200 other edit", Emails: []string{"new@example.com"}}
-	del200 := ContactState{ID: 1, UpdatedAt: 200, Deleted: true}
-	del300 := ContactState{ID: 1, UpdatedAt: 300, Deleted: true}
-	del150 := ContactState{ID: 1, UpdatedAt: 150, Deleted: true} // stamped by a clock behind Kommo's
-	v250 := ContactState{ID: 1, UpdatedAt: 250, Name: "v250"}
-	v400 := ContactState{ID: 1, UpdatedAt: 400, Name: "restored", Emails: []string{"new@example.com"}}
+// Versions are ordered by when they were read from Kommo (ReadAt, the
+// database's clock), never by Kommo's updated_at: the version read later
+// wins, whatever order the commits come in.
+func TestApplyContactNewestReadWins(t *testing.T) {
+	// rN is a live version read at N; its updated_at runs the other way
+	// round where that matters, to show it orders nothing.
+	r100 := ContactState{ID: 1, ReadAt: 100, UpdatedAt: 900, Name: "r100", Emails: []string{"old@example.com"}}
+	r200 := ContactState{ID: 1, ReadAt: 200, UpdatedAt: 10, Name: "r200", Emails: []string{"new@example.com"}}
+	r200b := ContactState{ID: 1, ReadAt: 200, UpdatedAt: 10, Name: "r200 other edit", Emails: []string{"new@example.com"}}
+	r250 := ContactState{ID: 1, ReadAt: 250, UpdatedAt: 1 << 62, Name: "r250"}
+	r400 := ContactState{ID: 1, ReadAt: 400, UpdatedAt: 5, Name: "restored", Emails: []string{"new@example.com"}}
+	gone200 := ContactState{ID: 1, ReadAt: 200, Deleted: true}
+	gone300 := ContactState{ID: 1, ReadAt: 300, Deleted: true}
 
 	type step struct {
 		event       ContactState
@@ -87,22 +91,25 @@ func TestApplyContactLastWriteWins(t *testing.T) {
 		wantDeleted bool
 	}
 	cases := map[string][]step{
-		"newer replaces older":       {{v100, true, "v100", false}, {v200, true, "v200", false}},
-		"older after newer is stale": {{v200, true, "v200", false}, {v100, false, "v200", false}},
-		"exact duplicate is ignored": {{v200, true, "v200", false}, {v200, false, "v200", false}},
-		"tie with different content applies": {
-			{v200, true, "v200", false}, {v200b, true, "v200 other edit", false}},
-		"delete wins a tie":    {{v200, true, "v200", false}, {del200, true, "", true}},
-		"tombstone wins a tie": {{del200, true, "", true}, {v200, false, "", true}},
-		"tombstone blocks an older update": {
-			{v200, true, "v200", false}, {del300, true, "", true}, {v250, false, "", true}, {v100, false, "", true}},
-		"duplicate delete is ignored": {{del300, true, "", true}, {del300, false, "", true}},
-		"a delete stamped before the stored version still deletes": {
-			{v200, true, "v200", false}, {del150, true, "", true}, {v100, false, "", true}, {v200, false, "", true}},
-		"newer update after delete restores": {
-			{v200, true, "v200", false}, {del300, true, "", true}, {v400, true, "restored", false}},
-		"delete of a never-seen contact blocks its late add": {
-			{del300, true, "", true}, {v100, false, "", true}},
+		"a later read replaces an earlier one": {{r100, true, "r100", false}, {r200, true, "r200", false}},
+		"an earlier read committed late is stale, whatever its updated_at": {
+			{r200, true, "r200", false}, {r100, false, "r200", false}},
+		"a read with Kommo's largest updated_at loses to a later read": {
+			{r250, true, "r250", false}, {r400, true, "restored", false}, {r250, false, "restored", false}},
+		"the same read committed twice is not applied again": {{r200, true, "r200", false}, {r200, false, "r200", false}},
+		"a tie with different content applies": {
+			{r200, true, "r200", false}, {r200b, true, "r200 other edit", false}},
+		"a tombstone read later deletes":            {{r200, true, "r200", false}, {gone300, true, "", true}},
+		"a tombstone read at the same time deletes": {{r200, true, "r200", false}, {gone200, true, "", true}},
+		"a tombstone blocks live versions read before it": {
+			{r200, true, "r200", false}, {gone300, true, "", true}, {r250, false, "", true}, {r100, false, "", true}},
+		"the same tombstone twice is not applied again": {{gone300, true, "", true}, {gone300, false, "", true}},
+		"a tombstone loses to a later read of the live contact (restored)": {
+			{r200, true, "r200", false}, {gone300, true, "", true}, {r400, true, "restored", false}},
+		"a tombstone of a never-seen contact blocks an earlier read of it": {
+			{gone300, true, "", true}, {r100, false, "", true}},
+		"a tombstone read before the stored version is stale": {
+			{r250, true, "r250", false}, {gone200, false, "r250", false}},
 	}
 	for name, steps := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -119,44 +126,79 @@ func TestApplyContactLastWriteWins(t *testing.T) {
 				if got.Deleted != st.wantDeleted || (!st.wantDeleted && got.Name != st.wantName) {
 					t.Fatalf("step %d: stored %+v; want name %q deleted %v", i, got, st.wantName, st.wantDeleted)
 				}
+				if st.wantApplied && (got.ReadAt != st.event.ReadAt || got.UpdatedAt != st.event.UpdatedAt) {
+					t.Fatalf("step %d: stored read at %d, updated_at %d; want the applied version's %d, %d",
+						i, got.ReadAt, got.UpdatedAt, st.event.ReadAt, st.event.UpdatedAt)
+				}
 				if got.Deleted && len(got.Emails) != 0 {
 					t.Fatalf("step %d: tombstone keeps e-mails %v", i, got.Emails)
+				}
+				if got.Deleted && len(holders(t, s, tenantA, "new@example.com")) != 0 {
+					t.Fatalf("step %d: a tombstone still holds its address in the e-mail map", i)
 				}
 			}
 		})
 	}
 }
 
-// A stale event changes nothing, and says what is stored.
-func TestApplyContactStaleEventReportsStoredVersion(t *testing.T) {
+// A stale version changes nothing, and says what is stored.
+func TestApplyContactStaleVersionReportsStoredVersion(t *testing.T) {
 	s := newStore(t)
-	apply(t, s, tenantA, ContactState{ID: 3, UpdatedAt: 50, Name: "kept", Emails: []string{"k@example.com"}})
-	res := apply(t, s, tenantA, ContactState{ID: 3, UpdatedAt: 40, Name: "late", Emails: []string{"late@example.com"}})
-	if res.Applied || res.AddedEmails != nil || res.RemovedEmails != nil || res.OrphanedEmails != nil {
-		t.Fatalf("stale event result: %+v", res)
+	apply(t, s, tenantA, ContactState{ID: 3, ReadAt: 50, UpdatedAt: 50, Name: "kept", Emails: []string{"k@example.com"}})
+	res := apply(t, s, tenantA, ContactState{ID: 3, ReadAt: 40, UpdatedAt: 60, Name: "late", Emails: []string{"late@example.com"}})
+	if res.Applied || res.AddedEmails != nil || res.RemovedEmails != nil || res.OrphanedEmails != nil || res.NewEmails != nil {
+		t.Fatalf("stale version result: %+v", res)
 	}
-	if res.Previous == nil || res.Previous.Name != "kept" || !slices.Equal(res.Previous.Emails, []string{"k@example.com"}) {
+	if res.Previous == nil || res.Previous.Name != "kept" || res.Previous.ReadAt != 50 ||
+		!slices.Equal(res.Previous.Emails, []string{"k@example.com"}) {
 		t.Fatalf("Previous = %+v", res.Previous)
 	}
 	if got := holders(t, s, tenantA, "late@example.com"); len(got) != 0 {
 		t.Fatalf("stale e-mail entered the map: %v", got)
 	}
+	if got := stored(t, s, tenantA, 3); got.ReadAt != 50 || got.UpdatedAt != 50 || got.Name != "kept" {
+		t.Fatalf("stored after a stale version: %+v", got)
+	}
 }
 
-// A delete without a time (Kommo's delete events carry none) takes the
-// stored version's time, so it wins the tie and older updates stay out.
-func TestApplyContactDeleteWithoutTime(t *testing.T) {
+// A later read that finds what is stored is not applied (nothing for
+// Unisender), but moves the stored read time: a read made between the two
+// and committed last must not win. Without that, the stale read in between
+// would replace the current state until the next change.
+func TestApplyContactSameContentReadLaterMovesTheReadTime(t *testing.T) {
 	s := newStore(t)
-	apply(t, s, tenantA, ContactState{ID: 4, UpdatedAt: 500, Emails: []string{"d@example.com"}})
-	res := apply(t, s, tenantA, ContactState{ID: 4, Deleted: true})
-	if !res.Applied || !slices.Equal(res.OrphanedEmails, []string{"d@example.com"}) {
-		t.Fatalf("delete: %+v", res)
+	current := ContactState{ID: 9, ReadAt: 100, UpdatedAt: 500, Name: "v2", Emails: []string{"v2@example.com"}}
+	apply(t, s, tenantA, current)
+	first := stored(t, s, tenantA, 9)
+
+	again := current
+	again.ReadAt, again.UpdatedAt = 300, 501 // Kommo touched a field the binding does not map
+	res := apply(t, s, tenantA, again)
+	if res.Applied || res.AddedEmails != nil || res.RemovedEmails != nil || res.OrphanedEmails != nil || res.NewEmails != nil {
+		t.Fatalf("same content read later: %+v; want not applied, no address changes", res)
 	}
-	if got := stored(t, s, tenantA, 4); !got.Deleted || got.UpdatedAt != 500 {
-		t.Fatalf("tombstone = %+v; want deleted at 500", got)
+	got := stored(t, s, tenantA, 9)
+	if got.ReadAt != 300 || got.UpdatedAt != 501 {
+		t.Fatalf("stored read at %d, updated_at %d; want the later read's 300, 501", got.ReadAt, got.UpdatedAt)
 	}
-	if res := apply(t, s, tenantA, ContactState{ID: 4, UpdatedAt: 500, Name: "same second"}); res.Applied {
-		t.Fatal("an update tied with the tombstone resurrected the contact")
+	if !got.SyncedAt.Equal(first.SyncedAt) {
+		t.Fatalf("SyncedAt moved from %v to %v although nothing was synced", first.SyncedAt, got.SyncedAt)
+	}
+
+	between := ContactState{ID: 9, ReadAt: 200, UpdatedAt: 400, Name: "v1", Emails: []string{"v1@example.com"}}
+	if res := apply(t, s, tenantA, between); res.Applied {
+		t.Fatalf("a read made before the latest one replaced it: %+v", res)
+	}
+	if got := stored(t, s, tenantA, 9); got.Name != "v2" || !slices.Equal(got.Emails, []string{"v2@example.com"}) {
+		t.Fatalf("stored %+v; want v2 kept", got)
+	}
+
+	// The same read at the same time changes nothing at all.
+	if res := apply(t, s, tenantA, again); res.Applied {
+		t.Fatalf("a repeated read applied: %+v", res)
+	}
+	if got := stored(t, s, tenantA, 9); got.ReadAt != 300 {
+		t.Fatalf("read time %d after a repeat; want 300", got.ReadAt)
 	}
 }
 
@@ -165,15 +207,15 @@ func TestApplyContactDeleteWithoutTime(t *testing.T) {
 func TestApplyContactOrphanRule(t *testing.T) {
 	s := newStore(t)
 	const shared = "shared@example.com"
-	apply(t, s, tenantA, ContactState{ID: 1, UpdatedAt: 10, Emails: []string{shared, "a@example.com"}})
-	apply(t, s, tenantA, ContactState{ID: 2, UpdatedAt: 10, Emails: []string{"b@example.com", "SHARED@example.com"}})
+	apply(t, s, tenantA, ContactState{ID: 1, ReadAt: 10, Emails: []string{shared, "a@example.com"}})
+	apply(t, s, tenantA, ContactState{ID: 2, ReadAt: 10, Emails: []string{"b@example.com", "SHARED@example.com"}})
 	// The same address in another tenant must not count as a holder.
-	apply(t, s, "other/tenant", ContactState{ID: 9, UpdatedAt: 10, Emails: []string{shared}})
+	apply(t, s, "other/tenant", ContactState{ID: 9, ReadAt: 10, Emails: []string{shared}})
 	if got := holders(t, s, tenantA, shared); !slices.Equal(got, []int64{1, 2}) {
 		t.Fatalf("holders = %v; want [1 2]", got)
 	}
 
-	res := apply(t, s, tenantA, ContactState{ID: 1, UpdatedAt: 20, Emails: []string{"a@example.com", "a2@example.com"}})
+	res := apply(t, s, tenantA, ContactState{ID: 1, ReadAt: 20, Emails: []string{"a@example.com", "a2@example.com"}})
 	want := ApplyResult{Applied: true, AddedEmails: []string{"a2@example.com"}, RemovedEmails: []string{shared},
 		NewEmails: []string{"a2@example.com"}}
 	if diff := cmp.Diff(want, res, cmpopts.IgnoreFields(ApplyResult{}, "Previous")); diff != "" {
@@ -183,7 +225,7 @@ func TestApplyContactOrphanRule(t *testing.T) {
 		t.Fatalf("holders = %v; want [2]", got)
 	}
 
-	res = apply(t, s, tenantA, ContactState{ID: 2, UpdatedAt: 20, Deleted: true})
+	res = apply(t, s, tenantA, ContactState{ID: 2, ReadAt: 20, Deleted: true})
 	want = ApplyResult{Applied: true,
 		RemovedEmails:  []string{"b@example.com", shared},
 		OrphanedEmails: []string{"b@example.com", shared}}
@@ -206,15 +248,15 @@ func TestApplyContactConcurrentRemovalsOrphanOnce(t *testing.T) {
 	for round := range 10 {
 		email := "race@example.com"
 		base := int64(round * 10)
-		apply(t, s, tenantA, ContactState{ID: base + 1, UpdatedAt: 1, Emails: []string{email}})
-		apply(t, s, tenantA, ContactState{ID: base + 2, UpdatedAt: 1, Emails: []string{email}})
+		apply(t, s, tenantA, ContactState{ID: base + 1, ReadAt: 1, Emails: []string{email}})
+		apply(t, s, tenantA, ContactState{ID: base + 2, ReadAt: 1, Emails: []string{email}})
 		var mu sync.Mutex
 		orphaned := 0
 		var wg sync.WaitGroup
 		for _, id := range []int64{base + 1, base + 2} {
 			wg.Go(func() {
 				for {
-					res, err := s.ApplyContact(ctx, tenantA, ContactState{ID: id, UpdatedAt: 2})
+					res, err := s.ApplyContact(ctx, tenantA, ContactState{ID: id, ReadAt: 2})
 					if IsTransient(err) {
 						continue // deadlock victim: retry, as a worker would
 					}
@@ -242,8 +284,8 @@ func TestApplyContactConcurrentRemovalsOrphanOnce(t *testing.T) {
 func TestApplyContactRolledBackIsRedone(t *testing.T) {
 	s := newStore(t)
 	ctx := context.Background()
-	apply(t, s, tenantA, ContactState{ID: 5, UpdatedAt: 1, Emails: []string{"x@example.com"}})
-	event := ContactState{ID: 5, UpdatedAt: 2, Emails: []string{"y@example.com"}}
+	apply(t, s, tenantA, ContactState{ID: 5, ReadAt: 1, Emails: []string{"x@example.com"}})
+	event := ContactState{ID: 5, ReadAt: 2, Emails: []string{"y@example.com"}}
 	callFailed := errors.New("unisender: 503")
 	var first ApplyResult
 	err := s.InTx(ctx, func(tx *Tx) error {
@@ -257,7 +299,7 @@ func TestApplyContactRolledBackIsRedone(t *testing.T) {
 	if !errors.Is(err, callFailed) {
 		t.Fatalf("InTx = %v; want the callback's error", err)
 	}
-	if got := stored(t, s, tenantA, 5); got.UpdatedAt != 1 || !slices.Equal(got.Emails, []string{"x@example.com"}) {
+	if got := stored(t, s, tenantA, 5); got.ReadAt != 1 || !slices.Equal(got.Emails, []string{"x@example.com"}) {
 		t.Fatalf("rolled-back event left %+v", got)
 	}
 	again := apply(t, s, tenantA, event)
@@ -268,18 +310,18 @@ func TestApplyContactRolledBackIsRedone(t *testing.T) {
 
 func TestLiveContactsListsOnlyLiveOnesWithEmails(t *testing.T) {
 	s := newStore(t)
-	apply(t, s, tenantA, ContactState{ID: 3, UpdatedAt: 1, Name: "c", Emails: []string{"c2@example.com", "c1@example.com"}})
-	apply(t, s, tenantA, ContactState{ID: 1, UpdatedAt: 1, Name: "a"})
-	apply(t, s, tenantA, ContactState{ID: 2, UpdatedAt: 1, Name: "b", Emails: []string{"b@example.com"}})
-	apply(t, s, tenantA, ContactState{ID: 2, UpdatedAt: 2, Deleted: true})
-	apply(t, s, "other/tenant", ContactState{ID: 4, UpdatedAt: 1, Name: "d"})
+	apply(t, s, tenantA, ContactState{ID: 3, ReadAt: 1, UpdatedAt: 77, Name: "c", Emails: []string{"c2@example.com", "c1@example.com"}})
+	apply(t, s, tenantA, ContactState{ID: 1, ReadAt: 1, Name: "a"})
+	apply(t, s, tenantA, ContactState{ID: 2, ReadAt: 1, Name: "b", Emails: []string{"b@example.com"}})
+	apply(t, s, tenantA, ContactState{ID: 2, ReadAt: 2, Deleted: true})
+	apply(t, s, "other/tenant", ContactState{ID: 4, ReadAt: 1, Name: "d"})
 	got, err := s.LiveContacts(context.Background(), tenantA)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []ContactState{
-		{ID: 1, UpdatedAt: 1, Name: "a"},
-		{ID: 3, UpdatedAt: 1, Name: "c", Emails: []string{"c1@example.com", "c2@example.com"}},
+		{ID: 1, ReadAt: 1, Name: "a"},
+		{ID: 3, ReadAt: 1, UpdatedAt: 77, Name: "c", Emails: []string{"c1@example.com", "c2@example.com"}},
 	}
 	if diff := cmp.Diff(want, got, ignoreSyncedAt); diff != "" {
 		t.Fatalf("LiveContacts (-want +got):\n%s", diff)
@@ -289,10 +331,10 @@ func TestLiveContactsListsOnlyLiveOnesWithEmails(t *testing.T) {
 func TestLiveContactIDsPagesThroughLiveOnes(t *testing.T) {
 	s := newStore(t)
 	for id := int64(1); id <= 7; id++ {
-		apply(t, s, tenantA, ContactState{ID: id, UpdatedAt: 1})
+		apply(t, s, tenantA, ContactState{ID: id, ReadAt: 1})
 	}
-	apply(t, s, tenantA, ContactState{ID: 4, UpdatedAt: 2, Deleted: true})
-	apply(t, s, "other/tenant", ContactState{ID: 5, UpdatedAt: 1})
+	apply(t, s, tenantA, ContactState{ID: 4, ReadAt: 2, Deleted: true})
+	apply(t, s, "other/tenant", ContactState{ID: 5, ReadAt: 1})
 	ctx := context.Background()
 	var pages [][]int64
 	for after := int64(0); ; {
@@ -325,10 +367,10 @@ func TestApplyContactRefusesBadInput(t *testing.T) {
 		tenant string
 		c      ContactState
 	}{
-		"zero id":        {tenantA, ContactState{UpdatedAt: 1}},
-		"empty tenant":   {"", ContactState{ID: 1, UpdatedAt: 1}},
-		"non-ASCII":      {"acmé/x", ContactState{ID: 1, UpdatedAt: 1}},
-		"overlong email": {tenantA, ContactState{ID: 1, UpdatedAt: 1, Emails: []string{string(long)}}},
+		"zero id":        {tenantA, ContactState{ReadAt: 1}},
+		"empty tenant":   {"", ContactState{ID: 1, ReadAt: 1}},
+		"non-ASCII":      {"acmé/x", ContactState{ID: 1, ReadAt: 1}},
+		"overlong email": {tenantA, ContactState{ID: 1, ReadAt: 1, Emails: []string{string(long)}}},
 	} {
 		if _, err := s.ApplyContact(context.Background(), tc.tenant, tc.c); err == nil {
 			t.Errorf("%s: accepted", name)

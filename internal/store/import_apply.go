@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // The initial import and the resync apply contacts a batch (an
@@ -52,12 +53,16 @@ func (t *Tx) ApplyContacts(ctx context.Context, tenant string, batch []ContactSt
 		return nil, err
 	}
 	results := make([]ApplyResult, len(in))
-	var writes []ContactState
+	var writes, touches []ContactState
 	var added, removed []emailRow
 	for i := range in {
 		c, p := in[i], prev[in[i].ID]
 		results[i].Previous = p
-		if !wins(c, p) {
+		switch decide(c, p) {
+		case skip:
+			continue
+		case touch:
+			touches = append(touches, c)
 			continue
 		}
 		results[i].Applied = true
@@ -84,6 +89,9 @@ func (t *Tx) ApplyContacts(ctx context.Context, tenant string, batch []ContactSt
 	}
 	markNew(results, heldBefore)
 	if err := writeContacts(ctx, t.tx, tenant, writes); err != nil {
+		return nil, err
+	}
+	if err := touchContacts(ctx, t.tx, tenant, touches); err != nil {
 		return nil, err
 	}
 	if err := deleteEmailRows(ctx, t.tx, tenant, removed); err != nil {
@@ -210,6 +218,29 @@ func writeContacts(ctx context.Context, q querier, tenant string, cs []ContactSt
 			(tenant, contact_id, updated_at, read_at, deleted, name, phone, tags, fields, synced_at) VALUES `+
 			placeholders("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", len(chunk)), args...); err != nil {
 			return fmt.Errorf("store: write contacts: %w", err)
+		}
+	}
+	return nil
+}
+
+// touchContacts does touchContact's work for a batch, in a statement per
+// maxRowsPerStatement contacts.
+func touchContacts(ctx context.Context, q querier, tenant string, cs []ContactState) error {
+	for chunk := range slices.Chunk(cs, maxRowsPerStatement) {
+		readAt := make([]any, 0, 2*len(chunk))
+		updatedAt := make([]any, 0, 2*len(chunk))
+		ids := make([]any, 0, len(chunk))
+		for _, c := range chunk {
+			readAt = append(readAt, c.ID, c.ReadAt)
+			updatedAt = append(updatedAt, c.ID, c.UpdatedAt)
+			ids = append(ids, c.ID)
+		}
+		args := append(append(append(readAt, updatedAt...), tenant), ids...)
+		if _, err := q.ExecContext(ctx, `UPDATE contact_state SET
+			read_at = CASE contact_id `+strings.Repeat("WHEN ? THEN ? ", len(chunk))+`END,
+			updated_at = CASE contact_id `+strings.Repeat("WHEN ? THEN ? ", len(chunk))+`END
+			WHERE tenant = ? AND contact_id IN (`+placeholders("?", len(chunk))+`)`, args...); err != nil {
+			return fmt.Errorf("store: touch contacts: %w", err)
 		}
 	}
 	return nil

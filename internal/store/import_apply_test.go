@@ -11,16 +11,15 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// randomEvent draws an event over a small universe of ids, times and
-// addresses, so that batches hit stale, duplicate, tied, deleted and shared
-// cases often.
+// randomEvent draws a version over a small universe of ids, read times and
+// addresses, so that batches hit stale, same-content (touched), tied,
+// deleted, restored and shared cases often. Kommo's updated_at is drawn
+// independently of the read time: it must order nothing.
 func randomEvent(r *rand.Rand, id int64) ContactState {
-	c := ContactState{ID: id, UpdatedAt: 100 + r.Int64N(6)}
+	c := ContactState{ID: id, ReadAt: 100 + r.Int64N(6), UpdatedAt: r.Int64N(1000)}
 	if r.IntN(6) == 0 {
 		c.Deleted = true
-		if r.IntN(2) == 0 {
-			c.UpdatedAt = 0
-		}
+		c.UpdatedAt = 0
 		return c
 	}
 	for range r.IntN(3) {
@@ -80,7 +79,7 @@ func TestApplyContactsMatchesApplyContact(t *testing.T) {
 		for i := range batch {
 			w, g := want[i], got[i]
 			if w.Applied != g.Applied || !slices.Equal(w.AddedEmails, g.AddedEmails) || !slices.Equal(w.RemovedEmails, g.RemovedEmails) ||
-				(w.Previous == nil) != (g.Previous == nil) {
+				!slices.Equal(w.NewEmails, g.NewEmails) || (w.Previous == nil) != (g.Previous == nil) {
 				t.Fatalf("round %d, event %+v: one by one %+v, batched %+v", round, batch[i], w, g)
 			}
 		}
@@ -105,14 +104,14 @@ func TestApplyContactsKeepsAnAddressTakenUpLaterInTheBatch(t *testing.T) {
 	ctx := context.Background()
 	for pass, batched := range []bool{true, false} {
 		at := int64(1000 * (pass + 1))
-		apply(t, s, "shop/main", ContactState{ID: 1, UpdatedAt: at, Emails: []string{"moved@example.com"}})
-		apply(t, s, "shop/main", ContactState{ID: 2, UpdatedAt: at, Deleted: true})
+		apply(t, s, "shop/main", ContactState{ID: 1, ReadAt: at, Emails: []string{"moved@example.com"}})
+		apply(t, s, "shop/main", ContactState{ID: 2, ReadAt: at, Deleted: true})
 		batch := []ContactState{
-			{ID: 1, UpdatedAt: at + 1, Emails: []string{"other@example.com"}},
-			{ID: 2, UpdatedAt: at + 1, Emails: []string{"moved@example.com"}},
+			{ID: 1, ReadAt: at + 1, Emails: []string{"other@example.com"}},
+			{ID: 2, ReadAt: at + 1, Emails: []string{"moved@example.com"}},
 		}
 		if !batched { // a repeated id takes the one-by-one path
-			batch = append(batch, ContactState{ID: 2, UpdatedAt: at + 2, Emails: []string{"moved@example.com"}})
+			batch = append(batch, ContactState{ID: 2, ReadAt: at + 2, Emails: []string{"moved@example.com"}})
 		}
 		var res []ApplyResult
 		if err := s.InTx(ctx, func(tx *Tx) error {

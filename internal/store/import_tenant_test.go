@@ -13,9 +13,9 @@ func TestTenantEmailsPagesDistinctAddresses(t *testing.T) {
 	for i := range 25 {
 		// Contacts i and i+1 share an address, so addresses repeat.
 		emails := []string{fmt.Sprintf("a%02d@example.com", i), fmt.Sprintf("a%02d@example.com", i+1)}
-		apply(t, s, "shop/main", ContactState{ID: int64(i + 1), UpdatedAt: 100, Emails: emails})
+		apply(t, s, "shop/main", ContactState{ID: int64(i + 1), ReadAt: 100, Emails: emails})
 	}
-	apply(t, s, "shop/other", ContactState{ID: 1, UpdatedAt: 100, Emails: []string{"other@example.com"}})
+	apply(t, s, "shop/other", ContactState{ID: 1, ReadAt: 100, Emails: []string{"other@example.com"}})
 
 	var all []string
 	after := ""
@@ -39,7 +39,7 @@ func TestDeleteTenantDropsOnlyThatTenant(t *testing.T) {
 	s := newStore(t)
 	ctx := context.Background()
 	for _, tenant := range []string{"shop/main", "shop/other"} {
-		apply(t, s, tenant, ContactState{ID: 7, UpdatedAt: 100, Emails: []string{"x@example.com"}})
+		apply(t, s, tenant, ContactState{ID: 7, ReadAt: 100, Emails: []string{"x@example.com"}})
 		if err := s.SaveCheckpoint(ctx, Checkpoint{Tenant: tenant, RunID: "r", Status: "Running"}); err != nil {
 			t.Fatal(err)
 		}

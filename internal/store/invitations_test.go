@@ -37,29 +37,29 @@ func TestNewEmailsAreThoseNewToTheList(t *testing.T) {
 	s := newStore(t)
 	const tenant = "shop/new-emails"
 	got := newEmails(applyBatch(t, s, tenant,
-		ContactState{ID: 1, UpdatedAt: 10, Emails: []string{"A@x.io", "b@x.io"}},
-		ContactState{ID: 2, UpdatedAt: 10, Emails: []string{"a@x.io"}}))
+		ContactState{ID: 1, ReadAt: 10, Emails: []string{"A@x.io", "b@x.io"}},
+		ContactState{ID: 2, ReadAt: 10, Emails: []string{"a@x.io"}}))
 	if want := []string{"a@x.io", "b@x.io"}; !slices.Equal(got, want) {
 		t.Fatalf("first batch: new %v, want %v", got, want)
 	}
-	got = newEmails(applyBatch(t, s, tenant, ContactState{ID: 3, UpdatedAt: 10, Emails: []string{"b@x.io", "c@x.io"}}))
+	got = newEmails(applyBatch(t, s, tenant, ContactState{ID: 3, ReadAt: 10, Emails: []string{"b@x.io", "c@x.io"}}))
 	if want := []string{"c@x.io"}; !slices.Equal(got, want) {
 		t.Fatalf("second holder: new %v, want %v", got, want)
 	}
 	// Contact 3 hands c@ to contact 4 in the same batch: c@ never left.
 	got = newEmails(applyBatch(t, s, tenant,
-		ContactState{ID: 3, UpdatedAt: 11, Emails: []string{"b@x.io"}},
-		ContactState{ID: 4, UpdatedAt: 11, Emails: []string{"c@x.io"}}))
+		ContactState{ID: 3, ReadAt: 11, Emails: []string{"b@x.io"}},
+		ContactState{ID: 4, ReadAt: 11, Emails: []string{"c@x.io"}}))
 	if len(got) != 0 {
 		t.Fatalf("handed over: new %v, want none", got)
 	}
-	applyBatch(t, s, tenant, ContactState{ID: 4, UpdatedAt: 12, Deleted: true})
-	got = newEmails(applyBatch(t, s, tenant, ContactState{ID: 5, UpdatedAt: 12, Emails: []string{"c@x.io"}}))
+	applyBatch(t, s, tenant, ContactState{ID: 4, ReadAt: 12, Deleted: true})
+	got = newEmails(applyBatch(t, s, tenant, ContactState{ID: 5, ReadAt: 12, Emails: []string{"c@x.io"}}))
 	if want := []string{"c@x.io"}; !slices.Equal(got, want) {
 		t.Fatalf("back after leaving: new %v, want %v", got, want)
 	}
 	// The single-contact path agrees.
-	res, err := s.ApplyContact(context.Background(), tenant, ContactState{ID: 6, UpdatedAt: 12, Emails: []string{"c@x.io", "d@x.io"}})
+	res, err := s.ApplyContact(context.Background(), tenant, ContactState{ID: 6, ReadAt: 12, Emails: []string{"c@x.io", "d@x.io"}})
 	if err != nil || !slices.Equal(res.NewEmails, []string{"d@x.io"}) {
 		t.Fatalf("ApplyContact: new %v, %v; want [d@x.io]", res.NewEmails, err)
 	}
@@ -82,7 +82,7 @@ func TestInvitationsAreQueuedOnceAndSettled(t *testing.T) {
 	s := newStore(t)
 	ctx := context.Background()
 	const tenant = "shop/invitations"
-	applyBatch(t, s, tenant, ContactState{ID: 1, UpdatedAt: 10, Name: "Ann", Emails: []string{"a@x.io", "b@x.io"}})
+	applyBatch(t, s, tenant, ContactState{ID: 1, ReadAt: 10, Name: "Ann", Emails: []string{"a@x.io", "b@x.io"}})
 	if n := queue(t, s, tenant, "a@x.io", "b@x.io", "gone@x.io", "a@x.io"); n != 3 {
 		t.Fatalf("queued %d, want 3", n)
 	}

@@ -29,12 +29,31 @@ var migrationFiles embed.FS
 const migrateLockWait = 5 * time.Minute
 
 // Migrate brings the schema to the latest version embedded in the binary.
-// Replicas that start together are safe: the migrations run under a
-// MySQL named lock (GET_LOCK) held by the migrating session, so one replica
-// applies them and the others wait, then find nothing left to do. The lock
+// Replicas that start together are safe: the whole of it runs under a MySQL
+// named lock (GET_LOCK) held by a session of its own, so one replica applies
+// the migrations and the others wait, then find nothing left to do. The lock
 // is released by the server if the holder dies.
-func (s *Store) Migrate(ctx context.Context) error {
-	p, err := s.provider()
+//
+// The lock is taken here rather than left to goose's session locker: goose
+// checks for pending migrations before it locks, creating its version table
+// on the way, and MySQL commits that CREATE TABLE at once while the zero
+// version row it inserts commits later; a replica checking in between found
+// the table without the row and failed with "missing zero version
+// migration".
+func (s *Store) Migrate(ctx context.Context) (err error) {
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
+	}
+	defer conn.Close()
+	l := namedLock{wait: migrateLockWait}
+	if err := l.SessionLock(ctx, conn); err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
+	}
+	defer func() {
+		err = errors.Join(err, l.SessionUnlock(context.WithoutCancel(ctx), conn))
+	}()
+	p, err := s.newProvider(false)
 	if err != nil {
 		return err
 	}
@@ -90,15 +109,21 @@ func (s *Store) SchemaVersion(ctx context.Context) (current, latest int64, err e
 	return current, latest, nil
 }
 
-func (s *Store) provider() (*goose.Provider, error) {
+// provider is a goose provider that takes the migration lock itself.
+func (s *Store) provider() (*goose.Provider, error) { return s.newProvider(true) }
+
+// newProvider makes a goose provider of the embedded migrations; locked
+// makes it take the migration lock (Migrate holds it already).
+func (s *Store) newProvider(locked bool) (*goose.Provider, error) {
 	files, err := fs.Sub(migrationFiles, "migrations")
 	if err != nil {
 		return nil, err
 	}
-	p, err := goose.NewProvider(goose.DialectMySQL, s.db, files,
-		goose.WithSessionLocker(namedLock{wait: migrateLockWait}),
-		goose.WithDisableGlobalRegistry(true),
-	)
+	opts := []goose.ProviderOption{goose.WithDisableGlobalRegistry(true)}
+	if locked {
+		opts = append(opts, goose.WithSessionLocker(namedLock{wait: migrateLockWait}))
+	}
+	p, err := goose.NewProvider(goose.DialectMySQL, s.db, files, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("store: load migrations: %w", err)
 	}

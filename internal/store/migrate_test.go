@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,7 +35,7 @@ func openStore(t *testing.T, dsn string) *Store {
 	return s
 }
 
-var wantTables = []string{"call_budgets", "contact_emails", "contact_state", "dead_letters", "import_checkpoints", "invitations", "processed_events"}
+var wantTables = []string{"call_budgets", "contact_emails", "contact_state", "dead_letters", "import_checkpoints", "invitations", "processed_events", "resync_requests"}
 
 func tablesOf(t *testing.T, s *Store) []string {
 	t.Helper()
@@ -210,6 +211,85 @@ func TestMigrationsGoDownAndUpAgain(t *testing.T) {
 	}
 }
 
+// columnType returns a column's type, nullability and default, or ok false
+// when the table has no such column.
+func columnType(t *testing.T, s *Store, table, column string) (typ, nullable string, def sql.NullString, ok bool) {
+	t.Helper()
+	err := s.db.QueryRow(`SELECT column_type, is_nullable, column_default FROM information_schema.columns
+		WHERE table_schema = DATABASE() AND table_name = ? AND column_name = ?`, table, column).Scan(&typ, &nullable, &def)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", "", def, false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return typ, nullable, def, true
+}
+
+// Migration 8 adds contact_state.read_at. Rows written before it count as
+// read at 0, so any read replaces them: even a contact pinned by the old
+// rules with Kommo's largest updated_at (a forged webhook's 2^63-1) takes
+// the next version read. Down drops the column and keeps the rows.
+func TestMigration8AddsReadAtAndOldRowsLoseToAnyRead(t *testing.T) {
+	s := openStore(t, testenv.MySQLDSN(t))
+	ctx := context.Background()
+	p, err := s.provider()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.UpTo(ctx, 7); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, ok := columnType(t, s, "contact_state", "read_at"); ok {
+		t.Fatal("read_at exists before migration 8")
+	}
+	const pinned = int64(1<<63 - 1)
+	if _, err := s.db.Exec(`INSERT INTO contact_state (tenant, contact_id, updated_at, deleted, name, phone, tags, fields, synced_at)
+		VALUES ('shop/main', 42, ?, FALSE, 'pinned', '', '[]', '{}', NOW(6))`, pinned); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.db.Exec(`INSERT INTO contact_emails (tenant, contact_id, email) VALUES ('shop/main', 42, 'old@example.com')`); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	typ, nullable, def, ok := columnType(t, s, "contact_state", "read_at")
+	if !ok || !strings.HasPrefix(typ, "bigint") || nullable != "NO" || def.String != "0" {
+		t.Fatalf("read_at column: %q nullable %q default %v (present %v); want bigint NOT NULL DEFAULT 0", typ, nullable, def, ok)
+	}
+	old, err := s.GetContact(ctx, "shop/main", 42)
+	if err != nil || old.ReadAt != 0 || old.UpdatedAt != pinned || old.Name != "pinned" || !slices.Equal(old.Emails, []string{"old@example.com"}) {
+		t.Fatalf("the row written before the migration reads %+v, %v; want it kept, read at 0", old, err)
+	}
+	res, err := s.ApplyContact(ctx, "shop/main", ContactState{ID: 42, ReadAt: 1, UpdatedAt: 1_700_000_000,
+		Name: "edited", Emails: []string{"new@example.com"}})
+	if err != nil || !res.Applied || !slices.Equal(res.OrphanedEmails, []string{"old@example.com"}) {
+		t.Fatalf("the first read after the migration = %+v, %v; want it applied over the pinned row", res, err)
+	}
+	if got, _ := s.GetContact(ctx, "shop/main", 42); got.Name != "edited" || got.ReadAt != 1 || got.UpdatedAt != 1_700_000_000 {
+		t.Fatalf("stored %+v; want the version read after the migration", got)
+	}
+
+	if _, err := p.DownTo(ctx, 7); err != nil {
+		t.Fatalf("down to 7: %v", err)
+	}
+	if _, _, _, ok := columnType(t, s, "contact_state", "read_at"); ok {
+		t.Fatal("read_at still exists after migration 8 went down")
+	}
+	var name string
+	if err := s.db.QueryRow(`SELECT name FROM contact_state WHERE tenant = 'shop/main' AND contact_id = 42`).Scan(&name); err != nil || name != "edited" {
+		t.Fatalf("after going down the row reads %q, %v; want it kept", name, err)
+	}
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatalf("up again: %v", err)
+	}
+	if got, err := s.GetContact(ctx, "shop/main", 42); err != nil || got.ReadAt != 0 || got.Name != "edited" {
+		t.Fatalf("after going up again: %+v, %v; want the row read at 0", got, err)
+	}
+}
+
 func TestOpenRefusesBadDSNsWithoutEchoingThePassword(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -266,13 +346,13 @@ func TestIsTransientWhenTheDatabaseGoesAway(t *testing.T) {
 	if err := s.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	c := ContactState{ID: 1, UpdatedAt: 10, Emails: []string{"a@example.com"}}
+	c := ContactState{ID: 1, ReadAt: 10, Emails: []string{"a@example.com"}}
 	if _, err := s.ApplyContact(ctx, "ns/b", c); err != nil {
 		t.Fatal(err)
 	}
 
 	db.Kill()
-	c.UpdatedAt = 11
+	c.ReadAt, c.Emails = 11, []string{"b@example.com"}
 	_, err = s.ApplyContact(ctx, "ns/b", c)
 	if err == nil || !IsTransient(err) {
 		t.Fatalf("ApplyContact with the server down = %v; want a transient error", err)
