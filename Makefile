@@ -38,8 +38,10 @@ help: ## Show the targets.
 $(TOOLS_DIR)/%:
 	@bash hack/build-tools.sh $* >/dev/null
 
+# One script run builds every missing tool in one `go build` (see the script).
 .PHONY: tools
-tools: $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(HELM) ## Build the pinned tools (controller-gen, golangci-lint, helm) into the cache.
+tools: ## Build the pinned tools (controller-gen, golangci-lint, helm) into the cache.
+	@bash hack/build-tools.sh >/dev/null
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate deepcopy code for the API types.
