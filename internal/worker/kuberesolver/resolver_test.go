@@ -6,20 +6,27 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
+	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/kommoemu"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/unisenderemu"
 	"github.com/kommo-unisender/kommo-unisender/internal/syncer"
 	"github.com/kommo-unisender/kommo-unisender/internal/tenant"
 	"github.com/kommo-unisender/kommo-unisender/internal/testenv"
+	"github.com/kommo-unisender/kommo-unisender/internal/tokens"
 	"github.com/kommo-unisender/kommo-unisender/internal/unisender"
 	"github.com/kommo-unisender/kommo-unisender/internal/worker"
 	"github.com/kommo-unisender/kommo-unisender/internal/worker/kuberesolver"
@@ -31,14 +38,29 @@ func TestMain(m *testing.M) {
 	os.Exit(testenv.RunWithKube(m, []string{filepath.Join("..", "..", "..", "config", "crd", "bases")}, &kube))
 }
 
-// env is an API server client, the Unisender emulator and a resolver
-// reading both bindings and Secrets straight from the API server.
+// env is an API server client, the Unisender and Kommo emulators and a
+// resolver reading bindings, integrations and Secrets straight from the API
+// server. The resolver's Kommo clients are real clients of the Kommo
+// emulator, made by newKommoClient, which records each call.
 type env struct {
 	t        *testing.T
 	c        client.Client
 	emu      *unisenderemu.Server
+	kommo    *kommoemu.Server
+	kommoURL string
 	resolver *kuberesolver.Resolver
 	ns       string
+
+	mu   sync.Mutex
+	made []kommoClientCall
+}
+
+// kommoClientCall is one call of Options.NewKommoClient.
+type kommoClientCall struct {
+	integration tenant.Key
+	baseURL     string
+	rps         int
+	client      *kommo.Client
 }
 
 func newEnv(t *testing.T) *env {
@@ -61,11 +83,100 @@ func newEnv(t *testing.T) *env {
 	emu := unisenderemu.New(unisenderemu.Options{})
 	srv := httptest.NewServer(emu)
 	t.Cleanup(srv.Close)
-	return &env{t: t, c: c, emu: emu, ns: ns.Name, resolver: kuberesolver.New(kuberesolver.Options{
+	kemu := kommoemu.New(kommoemu.Options{RateLimit: -1})
+	ksrv := httptest.NewServer(kemu)
+	t.Cleanup(func() { ksrv.Close(); kemu.Close() })
+	e := &env{t: t, c: c, emu: emu, kommo: kemu, kommoURL: ksrv.URL, ns: ns.Name}
+	e.resolver = kuberesolver.New(kuberesolver.Options{
 		Bindings: c, Secrets: c, UnisenderBaseURL: srv.URL,
-		ClientOptions: []unisender.Option{unisender.WithMaxRetries(0)},
-	})}
+		ClientOptions:  []unisender.Option{unisender.WithMaxRetries(0)},
+		NewKommoClient: e.newKommoClient,
+	})
+	return e
 }
+
+func (e *env) newKommoClient(integration tenant.Key, baseURL string, rps int, ts kommo.TokenSource) *kommo.Client {
+	c := kommo.NewClient(baseURL, kommo.WithTokenSource(ts), kommo.WithRateLimit(float64(rps), 1), kommo.WithMaxRetries(0))
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.made = append(e.made, kommoClientCall{integration: integration, baseURL: baseURL, rps: rps, client: c})
+	return c
+}
+
+func (e *env) kommoClients() []kommoClientCall {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.made)
+}
+
+// integration creates a KommoIntegration of a Kommo emulator account named
+// like it, with its token Secret as the KommoIntegration reconciler writes
+// it, and the Authorized condition set to authorized (none when
+// authorized is "").
+func (e *env) integration(name string, authorized metav1.ConditionStatus, mutate func(*syncv1.KommoIntegration)) *syncv1.KommoIntegration {
+	e.t.Helper()
+	ctx := context.Background()
+	if _, err := e.kommo.AddAccount(name); err != nil {
+		e.t.Fatal(err)
+	}
+	token, err := e.kommo.IssueLongLivedToken(name, 24*time.Hour)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.secret(name+"-long-lived", "token", token)
+	tokenSecret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: tokens.SecretName(name),
+			Labels: map[string]string{tokens.ManagedLabel: tokens.ManagedLabelValue}},
+		Data: map[string][]byte{tokens.KeyAccessToken: []byte(token),
+			tokens.KeyExpiresAt: []byte(time.Now().Add(24 * time.Hour).UTC().Format(time.RFC3339))},
+	}
+	if err := e.c.Create(ctx, tokenSecret); err != nil {
+		e.t.Fatal(err)
+	}
+	ki := &syncv1.KommoIntegration{
+		ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: name},
+		Spec: syncv1.KommoIntegrationSpec{
+			BaseURL:           e.kommoURL + "/_acct/" + name,
+			ClientID:          "client-" + name,
+			LongLivedTokenRef: &syncv1.SecretKeySelector{Name: name + "-long-lived", Key: "token"},
+		},
+	}
+	if mutate != nil {
+		mutate(ki)
+	}
+	if err := e.c.Create(ctx, ki); err != nil {
+		e.t.Fatal(err)
+	}
+	if authorized != "" {
+		e.setAuthorized(name, authorized)
+	}
+	return ki
+}
+
+// setAuthorized writes the integration's Authorized condition, as its
+// reconciler would.
+func (e *env) setAuthorized(name string, s metav1.ConditionStatus) {
+	e.t.Helper()
+	ctx := context.Background()
+	var ki syncv1.KommoIntegration
+	if err := e.c.Get(ctx, client.ObjectKey{Namespace: e.ns, Name: name}, &ki); err != nil {
+		e.t.Fatal(err)
+	}
+	reason := syncv1.ReasonSucceeded
+	if s != metav1.ConditionTrue {
+		reason = "RefreshFailed"
+	}
+	meta.SetStatusCondition(&ki.Status.Conditions, metav1.Condition{Type: syncv1.ConditionAuthorized, Status: s,
+		Reason: reason, Message: "set by the test", ObservedGeneration: ki.Generation})
+	ki.Status.ObservedGeneration = ki.Generation
+	if err := e.c.Status().Update(ctx, &ki); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// defaultIntegration is the KommoIntegration bindings refer to unless the
+// test says otherwise.
+const defaultIntegration = "kommo"
 
 // binding creates a ready binding (list id in status, generation observed)
 // with its API key Secret.
@@ -76,7 +187,7 @@ func (e *env) binding(name, apiKey string, mutate func(*syncv1.UnisenderBinding)
 	b := &syncv1.UnisenderBinding{
 		ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: name},
 		Spec: syncv1.UnisenderBindingSpec{
-			IntegrationRef:  syncv1.IntegrationReference{Name: "kommo"},
+			IntegrationRef:  syncv1.IntegrationReference{Name: defaultIntegration},
 			APIKeySecretRef: syncv1.SecretKeySelector{Name: name + "-unisender", Key: "key"},
 			List:            syncv1.ListSelector{ID: 77},
 		},
@@ -120,6 +231,7 @@ func (e *env) usesKey(key tenant.Key, apiKey string) bool {
 
 func TestResolvesAReadyBinding(t *testing.T) {
 	e := newEnv(t)
+	e.integration(defaultIntegration, metav1.ConditionTrue, nil)
 	e.binding("main", "user-key-1", func(b *syncv1.UnisenderBinding) {
 		b.Spec.DeletionPolicy = syncv1.DeletionPolicyDelete
 		b.Spec.DoubleOptin = syncv1.DoubleOptinInvite
@@ -143,10 +255,100 @@ func TestResolvesAReadyBinding(t *testing.T) {
 	if again.Unisender != tn.Unisender {
 		t.Fatal("a second resolve made a second client for the same key (its rate limiter would not be shared)")
 	}
+	if tn.Kommo == nil || again.Kommo != tn.Kommo {
+		t.Fatalf("Kommo readers %v and %v; want one, the same for every resolve", tn.Kommo, again.Kommo)
+	}
+}
+
+// The tenant's Kommo reader is a client of the binding's KommoIntegration:
+// its account's URL and rate, and the access token the manager keeps in the
+// integration's token Secret. One client per integration, shared by every
+// binding on it (and its budget with them); another integration gets its
+// own.
+func TestKommoReaderIsOneClientPerIntegration(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.integration(defaultIntegration, metav1.ConditionTrue, func(ki *syncv1.KommoIntegration) {
+		ki.Spec.RateLimit.RequestsPerSecond = 5
+	})
+	e.integration("other", metav1.ConditionTrue, nil)
+	e.binding("first", "k1", nil)
+	e.binding("second", "k2", nil)
+	e.binding("elsewhere", "k3", func(b *syncv1.UnisenderBinding) { b.Spec.IntegrationRef.Name = "other" })
+
+	readers := map[string]syncer.ContactReader{}
+	for _, name := range []string{"first", "second", "elsewhere", "first"} {
+		tn, err := e.resolver.Resolve(ctx, tenant.Key{Namespace: e.ns, Name: name})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if tn.Kommo == nil {
+			t.Fatalf("%s: no Kommo reader", name)
+		}
+		if prev, ok := readers[name]; ok && prev != tn.Kommo {
+			t.Fatalf("%s: a second resolve made another Kommo client", name)
+		}
+		readers[name] = tn.Kommo
+	}
+	if readers["first"] != readers["second"] {
+		t.Fatal("two bindings of one integration got different Kommo clients: the account's budget would not be shared")
+	}
+	if readers["first"] == readers["elsewhere"] {
+		t.Fatal("bindings of different integrations share a Kommo client")
+	}
+	made := e.kommoClients()
+	if len(made) != 2 {
+		t.Fatalf("NewKommoClient called %d times, want once per integration (2): %+v", len(made), made)
+	}
+	byName := map[string]kommoClientCall{}
+	for _, m := range made {
+		byName[m.integration.Name] = m
+		if m.integration.Namespace != e.ns {
+			t.Fatalf("client made for %v, want namespace %s", m.integration, e.ns)
+		}
+	}
+	if m := byName[defaultIntegration]; m.baseURL != e.kommoURL+"/_acct/"+defaultIntegration || m.rps != 5 ||
+		readers["first"] != syncer.ContactReader(m.client) {
+		t.Fatalf("client of %s: %+v; want its baseURL, 5 requests per second, and the client the tenant reads through", defaultIntegration, m)
+	}
+	if m := byName["other"]; m.rps != syncv1.DefaultRequestsPerSecond || m.baseURL != e.kommoURL+"/_acct/other" {
+		t.Fatalf("client of other: %+v; want the default rate", m)
+	}
+
+	// The readers read each account with the token from its Secret.
+	for name, account := range map[string]string{"first": defaultIntegration, "elsewhere": "other"} {
+		c, err := e.kommo.CreateContact(account, kommo.Contact{FirstName: "Only", LastName: "In " + account, Emails: []string{account + "@example.com"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := readers[name].GetContact(ctx, c.ID)
+		if err != nil || got.ID != c.ID || !slices.Equal(got.Emails, c.Emails) {
+			t.Fatalf("%s: reading contact %d of %s = %+v, %v", name, c.ID, account, got, err)
+		}
+	}
+
+	// A changed rate makes a new client for the integration.
+	var ki syncv1.KommoIntegration
+	if err := e.c.Get(ctx, client.ObjectKey{Namespace: e.ns, Name: defaultIntegration}, &ki); err != nil {
+		t.Fatal(err)
+	}
+	ki.Spec.RateLimit.RequestsPerSecond = 3
+	if err := e.c.Update(ctx, &ki); err != nil {
+		t.Fatal(err)
+	}
+	tn, err := e.resolver.Resolve(ctx, tenant.Key{Namespace: e.ns, Name: "first"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	made = e.kommoClients()
+	if len(made) != 3 || made[2].rps != 3 || tn.Kommo != syncer.ContactReader(made[2].client) {
+		t.Fatalf("after the rate changed: %d clients made (last %+v); want a new one at 3 requests per second", len(made), made[len(made)-1])
+	}
 }
 
 func TestWidgetKeyWinsOnlyWhenAllowed(t *testing.T) {
 	e := newEnv(t)
+	e.integration(defaultIntegration, metav1.ConditionTrue, nil)
 	e.binding("allowed", "user-key", func(b *syncv1.UnisenderBinding) { b.Spec.AllowWidgetKey = true })
 	e.secret("allowed-widget-key", "apiKey", "widget-key")
 	e.binding("refused", "user-key-2", nil)
@@ -162,6 +364,7 @@ func TestWidgetKeyWinsOnlyWhenAllowed(t *testing.T) {
 func TestTenantsThatCannotSyncYet(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
+	e.integration(defaultIntegration, metav1.ConditionTrue, nil)
 	e.binding("suspended", "k1", func(b *syncv1.UnisenderBinding) { b.Spec.Suspend = true })
 
 	nolist := e.binding("nolist", "k2", nil)
@@ -200,11 +403,45 @@ func TestTenantsThatCannotSyncYet(t *testing.T) {
 	}
 }
 
+// A binding whose KommoIntegration is missing, suspended or not authorized
+// (a revoked token, a blocked account) cannot read Kommo: its tenant is not
+// ready, so its jobs wait without spending their attempts, and no Kommo
+// client is made. Once the integration is authorized again, it resolves.
+func TestTenantsWhoseIntegrationCannotReadKommo(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.integration("unauthorized", metav1.ConditionFalse, nil)
+	e.integration("unknown", metav1.ConditionUnknown, nil)
+	e.integration("fresh", "", nil) // no Authorized condition yet
+	e.integration("suspended", metav1.ConditionTrue, func(ki *syncv1.KommoIntegration) { ki.Spec.Suspend = true })
+	for _, name := range []string{"unauthorized", "unknown", "fresh", "suspended", "missing"} {
+		e.binding("on-"+name, "key-"+name, func(b *syncv1.UnisenderBinding) { b.Spec.IntegrationRef.Name = name })
+	}
+	for _, name := range []string{"unauthorized", "unknown", "fresh", "suspended", "missing"} {
+		tn, err := e.resolver.Resolve(ctx, tenant.Key{Namespace: e.ns, Name: "on-" + name})
+		if !errors.Is(err, worker.ErrTenantNotReady) {
+			t.Errorf("integration %s: Resolve = %+v, %v; want ErrTenantNotReady", name, tn, err)
+		} else if !strings.Contains(err.Error(), name) {
+			t.Errorf("integration %s: the error does not name the integration: %v", name, err)
+		}
+	}
+	if made := e.kommoClients(); len(made) != 0 {
+		t.Fatalf("%d Kommo clients made for integrations that cannot be used", len(made))
+	}
+
+	e.setAuthorized("unauthorized", metav1.ConditionTrue)
+	tn, err := e.resolver.Resolve(ctx, tenant.Key{Namespace: e.ns, Name: "on-unauthorized"})
+	if err != nil || tn.Kommo == nil {
+		t.Fatalf("after the integration was authorized again: %+v, %v; want it resolved with a Kommo reader", tn, err)
+	}
+}
+
 // A memoised key is read again after Forget (the worker calls it when
 // Unisender refused the key), so a fixed key takes effect at once.
 func TestForgetRereadsTheKey(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
+	e.integration(defaultIntegration, metav1.ConditionTrue, nil)
 	e.binding("rotated", "old-key", nil)
 	key := tenant.Key{Namespace: e.ns, Name: "rotated"}
 	if !e.usesKey(key, "old-key") {
