@@ -58,7 +58,7 @@ func runChild(specJSON string) int {
 		return 1
 	}
 	defer st.Close()
-	resolver := newStaticResolver(spec.UnisenderURL)
+	resolver := newStaticResolver(spec.UnisenderURL, st)
 	for _, ts := range spec.Tenants {
 		resolver.add(ts)
 	}

@@ -68,14 +68,15 @@ func (h *harness) emailStatus(ts tenantSpec, email string) string {
 	return c.Status
 }
 
-// A webhook add with Invite ends with both addresses invited, by one
-// subscribe call each, however often the job is delivered.
+// A contact added in Kommo of a tenant with Invite ends with both its
+// addresses invited, by one subscribe call each, however often the job
+// naming it is delivered.
 func TestWebhookAddInvitesEachAddressOnce(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	log := h.recordSubscribes()
 	ts := h.invitingTenant(tenant.Key{Namespace: "shop", Name: "invite"}, syncv1.DoubleOptinInvite)
-	body := envelope(t, ts.Key, payload(kommo.WebhookEvent{Action: kommo.ActionAdd,
-		Contact: contact(7, 1_700_000_100, "ann@example.com", "ann.work@example.com")}), time.Now())
+	ann := h.kommoAdd(ts, "ann@example.com", "ann.work@example.com")
+	body := contactsJob(t, ts, time.Now(), ref(ann.ID, kommo.ActionAdd))
 	h.put(body)
 	h.put(body) // redelivered, or sent twice by Kommo
 	h.start(h.config())
@@ -110,10 +111,8 @@ func TestConsentHeldSendsNoInvitationAndUnsubscribedStaysOut(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	held := h.invitingTenant(tenant.Key{Namespace: "shop", Name: "held"}, syncv1.DoubleOptinConsentHeld)
 	inviting := h.invitingTenant(tenant.Key{Namespace: "shop", Name: "inviting"}, syncv1.DoubleOptinInvite)
-	h.put(envelope(t, inviting.Key, payload(kommo.WebhookEvent{Action: kommo.ActionAdd,
-		Contact: contact(1, 1_700_000_100, "left@example.com")}), time.Now()))
-	h.put(envelope(t, held.Key, payload(kommo.WebhookEvent{Action: kommo.ActionAdd,
-		Contact: contact(2, 1_700_000_100, "kept@example.com")}), time.Now()))
+	h.putContacts(inviting, kommo.ActionAdd, h.kommoAdd(inviting, "left@example.com").ID)
+	h.putContacts(held, kommo.ActionAdd, h.kommoAdd(held, "kept@example.com").ID)
 	// left@ is in the inviting account already, and unsubscribed.
 	seedUnsubscribed(t, h, inviting, "left@example.com")
 	h.start(h.config())
@@ -164,12 +163,11 @@ func TestInvitationsKeepToTheBudgetWithoutDelayingTheSync(t *testing.T) {
 	}})
 	ts := h.invitingTenant(tenant.Key{Namespace: "shop", Name: "budget"}, syncv1.DoubleOptinInvite)
 	const n = 40
-	var events []kommo.WebhookEvent
+	var ids []int64
 	for i := range n {
-		events = append(events, kommo.WebhookEvent{Action: kommo.ActionAdd,
-			Contact: contact(int64(100+i), 1_700_000_100, fmt.Sprintf("bulk%02d@example.com", i))})
+		ids = append(ids, h.kommoAdd(ts, fmt.Sprintf("bulk%02d@example.com", i)).ID)
 	}
-	h.put(envelope(t, ts.Key, payload(events...), time.Now()))
+	h.putContacts(ts, kommo.ActionAdd, ids...)
 	cfg := h.config()
 	cfg.SubscribePerMinute = 600
 	h.start(cfg)
@@ -177,8 +175,7 @@ func TestInvitationsKeepToTheBudgetWithoutDelayingTheSync(t *testing.T) {
 		c := h.invitationCounts(ts)
 		return c[store.InvitationSent] > 0, fmt.Sprintf("invitations %v", c)
 	})
-	h.put(envelope(t, ts.Key, payload(kommo.WebhookEvent{Action: kommo.ActionAdd,
-		Contact: contact(999, 1_700_000_200, "late@example.com")}), time.Now()))
+	h.putContacts(ts, kommo.ActionAdd, h.kommoAdd(ts, "late@example.com").ID)
 	eventually(t, 20*time.Second, func() (bool, string) {
 		_, ok := h.member(ts, "late@example.com")
 		return ok, "late@ not in the list yet"

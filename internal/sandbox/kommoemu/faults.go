@@ -15,6 +15,12 @@ type FaultSettings struct {
 	Pending429   int           // the next N requests answer 429 (not counted toward a block)
 	Pending5xx   int           // the next N requests answer 503 with an HTML body, like a proxy
 	PendingHangs int           // the next N requests hang until the client gives up
+	// Fail429Until and Fail5xxUntil open windows of wall time: every
+	// request that arrives before them answers 429 (not counted toward a
+	// block), or 503 with an HTML body, however many come. The admin API
+	// does not carry them.
+	Fail429Until time.Time
+	Fail5xxUntil time.Time
 }
 
 type faultState FaultSettings
@@ -46,6 +52,21 @@ func (s *Server) Force5xx(n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.faults.Pending5xx += max(n, 0)
+}
+
+// Force429For makes every request answer 429 for the next d of wall time
+// (a window, where Force429 counts requests).
+func (s *Server) Force429For(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults.Fail429Until = time.Now().Add(max(d, 0))
+}
+
+// Force5xxFor makes every request answer 503 for the next d of wall time.
+func (s *Server) Force5xxFor(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults.Fail5xxUntil = time.Now().Add(max(d, 0))
 }
 
 // HangNext makes the next n requests hang until the client gives up, the
@@ -86,7 +107,8 @@ const (
 	fault500
 )
 
-// drawFault consumes one pending fault, or draws against the error rate.
+// drawFault consumes one pending fault, answers the open fault window, or
+// draws against the error rate.
 func (s *Server) drawFault() (time.Duration, faultOutcome) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -100,6 +122,10 @@ func (s *Server) drawFault() (time.Duration, faultOutcome) {
 		return f.Latency, fault429
 	case f.Pending5xx > 0:
 		f.Pending5xx--
+		return f.Latency, fault503
+	case time.Now().Before(f.Fail429Until):
+		return f.Latency, fault429
+	case time.Now().Before(f.Fail5xxUntil):
 		return f.Latency, fault503
 	case f.ErrorRate > 0 && s.rng.Float64() < f.ErrorRate:
 		return f.Latency, fault500
