@@ -34,7 +34,11 @@ func resyncRunID(obj *v1alpha1.UnisenderBinding) string {
 	if obj.Status.LastResyncTime != nil {
 		last = obj.Status.LastResyncTime.Unix()
 	}
-	return runID("resync", obj, last, obj.Status.LastSyncedUpdatedAt)
+	// The generation tells apart the resyncs that start on each lift of
+	// spec.suspend (which clears lastResyncTime): with nothing changed in
+	// Kommo meanwhile they would otherwise share one id, and the second
+	// would find the first's checkpoint done and list nothing.
+	return runID("resync", obj, last, obj.Status.LastSyncedUpdatedAt, obj.Generation)
 }
 
 func runID(kind string, obj *v1alpha1.UnisenderBinding, parts ...int64) string {

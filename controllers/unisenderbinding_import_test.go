@@ -223,7 +223,7 @@ func TestResumingASuspendedBindingResyncsAtOnce(t *testing.T) {
 		t.Fatalf("the list holds %d active members after the import, want 20", n)
 	}
 
-	for round, victim := range []int{3} {
+	for round, victim := range []int{3, 11} {
 		e.setSuspend("main", true)
 		obj = e.waitBinding("main", v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonSuspended, 30*time.Second)
 		if obj.Status.LastResyncTime != nil {
