@@ -33,10 +33,16 @@ type ContactsPayload struct {
 
 // AppendContactsJob appends the body of a KindContacts job to b: the same
 // bytes as Envelope.Encode with a ContactsPayload, written directly because
-// it is the hot path of every webhook. A tenant id that is not plain text
-// goes through Envelope.Encode.
+// it is the hot path of every webhook. A tenant id or action that is not
+// plain text, or a time json.Marshal refuses, goes through Envelope.Encode.
+// It refuses (ErrBadEnvelope) what DecodeContacts would refuse: no
+// contacts, more than MaxContactsPerJob, or an id that is not positive, so
+// the producer never writes a job the worker must bury.
 func AppendContactsJob(b []byte, tenantID string, accountID int64, receivedAt time.Time, refs []ContactRef) ([]byte, error) {
-	if !plainJSONText(tenantID) {
+	if err := checkContacts(refs); err != nil {
+		return nil, err
+	}
+	if !plainJSONText(tenantID) || !plainActions(refs) || !jsonYear(receivedAt) {
 		payload, err := json.Marshal(ContactsPayload{Contacts: refs})
 		if err != nil {
 			return nil, err
@@ -63,7 +69,7 @@ func AppendContactsJob(b []byte, tenantID string, accountID int64, receivedAt ti
 		}
 		b = append(b, `{"id":`...)
 		b = strconv.AppendInt(b, r.ID, 10)
-		if r.Action != "" && plainJSONText(r.Action) {
+		if r.Action != "" {
 			b = append(b, `,"action":"`...)
 			b = append(b, r.Action...)
 			b = append(b, '"')
@@ -80,15 +86,42 @@ func DecodeContacts(env Envelope) ([]ContactRef, error) {
 	if err := json.Unmarshal(env.Payload, &p); err != nil {
 		return nil, fmt.Errorf("%w: contacts payload: %w", ErrBadEnvelope, err)
 	}
-	if len(p.Contacts) == 0 || len(p.Contacts) > MaxContactsPerJob {
-		return nil, fmt.Errorf("%w: a contacts job names %d contacts, want 1 to %d", ErrBadEnvelope, len(p.Contacts), MaxContactsPerJob)
-	}
-	for _, c := range p.Contacts {
-		if c.ID <= 0 {
-			return nil, fmt.Errorf("%w: contact id %d is not a Kommo id", ErrBadEnvelope, c.ID)
-		}
+	if err := checkContacts(p.Contacts); err != nil {
+		return nil, err
 	}
 	return p.Contacts, nil
+}
+
+// checkContacts is what a contacts job must name: 1 to MaxContactsPerJob
+// contacts, each with a positive id.
+func checkContacts(refs []ContactRef) error {
+	if len(refs) == 0 || len(refs) > MaxContactsPerJob {
+		return fmt.Errorf("%w: a contacts job names %d contacts, want 1 to %d", ErrBadEnvelope, len(refs), MaxContactsPerJob)
+	}
+	for _, c := range refs {
+		if c.ID <= 0 {
+			return fmt.Errorf("%w: contact id %d is not a Kommo id", ErrBadEnvelope, c.ID)
+		}
+	}
+	return nil
+}
+
+// plainActions reports whether every non-empty action is plain text, so
+// the direct encoding writes it as json.Marshal would.
+func plainActions(refs []ContactRef) bool {
+	for _, r := range refs {
+		if r.Action != "" && !plainJSONText(r.Action) {
+			return false
+		}
+	}
+	return true
+}
+
+// jsonYear reports whether json.Marshal encodes t (years 0 to 9999); the
+// slow path returns its error for the others.
+func jsonYear(t time.Time) bool {
+	y := t.UTC().Year()
+	return y >= 0 && y <= 9999
 }
 
 // plainJSONText reports whether s needs no escaping in a JSON string (and
