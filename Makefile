@@ -141,6 +141,7 @@ bench: packages envtest-assets ## Benchmarks with figures: webhook ingestion (wr
 	go run ./hack/testenv -- go test -run '^$$' -bench WebhookIngestWrk -benchtime 1x -v ./webhookserver/
 	go run ./hack/testenv -- go test -run '^$$' -bench 'WebhookIngest$$' ./webhookserver/
 	go run ./hack/testenv -- go test -run '^$$' -bench WorkerThroughput -benchtime=20000x ./internal/worker/
+	go run ./hack/testenv -- go test -run '^$$' -bench WorkerBurst -benchtime=1x ./internal/worker/
 
 .PHONY: test-short
 test-short: ## Unit tests only (service tests skip).

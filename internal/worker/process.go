@@ -140,6 +140,11 @@ func (w *Worker) sync(ctx context.Context, c *queue.Consumer, t syncer.Tenant, e
 	if err != nil {
 		return syncer.Outcome{}, &kommoReadError{err: err}
 	}
+	if onlyRechecks(entries) {
+		// A recheck that fails is retried itself; a recheck of its push
+		// would only breed more of them while Unisender is down.
+		return syncer.Commit(ctx, w.cfg.Store, t, current, verify)
+	}
 	rw := &recheckWriter{w: w, tenant: entries[0].tenant, next: t.Unisender}
 	withRecheck := t
 	withRecheck.Unisender = rw
@@ -148,6 +153,15 @@ func (w *Worker) sync(ctx context.Context, c *queue.Consumer, t syncer.Tenant, e
 		rw.committed(c)
 	}
 	return out, err
+}
+
+func onlyRechecks(entries []*entry) bool {
+	for _, e := range entries {
+		if e.env.Kind != KindRecheck {
+			return false
+		}
+	}
+	return true
 }
 
 // listingRunning reports whether an import or resync of the tenant is under

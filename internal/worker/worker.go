@@ -72,8 +72,11 @@ type Config struct {
 	// Producer re-puts parked jobs; nil makes one for BeanstalkdAddr.
 	Producer *queue.Producer
 
-	Concurrency int           // reserving goroutines, default 4, at most MaxConcurrency
-	MaxEvents   int           // contact events per batch, default 500
+	Concurrency int // reserving goroutines, default 4, at most MaxConcurrency
+	// MaxEvents bounds the contacts a batch names, default 1000: a batch
+	// spread over a few tenants still gives each a read of up to 250 ids
+	// (one Kommo request), which is what bounds a tenant's throughput.
+	MaxEvents   int
 	BatchWindow time.Duration // how long a batch waits for more jobs, default 50ms
 
 	LockWait      time.Duration // wait for a tenant locked elsewhere, default 2s
@@ -118,7 +121,7 @@ type Config struct {
 func (c Config) withDefaults() Config {
 	setDefault(&c.Tube, DefaultTube)
 	setDefault(&c.Concurrency, 4)
-	setDefault(&c.MaxEvents, 500)
+	setDefault(&c.MaxEvents, 1000)
 	setDefault(&c.BatchWindow, 50*time.Millisecond)
 	setDefault(&c.LockWait, 2*time.Second)
 	setDefault(&c.LockBusyDelay, time.Second)

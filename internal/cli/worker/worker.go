@@ -65,7 +65,7 @@ func ParseFlags(args []string) (Options, error) {
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster config, or $KUBECONFIG)")
 	fs.StringVar(&o.Worker.Tube, "tube", worker.DefaultTube, "beanstalkd tube of webhook jobs")
 	fs.IntVar(&o.Worker.Concurrency, "concurrency", 4, "reserving goroutines, each with its own beanstalkd connection")
-	fs.IntVar(&o.Worker.MaxEvents, "max-events", 500, "contact events coalesced into one batch (one importContacts)")
+	fs.IntVar(&o.Worker.MaxEvents, "max-events", 1000, "contacts named by one batch's jobs (read from Kommo 250 per request)")
 	fs.DurationVar(&o.Worker.BatchWindow, "batch-window", 50*time.Millisecond, "how long a batch waits for more jobs")
 	fs.DurationVar(&o.Worker.MaxJobAge, "max-job-age", 24*time.Hour,
 		"a job not applied this long after it was received is dropped and its tenant resynced instead")
