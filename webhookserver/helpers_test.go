@@ -97,6 +97,7 @@ func accountOf(t testing.TB, name string) int64 {
 type tenantOpts struct {
 	allowWidgetKey bool
 	accountID      int64
+	suspended      bool // the binding's spec.suspend
 }
 
 // tenantFixture is one tenant as the reconcilers would leave it: a
@@ -173,6 +174,7 @@ func newTenant(t testing.TB, o tenantOpts) *tenantFixture {
 			APIKeySecretRef: syncv1.SecretKeySelector{Name: "unisender", Key: "api-key"},
 			List:            syncv1.ListSelector{Title: "Kommo contacts"},
 			AllowWidgetKey:  o.allowWidgetKey,
+			Suspend:         o.suspended,
 		},
 	}
 	must(t, c.Create(ctx, b))
@@ -186,13 +188,30 @@ func newTenant(t testing.TB, o tenantOpts) *tenantFixture {
 	f.Binding = b
 	waitFor(t, "the tenant in the index", func() bool {
 		info, ok := k.Tenants().Tenant(f.Segment())
-		return ok && info.AccountID == f.AccountID
+		return ok && info.AccountID == f.AccountID && info.Suspended == o.suspended
 	})
 	waitFor(t, "the integration in the cache", func() bool {
 		kis, err := k.IntegrationsByClientID(ctx, f.ClientID)
 		return err == nil && len(kis) == 1 && kis[0].Status.AccountID == f.AccountID
 	})
 	return f
+}
+
+// setSuspended sets the binding's spec.suspend and waits until the
+// server's index has it.
+func (f *tenantFixture) setSuspended(t testing.TB, suspended bool) {
+	t.Helper()
+	k, c := cluster(t)
+	ctx := context.Background()
+	var b syncv1.UnisenderBinding
+	must(t, c.Get(ctx, client.ObjectKeyFromObject(f.Binding), &b))
+	b.Spec.Suspend = suspended
+	must(t, c.Update(ctx, &b))
+	f.Binding = &b
+	waitFor(t, "the index to follow spec.suspend", func() bool {
+		info, ok := k.Tenants().Tenant(f.Segment())
+		return ok && info.Suspended == suspended
+	})
 }
 
 // Segment is the tenant part of the webhook URL.
@@ -255,6 +274,10 @@ type harnessOpts struct {
 	beanstalkd string // default: the shared one
 	config     func(*webhookserver.Config)
 	logs       *logBuffer
+	// queue, if set, wraps the producer the server puts jobs with.
+	queue func(webhookserver.Queue) webhookserver.Queue
+	// handler, if set, wraps the server's handler.
+	handler func(http.Handler) http.Handler
 }
 
 func newHarness(t testing.TB, o harnessOpts) *harness {
@@ -273,11 +296,19 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 	}
 	producer := queue.NewProducer(o.beanstalkd, queue.ProducerOptions{Conns: 8})
 	t.Cleanup(func() { _ = producer.Close() })
+	var q webhookserver.Queue = producer
+	if o.queue != nil {
+		q = o.queue(producer)
+	}
 	srv, err := webhookserver.New(cfg, webhookserver.Deps{
-		Tenants: k.Tenants(), Cluster: k, Queue: producer, Log: o.logs.logger(), Registry: prometheus.NewRegistry(),
+		Tenants: k.Tenants(), Cluster: k, Queue: q, Log: o.logs.logger(), Registry: prometheus.NewRegistry(),
 	})
 	must(t, err)
-	ts := httptest.NewServer(srv)
+	var handler http.Handler = srv
+	if o.handler != nil {
+		handler = o.handler(srv)
+	}
+	ts := httptest.NewServer(handler)
 	t.Cleanup(ts.Close)
 	return &harness{t: t, URL: ts.URL, Tube: cfg.Tube, Addr: o.beanstalkd, Logs: o.logs, Producer: producer, Server: srv}
 }
@@ -345,8 +376,21 @@ func (h *harness) jobsInTube() int64 {
 // reserveAll takes every ready job of the tube (and deletes it).
 func (h *harness) reserveAll() []queue.Envelope {
 	h.t.Helper()
-	c := h.consumer()
 	var out []queue.Envelope
+	for _, body := range h.reserveAllBodies() {
+		env, err := queue.Decode(body)
+		must(h.t, err)
+		out = append(out, env)
+	}
+	return out
+}
+
+// reserveAllBodies takes every ready job of the tube (and deletes it) and
+// returns the bodies as put.
+func (h *harness) reserveAllBodies() [][]byte {
+	h.t.Helper()
+	c := h.consumer()
+	var out [][]byte
 	for {
 		job, err := c.Reserve(context.Background(), 0)
 		if err != nil {
@@ -355,9 +399,7 @@ func (h *harness) reserveAll() []queue.Envelope {
 			}
 			h.t.Fatal(err)
 		}
-		env, err := queue.Decode(job.Body)
-		must(h.t, err)
-		out = append(out, env)
+		out = append(out, job.Body)
 		must(h.t, c.Delete(context.Background(), job.ID))
 	}
 }

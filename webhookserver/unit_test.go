@@ -2,8 +2,10 @@ package webhookserver
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -143,60 +145,114 @@ func TestReplaySet(t *testing.T) {
 	}
 }
 
-// TestAppendJobIsTheQueueEnvelope: the hand-assembled job body is
-// byte-for-byte what queue.Envelope.Encode writes, so the worker's
-// queue.Decode reads it like any other job.
-func TestAppendJobIsTheQueueEnvelope(t *testing.T) {
-	for _, name := range fixtures.KommoWebhookNames() {
-		form, err := fixtures.KommoWebhook(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := kommo.ParseWebhook(form)
-		if err != nil {
-			t.Fatal(err)
-		}
-		at := time.Date(2026, 3, 4, 5, 6, 7, 890123000, time.FixedZone("X", 3600))
-		for _, tenantID := range []string{"shop/news.letter", "odd/na\"me<&>"} {
-			raw, err := json.Marshal(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want, err := queue.Envelope{Tenant: tenantID, AccountID: p.AccountID, Kind: queue.KindWebhook,
-				ReceivedAt: at.UTC(), Payload: raw}.Encode()
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := appendJob(new(bytes.Buffer), tenantID, p, at)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("%s, tenant %q:\n got %s\nwant %s", name, tenantID, got, want)
-			}
-			if _, err := queue.Decode(got); err != nil {
-				t.Errorf("%s: queue.Decode: %v", name, err)
-			}
+// TestContactRefs: a payload becomes the people it names, each once with
+// its last action (the parser orders adds, updates, deletes), in the order
+// first named; companies are left out; nothing else of the body is kept.
+func TestContactRefs(t *testing.T) {
+	person := func(a kommo.Action, id int64) kommo.WebhookEvent {
+		return kommo.WebhookEvent{Action: a, Contact: kommo.Contact{ID: id, Type: kommo.ContactTypeContact,
+			Name: "x", Emails: []string{"forged@example.com"}, UpdatedAt: 1<<63 - 1}}
+	}
+	company := func(a kommo.Action, id int64) kommo.WebhookEvent {
+		return kommo.WebhookEvent{Action: a, Contact: kommo.Contact{ID: id, Type: kommo.ContactTypeCompany}}
+	}
+	untyped := kommo.WebhookEvent{Action: kommo.ActionDelete, Contact: kommo.Contact{ID: 77}}
+	cases := []struct {
+		name   string
+		events []kommo.WebhookEvent
+		want   []queue.ContactRef
+	}{
+		{"nothing", nil, []queue.ContactRef{}},
+		{"one add", []kommo.WebhookEvent{person(kommo.ActionAdd, 5)}, []queue.ContactRef{{ID: 5, Action: "add"}}},
+		{"add, update and delete of one contact", []kommo.WebhookEvent{
+			person(kommo.ActionAdd, 5), person(kommo.ActionAdd, 6), person(kommo.ActionUpdate, 5), person(kommo.ActionDelete, 5),
+		}, []queue.ContactRef{{ID: 5, Action: "delete"}, {ID: 6, Action: "add"}}},
+		{"the same update twice", []kommo.WebhookEvent{person(kommo.ActionUpdate, 9), person(kommo.ActionUpdate, 9)},
+			[]queue.ContactRef{{ID: 9, Action: "update"}}},
+		{"companies are left out", []kommo.WebhookEvent{
+			company(kommo.ActionAdd, 1), person(kommo.ActionUpdate, 2), company(kommo.ActionDelete, 3),
+		}, []queue.ContactRef{{ID: 2, Action: "update"}}},
+		{"only companies", []kommo.WebhookEvent{company(kommo.ActionUpdate, 1)}, []queue.ContactRef{}},
+		{"a delete without a type is a person", []kommo.WebhookEvent{untyped}, []queue.ContactRef{{ID: 77, Action: "delete"}}},
+		{"ids that are not Kommo's", []kommo.WebhookEvent{person(kommo.ActionAdd, 0), person(kommo.ActionAdd, -4), person(kommo.ActionAdd, 8)},
+			[]queue.ContactRef{{ID: 8, Action: "add"}}},
+	}
+	for _, tc := range cases {
+		got := contactRefs(&kommo.WebhookPayload{AccountID: 1, Events: tc.events})
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }
 
+// TestEnqueueSplitsAndBoundsJobs: a payload naming more contacts than one
+// job holds is split in order over full jobs; each is a valid contacts job
+// (queue.Decode, queue.DecodeContacts) of at most 45 bytes per contact
+// plus its envelope.
+func TestEnqueueSplitsAndBoundsJobs(t *testing.T) {
+	for _, n := range []int{1, queue.MaxContactsPerJob, queue.MaxContactsPerJob + 1, kommo.MaxWebhookContacts} {
+		p := &kommo.WebhookPayload{AccountID: 31415926}
+		for i := range n {
+			p.Events = append(p.Events, kommo.WebhookEvent{Action: kommo.ActionDelete,
+				Contact: kommo.Contact{ID: 9_000_000_000_000_000_000 + int64(i), Type: kommo.ContactTypeContact}})
+		}
+		refs := contactRefs(p)
+		q := &recordingQueue{}
+		s := &Server{cfg: DefaultConfig(), queue: q}
+		info := TenantInfo{ID: "shop/news.letter"}
+		if err := s.enqueue(context.Background(), info, p.AccountID, refs); err != nil {
+			t.Fatal(err)
+		}
+		if want := (n + queue.MaxContactsPerJob - 1) / queue.MaxContactsPerJob; len(q.bodies) != want {
+			t.Fatalf("%d contacts: %d jobs, want %d", n, len(q.bodies), want)
+		}
+		var named []queue.ContactRef
+		for _, body := range q.bodies {
+			env, err := queue.Decode(body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := queue.DecodeContacts(env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if bound := 256 + len(info.ID) + 45*len(got); len(body) > bound {
+				t.Errorf("a job of %d contacts is %d bytes, bound %d", len(got), len(body), bound)
+			}
+			named = append(named, got...)
+		}
+		if !slices.Equal(named, refs) {
+			t.Errorf("%d contacts: the jobs name %d, not the payload's in order", n, len(named))
+		}
+	}
+}
+
+// recordingQueue keeps a copy of every body put.
+type recordingQueue struct{ bodies [][]byte }
+
+func (q *recordingQueue) Put(_ context.Context, _ string, body []byte, _ uint32, _, _ time.Duration) (uint64, error) {
+	q.bodies = append(q.bodies, bytes.Clone(body))
+	return uint64(len(q.bodies)), nil
+}
+
+func (q *recordingQueue) Ping(context.Context) error { return nil }
+
 // BenchmarkParseAndEncode is the CPU work of one webhook besides HTTP and
-// the put: form decoding, the Kommo parser, and the job encoding.
+// the put: the Kommo parser, naming the contacts, and the job encoding.
 func BenchmarkParseAndEncode(b *testing.B) {
 	body, err := fixtures.KommoWebhookBody(fixtures.AddContact)
 	if err != nil {
 		b.Fatal(err)
 	}
 	raw := []byte(body)
-	buf := new(bytes.Buffer)
+	buf := make([]byte, 0, 4096)
 	b.ReportAllocs()
 	for b.Loop() {
 		p, err := kommo.ParseWebhookBody(raw)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := appendJob(buf, "shop/newsletter", p, time.Now()); err != nil {
+		if _, err := queue.AppendContactsJob(buf, "shop/newsletter", p.AccountID, time.Now(), contactRefs(p)); err != nil {
 			b.Fatal(err)
 		}
 	}
