@@ -64,9 +64,12 @@ func readChunk(ctx context.Context, clock Clock, r ContactReader, ids []int64, c
 				listed[page[i].ID] = &page[i]
 			}
 		}
+		if len(listed) == len(ids) {
+			return errAllListed // a full page has a next link: do not spend a request on it
+		}
 		return nil
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, errAllListed) {
 		return nil, fmt.Errorf("kommo: reading %d contacts: %w", len(ids), err)
 	}
 	out := make([]Current, 0, len(ids))
@@ -86,6 +89,9 @@ func readChunk(ctx context.Context, clock Clock, r ContactReader, ids []int64, c
 	}
 	return out, nil
 }
+
+// errAllListed ends a listing that returned every id it was asked for.
+var errAllListed = errors.New("every contact listed")
 
 // confirmGone reads one contact the listing left out: Kommo's "no such
 // contact" makes it a tombstone; a contact returned after all is its state.
