@@ -96,11 +96,26 @@ func person(id int64, emails ...string) kommo.Contact {
 
 func (h *harness) apply(action kommo.Action, contacts ...kommo.Contact) syncer.Outcome {
 	h.t.Helper()
-	var events []syncer.Event
-	for _, c := range contacts {
-		events = append(events, syncer.Event{Action: action, Contact: c, ReceivedAt: time.Now()})
+	return h.commit(h.tenant, action, contacts...)
+}
+
+// commit applies contacts to t through syncer.Commit as the worker would
+// after reading them from Kommo: live, or gone for ActionDelete.
+func (h *harness) commit(t syncer.Tenant, action kommo.Action, contacts ...kommo.Contact) syncer.Outcome {
+	h.t.Helper()
+	ctx := context.Background()
+	readAt, err := h.st.Now(ctx)
+	if err != nil {
+		h.t.Fatal(err)
 	}
-	out, err := syncer.Apply(context.Background(), h.st, h.tenant, events)
+	current := make([]syncer.Current, len(contacts))
+	for i := range contacts {
+		current[i] = syncer.Current{ID: contacts[i].ID, ReadAt: readAt}
+		if action != kommo.ActionDelete {
+			current[i].Contact = &contacts[i]
+		}
+	}
+	out, err := syncer.Commit(ctx, h.st, t, current, nil)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -198,10 +213,7 @@ func TestConsentHeldQueuesNothingAndCancelsPending(t *testing.T) {
 	// Queued while inviting, then the binding switches to ConsentHeld.
 	inviting := h.tenant
 	inviting.DoubleOptin = syncv1.DoubleOptinInvite
-	if _, err := syncer.Apply(context.Background(), h.st, inviting,
-		[]syncer.Event{{Action: kommo.ActionAdd, Contact: person(2, "di@example.com"), ReceivedAt: time.Now()}}); err != nil {
-		t.Fatal(err)
-	}
+	h.commit(inviting, kommo.ActionAdd, person(2, "di@example.com"))
 	res := h.step(h.drainer(0), h.tenant)
 	if res.Counts[invitations.OutcomeCancelled] != 1 || len(h.calls()) != 0 {
 		t.Fatalf("step %+v, subscribe calls %d; want 1 cancelled, no call", res, len(h.calls()))
@@ -298,11 +310,7 @@ func TestReplicasShareTheKeyBudget(t *testing.T) {
 	h.apply(kommo.ActionAdd, person(1, "a@example.com"), person(2, "b@example.com"))
 	other := h.tenant
 	other.Key = "acme/second"
-	if _, err := syncer.Apply(context.Background(), h.st, other, []syncer.Event{
-		{Action: kommo.ActionAdd, Contact: person(3, "c@example.com"), ReceivedAt: time.Now()},
-	}); err != nil {
-		t.Fatal(err)
-	}
+	h.commit(other, kommo.ActionAdd, person(3, "c@example.com"))
 	replicaA, replicaB := h.drainer(6), h.drainer(6)
 	sent := h.step(replicaA, h.tenant).Counts[invitations.OutcomeSent] +
 		h.step(replicaB, h.tenant).Counts[invitations.OutcomeSent] +
