@@ -70,7 +70,7 @@ func (r *UnisenderBindingReconciler) kommoClientFor(ki *v1alpha1.KommoIntegratio
 	if newClient == nil {
 		newClient = defaultKommoClient
 	}
-	cl := newClient(base, int(rps), ts, b)
+	cl := newClient(base, rps, ts, b)
 	if c.kommo == nil {
 		c.kommo = map[string]*kommo.Client{}
 	}

@@ -10,7 +10,6 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
-	"github.com/kommo-unisender/kommo-unisender/internal/store"
 	"github.com/kommo-unisender/kommo-unisender/internal/tenant"
 )
 
@@ -48,9 +47,12 @@ func (q resyncRequests) takeAll(ctx context.Context) {
 		return
 	}
 	for _, req := range reqs {
-		if err := q.take(ctx, req); err != nil {
-			log.Error(err, "starting a resync a worker requested", "tenant", req.Tenant)
-			continue
+		// A malformed tenant names no binding: the request is just removed.
+		if key, err := tenant.Parse(req.Tenant); err == nil {
+			if err := q.take(ctx, key, req.DroppedJobs); err != nil {
+				log.Error(err, "starting a resync a worker requested", "tenant", req.Tenant)
+				continue
+			}
 		}
 		if err := q.r.Store.DoneResyncRequest(ctx, req); err != nil {
 			log.Error(err, "removing a resync request", "tenant", req.Tenant)
@@ -60,11 +62,7 @@ func (q resyncRequests) takeAll(ctx context.Context) {
 
 // take annotates the binding with a reconcile request; a binding that is
 // gone needs nothing.
-func (q resyncRequests) take(ctx context.Context, req store.ResyncRequest) error {
-	key, err := tenant.Parse(req.Tenant)
-	if err != nil {
-		return nil // not a tenant any binding could have: nothing to resync
-	}
+func (q resyncRequests) take(ctx context.Context, key tenant.Key, dropped int) error {
 	var obj v1alpha1.UnisenderBinding
 	if err := q.r.Get(ctx, key.NamespacedName(), &obj); err != nil {
 		return client.IgnoreNotFound(err)
@@ -81,6 +79,6 @@ func (q resyncRequests) take(ctx context.Context, req store.ResyncRequest) error
 		return err
 	}
 	q.r.event(&obj, corev1.EventTypeWarning, v1alpha1.ReasonEventsExpired, "Resync",
-		"%d webhook jobs could not be applied within the workers' bound and were dropped; resyncing to catch up with Kommo", req.DroppedJobs)
+		"%d webhook jobs could not be applied within the workers' bound and were dropped; resyncing to catch up with Kommo", dropped)
 	return nil
 }

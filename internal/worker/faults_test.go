@@ -72,12 +72,6 @@ func (sc *scenario) change(h *harness) [][]byte {
 	return append(jobsOf(h.t, sc.ts, kommo.ActionUpdate, moved, 5), jobsOf(h.t, sc.ts, kommo.ActionDelete, deleted, 5)...)
 }
 
-// all is the whole history at once: the changes are made in Kommo before
-// any job is processed.
-func (sc *scenario) all(h *harness) [][]byte {
-	return append(slices.Clone(sc.adds), sc.change(h)...)
-}
-
 // jobsOf names the ids with one action, per jobs of perJob contacts.
 func jobsOf(t testing.TB, ts tenantSpec, action kommo.Action, ids []int64, perJob int) [][]byte {
 	var out [][]byte

@@ -75,7 +75,7 @@ func TestAccountRateLimitAcrossProcesses(t *testing.T) {
 
 	// Judge from the emulator's request log of the account.
 	log := sys.accountLog(t)
-	a := analyze(log, imp.StartedAt.Time, imp.FinishedAt.Time.Add(time.Second))
+	a := analyze(log, imp.StartedAt.Time, imp.FinishedAt.Add(time.Second))
 	t.Logf("import: %d contacts seen, %d imported, %v (status %s → %s; manager list requests %s → %s)",
 		imp.Total, imp.Imported, imp.FinishedAt.Sub(imp.StartedAt.Time),
 		imp.StartedAt.Format(time.TimeOnly), imp.FinishedAt.Format(time.TimeOnly),

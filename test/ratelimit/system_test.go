@@ -387,8 +387,6 @@ func minus(a, b []string) []string {
 	return out
 }
 
-func first(s []string, n int) []string { return s[:min(n, len(s))] }
-
 type lockedBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
