@@ -43,7 +43,8 @@ func TestKustomizeRBACLeastPrivilege(t *testing.T) {
 		{worker, "watch", sync, "unisenderbindings", "tenants", true},
 		{worker, "get", "", "secrets", "tenants", true},
 		{worker, "watch", "", "secrets", "tenants", true},
-		{worker, "get", sync, "kommointegrations", "tenants", false},
+		{worker, "watch", sync, "kommointegrations", "tenants", true}, // reads contacts with the integration's token
+		{worker, "patch", sync, "kommointegrations", "tenants", false},
 		{worker, "create", "", "secrets", "tenants", false},
 		{worker, "update", "", "secrets", "tenants", false},
 		{worker, "patch", sync, "unisenderbindings", "tenants", false},
