@@ -6,14 +6,11 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -31,7 +28,7 @@ func system(t *testing.T, ctx context.Context) *devenv.Env {
 	testenv.MySQLDSN(t) // same prerequisites as the other service tests
 	bin := testenv.Tool(t, testenv.EnvBinary)
 	dir := t.TempDir()
-	logs := &lockedBuffer{}
+	logs := &devenv.LogBuffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("process logs:\n%s", logs.String())
@@ -157,7 +154,7 @@ func waitRefreshes(t *testing.T, ctx context.Context, env *devenv.Env, n int) {
 	t.Helper()
 	var stats kommoStats
 	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline) && ctx.Err() == nil; time.Sleep(500 * time.Millisecond) {
-		getJSON(t, env.KommoURL+"/_admin/stats", "", &stats)
+		getJSON(t, env.KommoURL+"/_admin/stats", &stats)
 		if stats.Refreshes >= n {
 			return
 		}
@@ -178,7 +175,7 @@ func assertAuthorized(t *testing.T, ctx context.Context, env *devenv.Env) {
 		}
 	}
 	var stats kommoStats
-	getJSON(t, env.KommoURL+"/_admin/stats", "", &stats)
+	getJSON(t, env.KommoURL+"/_admin/stats", &stats)
 	if stats.ReusedRefreshTokens != 0 {
 		t.Fatalf("the sandbox saw %d reused refresh tokens", stats.ReusedRefreshTokens)
 	}
@@ -246,46 +243,9 @@ func (w *latencyWatch) percentiles() (p50, p99 time.Duration, n int) {
 	return d[len(d)/2], d[(len(d)*99)/100], len(d)
 }
 
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	s := b.buf.String()
-	if len(s) > 200_000 {
-		s = "…" + s[len(s)-200_000:]
-	}
-	return strings.TrimSpace(s)
-}
-
-func getJSON(t *testing.T, url, unisenderKey string, v any) {
+func getJSON(t *testing.T, url string, v any) {
 	t.Helper()
-	if err := fetchJSON(url, unisenderKey, v); err != nil {
+	if err := devenv.SandboxJSON(http.MethodGet, url, nil, v); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func fetchJSON(url, unisenderKey string, v any) error {
-	req, _ := http.NewRequest(http.MethodGet, url, nil)
-	if unisenderKey != "" {
-		req.Header.Set("X-Unisender-Api-Key", unisenderKey)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: HTTP %d", url, resp.StatusCode)
-	}
-	return json.NewDecoder(resp.Body).Decode(v)
 }

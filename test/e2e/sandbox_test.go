@@ -78,7 +78,7 @@ func (s sandbox) send(t *testing.T, method, url string, body, out any) {
 // synced), sorted.
 func (s sandbox) kommoEmails(t *testing.T) []string {
 	var contacts []adminContact
-	getJSON(t, s.contactsURL(), "", &contacts)
+	getJSON(t, s.contactsURL(), &contacts)
 	seen := map[string]bool{}
 	for _, c := range contacts {
 		if c.Type == "company" {
@@ -106,7 +106,7 @@ func (s sandbox) members() ([]string, error) {
 		ListStatus string `json:"list_status"`
 	}
 	url := fmt.Sprintf("%s/_admin/lists/%d/members", s.env.UnisenderURL, s.listID)
-	if err := fetchJSON(url, devenv.SandboxUnisenderKey, &members); err != nil {
+	if err := devenv.SandboxJSON(http.MethodGet, url, nil, &members); err != nil {
 		return nil, err
 	}
 	seen := map[string]bool{}

@@ -1,11 +1,9 @@
 package forged
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -57,7 +55,7 @@ func start(t *testing.T, ctx context.Context) *system {
 	testenv.KubeAssets(t)
 	testenv.MySQLDSN(t) // same prerequisites as the other service tests
 	bin := testenv.Tool(t, testenv.EnvBinary)
-	logs := &lockedBuffer{}
+	logs := &devenv.LogBuffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("process logs:\n%s", logs.String())
@@ -403,36 +401,12 @@ func (s *system) setDoubleOptin(t *testing.T, mode syncv1.DoubleOptin) {
 
 func (s *system) getJSON(t *testing.T, u string, v any) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, u, nil)
-	req.Header.Set("X-Unisender-Api-Key", devenv.SandboxUnisenderKey)
-	resp, err := http.DefaultClient.Do(req)
-	must(t, err)
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("GET %s: HTTP %d %s", u, resp.StatusCode, b)
-	}
-	must(t, json.NewDecoder(resp.Body).Decode(v))
+	must(t, devenv.SandboxJSON(http.MethodGet, u, nil, v))
 }
 
 func (s *system) send(t *testing.T, method, u string, body, out any) {
 	t.Helper()
-	var buf bytes.Buffer
-	if body != nil {
-		must(t, json.NewEncoder(&buf).Encode(body))
-	}
-	req, _ := http.NewRequest(method, u, &buf)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	must(t, err)
-	defer resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("%s %s: HTTP %d %s", method, u, resp.StatusCode, b)
-	}
-	if out != nil {
-		must(t, json.NewDecoder(resp.Body).Decode(out))
-	}
+	must(t, devenv.SandboxJSON(method, u, body, out))
 }
 
 // waitUntil polls cond until it holds or timeout passes (then the test
@@ -468,25 +442,4 @@ func minus(a, b []string) []string {
 		}
 	}
 	return out
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	s := b.buf.String()
-	if len(s) > 200_000 {
-		s = "…" + s[len(s)-200_000:]
-	}
-	return strings.TrimSpace(s)
 }

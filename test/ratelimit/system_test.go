@@ -2,9 +2,7 @@ package ratelimit
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"net/http"
@@ -12,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -39,7 +36,7 @@ func start(t *testing.T, ctx context.Context, n, contacts int) *system {
 	testenv.KubeAssets(t)
 	testenv.MySQLDSN(t) // same prerequisites as the other service tests
 	bin := testenv.Tool(t, testenv.EnvBinary)
-	logs := &lockedBuffer{}
+	logs := &devenv.LogBuffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("process logs:\n%s", logs.String())
@@ -80,7 +77,7 @@ func (s *system) contactsURL() string {
 // synced), in the emulator's order.
 func (s *system) personIDs(t *testing.T) []int64 {
 	var contacts []adminContact
-	getJSON(t, s.contactsURL(), "", &contacts)
+	getJSON(t, s.contactsURL(), &contacts)
 	var ids []int64
 	for _, c := range contacts {
 		if c.Type != "company" {
@@ -92,7 +89,7 @@ func (s *system) personIDs(t *testing.T) []int64 {
 
 func (s *system) webhookCount(t *testing.T) int {
 	var hooks []kommoemu.Webhook
-	getJSON(t, s.env.KommoURL+"/_admin/accounts/"+devenv.SandboxSubdomain+"/webhooks", "", &hooks)
+	getJSON(t, s.env.KommoURL+"/_admin/accounts/"+devenv.SandboxSubdomain+"/webhooks", &hooks)
 	return len(hooks)
 }
 
@@ -215,7 +212,7 @@ func (s *system) waitConverged(t *testing.T, ctx context.Context, within time.Du
 
 func (s *system) kommoEmails(t *testing.T) []string {
 	var contacts []adminContact
-	getJSON(t, s.contactsURL(), "", &contacts)
+	getJSON(t, s.contactsURL(), &contacts)
 	seen := map[string]bool{}
 	for _, c := range contacts {
 		if c.Type == "company" {
@@ -233,7 +230,7 @@ func (s *system) listEmails(t *testing.T, listID int64) []string {
 		Email      string `json:"email"`
 		ListStatus string `json:"list_status"`
 	}
-	getJSON(t, fmt.Sprintf("%s/_admin/lists/%d/members", s.env.UnisenderURL, listID), devenv.SandboxUnisenderKey, &members)
+	getJSON(t, fmt.Sprintf("%s/_admin/lists/%d/members", s.env.UnisenderURL, listID), &members)
 	seen := map[string]bool{}
 	for _, m := range members {
 		if m.ListStatus == "active" {
@@ -246,12 +243,12 @@ func (s *system) listEmails(t *testing.T, listID int64) []string {
 // accountLog is the emulator's request log of the sandbox account.
 func (s *system) accountLog(t *testing.T) []kommoemu.LogEntry {
 	var stats kommoemu.Stats
-	getJSON(t, s.env.KommoURL+"/_admin/stats", "", &stats)
+	getJSON(t, s.env.KommoURL+"/_admin/stats", &stats)
 	if stats.LogDropped > 0 {
 		t.Fatalf("the emulator dropped %d log entries: the log is incomplete", stats.LogDropped)
 	}
 	var all []kommoemu.LogEntry
-	getJSON(t, s.env.KommoURL+"/_admin/log", "", &all)
+	getJSON(t, s.env.KommoURL+"/_admin/log", &all)
 	var out []kommoemu.LogEntry
 	for _, e := range all {
 		if e.Account == devenv.SandboxSubdomain {
@@ -337,43 +334,15 @@ func waitUntil(t *testing.T, ctx context.Context, what string, within time.Durat
 
 func (s *system) send(t *testing.T, method, u string, body, out any) {
 	t.Helper()
-	var buf bytes.Buffer
-	if body != nil {
-		_ = json.NewEncoder(&buf).Encode(body)
-	}
-	req, _ := http.NewRequest(method, u, &buf)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
+	if err := devenv.SandboxJSON(method, u, body, out); err != nil {
 		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		t.Fatalf("%s %s: HTTP %d", method, u, resp.StatusCode)
-	}
-	if out != nil {
-		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-			t.Fatal(err)
-		}
 	}
 }
 
-func getJSON(t *testing.T, u, unisenderKey string, v any) {
+func getJSON(t *testing.T, u string, v any) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, u, nil)
-	if unisenderKey != "" {
-		req.Header.Set("X-Unisender-Api-Key", unisenderKey)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
+	if err := devenv.SandboxJSON(http.MethodGet, u, nil, v); err != nil {
 		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: HTTP %d", u, resp.StatusCode)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		t.Fatalf("GET %s: %v", u, err)
 	}
 }
 
@@ -385,25 +354,4 @@ func minus(a, b []string) []string {
 		}
 	}
 	return out
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	s := b.buf.String()
-	if len(s) > 200_000 {
-		s = "…" + s[len(s)-200_000:]
-	}
-	return strings.TrimSpace(s)
 }
