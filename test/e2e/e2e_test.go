@@ -17,31 +17,16 @@ import (
 
 	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/devenv"
-	"github.com/kommo-unisender/kommo-unisender/internal/testenv"
+	"github.com/kommo-unisender/kommo-unisender/internal/devenv/devtest"
 )
 
 // system starts everything from the binary `make test-binaries` built from
 // this checkout.
 func system(t *testing.T, ctx context.Context) *devenv.Env {
 	t.Helper()
-	testenv.KubeAssets(t)
-	testenv.MySQLDSN(t) // same prerequisites as the other service tests
-	bin := testenv.Tool(t, testenv.EnvBinary)
-	dir := t.TempDir()
-	logs := &devenv.LogBuffer{}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("process logs:\n%s", logs.String())
-		}
-	})
-	env, err := devenv.Start(ctx, devenv.Options{
-		Binary: bin, Dir: dir, CRDDir: "../../config/crd/bases", Output: logs,
+	env := devtest.Start(t, ctx, devenv.Options{
 		Sandbox: true, SandboxAccessTokenTTL: 8 * time.Second, SeedContacts: 300,
 	})
-	if err != nil {
-		t.Fatalf("starting the system: %v\n%s", err, logs.String())
-	}
-	t.Cleanup(env.Stop)
 	return env
 }
 

@@ -23,7 +23,7 @@ import (
 
 	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/devenv"
-	"github.com/kommo-unisender/kommo-unisender/internal/testenv"
+	"github.com/kommo-unisender/kommo-unisender/internal/devenv/devtest"
 )
 
 // seedContacts is the size of the sandbox account: enough for a forged
@@ -52,23 +52,9 @@ type system struct {
 // and the list holds exactly Kommo's addresses.
 func start(t *testing.T, ctx context.Context) *system {
 	t.Helper()
-	testenv.KubeAssets(t)
-	testenv.MySQLDSN(t) // same prerequisites as the other service tests
-	bin := testenv.Tool(t, testenv.EnvBinary)
-	logs := &devenv.LogBuffer{}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("process logs:\n%s", logs.String())
-		}
-	})
-	env, err := devenv.Start(ctx, devenv.Options{
-		Binary: bin, Dir: t.TempDir(), CRDDir: "../../config/crd/bases", Output: logs,
+	env := devtest.Start(t, ctx, devenv.Options{
 		Sandbox: true, SandboxAccessTokenTTL: time.Hour, SeedContacts: seedContacts,
 	})
-	if err != nil {
-		t.Fatalf("starting the system: %v\n%s", err, logs.String())
-	}
-	t.Cleanup(env.Stop)
 	s := &system{env: env}
 	if err := env.ApplySampleTenant(ctx); err != nil {
 		t.Fatal(err)
@@ -101,6 +87,7 @@ func start(t *testing.T, ctx context.Context) *system {
 		}
 		return false, fmt.Sprintf("%d hooks, none enabled for the tenant", len(hooks))
 	})
+	var err error
 	s.db, err = sql.Open("mysql", env.MySQLDSN())
 	must(t, err)
 	t.Cleanup(func() { _ = s.db.Close() })

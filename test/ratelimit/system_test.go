@@ -15,9 +15,9 @@ import (
 
 	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/devenv"
+	"github.com/kommo-unisender/kommo-unisender/internal/devenv/devtest"
 	"github.com/kommo-unisender/kommo-unisender/internal/queue"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/kommoemu"
-	"github.com/kommo-unisender/kommo-unisender/internal/testenv"
 	"github.com/kommo-unisender/kommo-unisender/internal/worker"
 )
 
@@ -33,23 +33,9 @@ type system struct {
 // account seeded with contacts.
 func start(t *testing.T, ctx context.Context, n, contacts int) *system {
 	t.Helper()
-	testenv.KubeAssets(t)
-	testenv.MySQLDSN(t) // same prerequisites as the other service tests
-	bin := testenv.Tool(t, testenv.EnvBinary)
-	logs := &devenv.LogBuffer{}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("process logs:\n%s", logs.String())
-		}
-	})
-	env, err := devenv.Start(ctx, devenv.Options{
-		Binary: bin, Dir: t.TempDir(), CRDDir: "../../config/crd/bases", Output: logs,
+	env := devtest.Start(t, ctx, devenv.Options{
 		Sandbox: true, SandboxAccessTokenTTL: time.Hour, SeedContacts: contacts, Workers: n,
 	})
-	if err != nil {
-		t.Fatalf("starting the system: %v\n%s", err, logs.String())
-	}
-	t.Cleanup(env.Stop)
 	if len(env.WorkerNames) != n {
 		t.Fatalf("devenv started workers %v, want %d", env.WorkerNames, n)
 	}
