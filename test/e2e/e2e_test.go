@@ -126,7 +126,7 @@ func waitConverged(t *testing.T, ctx context.Context, sb sandbox) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	t.Fatalf("the Unisender list did not converge on Kommo:\n  only in Kommo: %v\n  only in Unisender: %v",
-		minus(want, got), minus(got, want))
+		devtest.Minus(want, got), devtest.Minus(got, want))
 }
 
 type kommoStats struct {
@@ -165,16 +165,6 @@ func assertAuthorized(t *testing.T, ctx context.Context, env *devenv.Env) {
 		t.Fatalf("the sandbox saw %d reused refresh tokens", stats.ReusedRefreshTokens)
 	}
 	t.Logf("token refreshes during the run: %d, reused refresh tokens: 0", stats.Refreshes)
-}
-
-func minus(a, b []string) []string {
-	var out []string
-	for _, x := range a {
-		if !slices.Contains(b, x) {
-			out = append(out, x)
-		}
-	}
-	return out
 }
 
 // latencyWatch records when each expected address first shows up in the list.

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/devenv/devtest"
 )
 
 // maxInt64 is the updated_at a forger pins a contact with.
@@ -80,9 +81,9 @@ func forgedMassDelete(t *testing.T, s *system) {
 	s.waitDrained(t, q, 2000/250)
 
 	after := s.listEmails(t)
-	if removed := minus(before, after); len(removed) > 0 || !slices.Equal(before, after) {
+	if removed := devtest.Minus(before, after); len(removed) > 0 || !slices.Equal(before, after) {
 		t.Errorf("%d addresses left the list after forged deletes of contacts Kommo still has (e.g. %.5v); %d appeared",
-			len(removed), removed, len(minus(after, before)))
+			len(removed), removed, len(devtest.Minus(after, before)))
 	}
 	callsAfter, readsAfter := s.unisenderCalls(t), s.kommoRequests(t)
 	if n := callsAfter["importContacts"] - calls["importContacts"]; n != 0 {
@@ -133,7 +134,7 @@ func forgedPinnedUpdate(t *testing.T, s *system) {
 	for i, email := range []string{"first-edit@example.com", "second-edit@example.com"} {
 		s.updateContact(t, c.ID, fmt.Sprintf("Edited %d", i), email)
 		prev := real
-		waitUntil(t, "a real edit after the pinning webhook to reach the list", 30*time.Second, func() (bool, string) {
+		devtest.WaitUntil(t, "a real edit after the pinning webhook to reach the list", 30*time.Second, func() (bool, string) {
 			in, out := s.inList(t, email), s.inList(t, prev)
 			return in && !out, fmt.Sprintf("%s in the list: %v; %s in the list: %v", email, in, prev, out)
 		})
@@ -160,7 +161,7 @@ func forgedDisagreeingUpdate(t *testing.T, s *system) {
 		t.Errorf("the forged address %s reached Unisender", forged)
 	}
 	if after := s.listEmails(t); !slices.Equal(before, after) {
-		t.Errorf("the list changed: %v left, %v came", minus(before, after), minus(after, before))
+		t.Errorf("the list changed: %v left, %v came", devtest.Minus(before, after), devtest.Minus(after, before))
 	}
 }
 
@@ -199,7 +200,7 @@ func forgedAdd(t *testing.T, s *system) {
 	calls := s.unisenderCalls(t)
 	invited := func(email string) {
 		t.Helper()
-		waitUntil(t, "an invitation to "+email, 30*time.Second, func() (bool, string) {
+		devtest.WaitUntil(t, "an invitation to "+email, 30*time.Second, func() (bool, string) {
 			m, inv := s.members(t)[email], s.invitation(t, email)
 			return m.Status == "invited" && inv == "sent", fmt.Sprintf("Unisender: %+v; invitation %q", m, inv)
 		})

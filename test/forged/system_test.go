@@ -60,7 +60,7 @@ func start(t *testing.T, ctx context.Context) *system {
 		t.Fatal(err)
 	}
 	var last syncv1.UnisenderBindingStatus
-	waitUntil(t, "the initial import", 90*time.Second, func() (bool, string) {
+	devtest.WaitUntil(t, "the initial import", 90*time.Second, func() (bool, string) {
 		st, err := env.SampleBindingStatus(ctx)
 		last = st
 		return err == nil && st.Import != nil && st.Import.Phase == syncv1.ImportCompleted && st.ListID != 0,
@@ -73,7 +73,7 @@ func start(t *testing.T, ctx context.Context) *system {
 	if s.accountID == 0 {
 		t.Fatal("the integration has no account id")
 	}
-	waitUntil(t, "the tenant's webhook in Kommo", 30*time.Second, func() (bool, string) {
+	devtest.WaitUntil(t, "the tenant's webhook in Kommo", 30*time.Second, func() (bool, string) {
 		var hooks []struct {
 			Destination string `json:"destination"`
 			Disabled    bool   `json:"disabled"`
@@ -177,7 +177,7 @@ func (s *system) queueStats(t *testing.T) queueStats {
 // forger sends through the webhook server may become a poison job.
 func (s *system) waitDrained(t *testing.T, from queueStats, jobs int) {
 	t.Helper()
-	waitUntil(t, "the worker to drain the queue", 45*time.Second, func() (bool, string) {
+	devtest.WaitUntil(t, "the worker to drain the queue", 45*time.Second, func() (bool, string) {
 		st := s.queueStats(t)
 		if st.buried > from.buried {
 			t.Fatalf("%d jobs buried", st.buried-from.buried)
@@ -352,9 +352,9 @@ func (s *system) unisenderCalls(t *testing.T) map[string]int {
 func (s *system) waitConverged(t *testing.T) {
 	t.Helper()
 	var want, got []string
-	waitUntil(t, "the list to equal Kommo's addresses", 60*time.Second, func() (bool, string) {
+	devtest.WaitUntil(t, "the list to equal Kommo's addresses", 60*time.Second, func() (bool, string) {
 		want, got = s.kommoEmails(t), s.listEmails(t)
-		return slices.Equal(want, got), fmt.Sprintf("only in Kommo: %.300v; only in the list: %.300v", minus(want, got), minus(got, want))
+		return slices.Equal(want, got), fmt.Sprintf("only in Kommo: %.300v; only in the list: %.300v", devtest.Minus(want, got), devtest.Minus(got, want))
 	})
 }
 
@@ -396,37 +396,9 @@ func (s *system) send(t *testing.T, method, u string, body, out any) {
 	must(t, devenv.SandboxJSON(method, u, body, out))
 }
 
-// waitUntil polls cond until it holds or timeout passes (then the test
-// fails with cond's last account of the state). It waits for the system to
-// get somewhere; it is not an assertion about time.
-func waitUntil(t *testing.T, what string, timeout time.Duration, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s: %s", timeout, what, state)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
 	}
-}
-
-func minus(a, b []string) []string {
-	var out []string
-	for _, x := range a {
-		if _, found := slices.BinarySearch(b, x); !found {
-			out = append(out, x)
-		}
-	}
-	return out
 }

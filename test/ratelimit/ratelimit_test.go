@@ -21,6 +21,7 @@ import (
 
 	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/devenv"
+	"github.com/kommo-unisender/kommo-unisender/internal/devenv/devtest"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/kommoemu"
 )
 
@@ -58,7 +59,7 @@ func TestAccountRateLimitAcrossProcesses(t *testing.T) {
 	}
 	// Kommo sends webhooks only to hooks registered before a change; the
 	// manager registers the hook right before it starts the import.
-	waitUntil(t, ctx, "the manager to register the Kommo webhook", 90*time.Second, func() (bool, string) {
+	devtest.WaitUntil(t, "the manager to register the Kommo webhook", 90*time.Second, func() (bool, string) {
 		n := sys.webhookCount(t)
 		return n > 0, fmt.Sprintf("%d hooks", n)
 	})

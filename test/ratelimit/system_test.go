@@ -135,7 +135,7 @@ func (s *system) importCompleted(ctx context.Context) bool {
 func (s *system) waitImported(t *testing.T, ctx context.Context) syncv1.ImportStatus {
 	t.Helper()
 	var last syncv1.UnisenderBindingStatus
-	waitUntil(t, ctx, "the initial import to complete", 120*time.Second, func() (bool, string) {
+	devtest.WaitUntil(t, "the initial import to complete", 120*time.Second, func() (bool, string) {
 		st, err := s.env.SampleBindingStatus(ctx)
 		if err != nil {
 			return false, err.Error()
@@ -163,7 +163,7 @@ func (s *system) waitDrained(t *testing.T, ctx context.Context) {
 	}
 	defer c.Close()
 	var st queue.TubeStats
-	waitUntil(t, ctx, "the queue to drain", 90*time.Second, func() (bool, string) {
+	devtest.WaitUntil(t, "the queue to drain", 90*time.Second, func() (bool, string) {
 		st, err = c.StatsTube(ctx, worker.DefaultTube)
 		if err != nil {
 			return false, err.Error()
@@ -191,7 +191,7 @@ func (s *system) waitConverged(t *testing.T, ctx context.Context, within time.Du
 			return nil, nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return minus(want, got), minus(got, want)
+			return devtest.Minus(want, got), devtest.Minus(got, want)
 		}
 	}
 }
@@ -299,25 +299,6 @@ func hasFilterID(rawQuery string) bool {
 	return false
 }
 
-// waitUntil polls cond every half second until it holds, failing the test
-// with cond's last word when within passes first.
-func waitUntil(t *testing.T, ctx context.Context, what string, within time.Duration, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	last := ""
-	for {
-		ok, msg := cond()
-		if ok {
-			return
-		}
-		last = msg
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			t.Fatalf("waited %v for %s: %s", within, what, last)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-}
-
 func (s *system) send(t *testing.T, method, u string, body, out any) {
 	t.Helper()
 	if err := devenv.SandboxJSON(method, u, body, out); err != nil {
@@ -330,14 +311,4 @@ func getJSON(t *testing.T, u string, v any) {
 	if err := devenv.SandboxJSON(http.MethodGet, u, nil, v); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func minus(a, b []string) []string {
-	var out []string
-	for _, x := range a {
-		if _, found := slices.BinarySearch(b, x); !found {
-			out = append(out, x)
-		}
-	}
-	return out
 }

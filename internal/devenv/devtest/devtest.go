@@ -7,7 +7,9 @@ import (
 	"context"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/kommo-unisender/kommo-unisender/internal/devenv"
 	"github.com/kommo-unisender/kommo-unisender/internal/testenv"
@@ -40,4 +42,33 @@ func Start(t *testing.T, ctx context.Context, o devenv.Options) *devenv.Env {
 	}
 	t.Cleanup(env.Stop)
 	return env
+}
+
+// WaitUntil polls cond until it holds, failing the test with cond's last
+// account of the state when within passes first. It waits for the system
+// to get somewhere; it is not an assertion about time.
+func WaitUntil(t *testing.T, what string, within time.Duration, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %v for %s: %s", within, what, state)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// Minus returns the elements of a that the sorted b lacks, in a's order.
+func Minus(a, b []string) []string {
+	var out []string
+	for _, x := range a {
+		if _, found := slices.BinarySearch(b, x); !found {
+			out = append(out, x)
+		}
+	}
+	return out
 }
