@@ -28,3 +28,11 @@ func (b *LogBuffer) String() string {
 	}
 	return strings.TrimSpace(s)
 }
+
+// All returns every line written so far, for scans that must see the whole
+// run (String keeps only the tail).
+func (b *LogBuffer) All() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

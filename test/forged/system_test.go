@@ -37,6 +37,7 @@ const seedContacts = 2100
 // observer's (the emulators' admin APIs, beanstalkd's and MySQL's state).
 type system struct {
 	env       *devenv.Env
+	logs      *devenv.LogBuffer // every process's log lines
 	listID    int64
 	accountID int64
 	// hookURL is the tenant's webhook destination as Kommo lists it
@@ -52,10 +53,10 @@ type system struct {
 // and the list holds exactly Kommo's addresses.
 func start(t *testing.T, ctx context.Context) *system {
 	t.Helper()
-	env := devtest.Start(t, ctx, devenv.Options{
+	env, logs := devtest.StartWithLogs(t, ctx, devenv.Options{
 		Sandbox: true, SandboxAccessTokenTTL: time.Hour, SeedContacts: seedContacts,
 	})
-	s := &system{env: env}
+	s := &system{env: env, logs: logs}
 	if err := env.ApplySampleTenant(ctx); err != nil {
 		t.Fatal(err)
 	}

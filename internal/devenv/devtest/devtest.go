@@ -25,6 +25,14 @@ var crdDir = func() string {
 // Dir, CRDDir and Output; it fails the test if the system does not start.
 func Start(t *testing.T, ctx context.Context, o devenv.Options) *devenv.Env {
 	t.Helper()
+	env, _ := StartWithLogs(t, ctx, o)
+	return env
+}
+
+// StartWithLogs is Start, also returning the processes' logs, for tests
+// that scan them (for secrets, for example).
+func StartWithLogs(t *testing.T, ctx context.Context, o devenv.Options) (*devenv.Env, *devenv.LogBuffer) {
+	t.Helper()
 	testenv.KubeAssets(t)
 	testenv.MySQLDSN(t) // same prerequisites as the other service tests
 	o.Binary = testenv.Tool(t, testenv.EnvBinary)
@@ -41,7 +49,7 @@ func Start(t *testing.T, ctx context.Context, o devenv.Options) *devenv.Env {
 		t.Fatalf("starting the system: %v\n%s", err, logs.String())
 	}
 	t.Cleanup(env.Stop)
-	return env
+	return env, logs
 }
 
 // WaitUntil polls cond until it holds, failing the test with cond's last
