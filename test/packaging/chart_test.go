@@ -38,12 +38,16 @@ func TestHelmTemplate(t *testing.T) {
 				"ClusterRole/$-manager", "ClusterRole/$-webhookserver", "ClusterRole/$-worker",
 				"Role/$-leader-election", "PodDisruptionBudget/$-manager", "PodDisruptionBudget/$-worker",
 				"ServiceAccount/$-manager", "ServiceAccount/$-worker",
+				// NetworkPolicies are on by default.
+				"NetworkPolicy/$-manager", "NetworkPolicy/$-worker", "NetworkPolicy/$-egress",
+				"NetworkPolicy/$-mysql", "NetworkPolicy/$-beanstalkd",
 			},
-			absent: []string{"Ingress/$-webhook", "ServiceMonitor/$", "HorizontalPodAutoscaler/$-worker", "NetworkPolicy/$-manager"},
+			absent: []string{"Ingress/$-webhook", "ServiceMonitor/$", "HorizontalPodAutoscaler/$-worker"},
 		},
 		"external": {
-			present: []string{"Deployment/$-manager", "Deployment/$-worker"},
-			absent:  []string{"StatefulSet/$-mysql", "StatefulSet/$-beanstalkd", "Secret/$-mysql", "PodDisruptionBudget/$-manager"},
+			present: []string{"Deployment/$-manager", "Deployment/$-worker", "NetworkPolicy/$-egress"},
+			absent: []string{"StatefulSet/$-mysql", "StatefulSet/$-beanstalkd", "Secret/$-mysql", "PodDisruptionBudget/$-manager",
+				"NetworkPolicy/$-mysql", "NetworkPolicy/$-beanstalkd"},
 		},
 		"full": {
 			present: []string{
@@ -53,7 +57,8 @@ func TestHelmTemplate(t *testing.T) {
 				"KommoIntegration/acme", "UnisenderBinding/acme", "UnisenderBinding/acme-vip",
 				"StatefulSet/$-mysql",
 			},
-			absent: []string{"ClusterRole/$-manager", "ClusterRoleBinding/$-manager", "Secret/$-mysql"},
+			absent: []string{"ClusterRole/$-manager", "ClusterRoleBinding/$-manager", "ClusterRole/$-worker",
+				"ClusterRole/$-webhookserver", "ClusterRole/$-manager-cluster", "Secret/$-mysql"},
 		},
 	}
 	for _, values := range ciValues {
@@ -115,13 +120,17 @@ func TestHelmTemplateWiring(t *testing.T) {
 		idx := byKind(decodeManifests(t, renderCI(t, "full")))
 		manager := podSpec(t, idx["Deployment"]["full-kommo-unisender-manager"])
 		args := stringSlice(containerByName(t, manager, "manager")["args"])
-		for _, want := range []string{"--namespaces=tenants", "--public-base-url=https://kommo-hooks.example.com", "--leader-election-id=kus-full"} {
+		for _, want := range []string{"--namespaces=tenants,tenants-b", "--public-base-url=https://kommo-hooks.example.com", "--leader-election-id=kus-full"} {
 			if !contains(args, want) {
 				t.Errorf("manager args %v lack %s", args, want)
 			}
 		}
-		if args := stringSlice(containerByName(t, manager, "webhookserver")["args"]); !contains(args, "--namespace=tenants") {
-			t.Errorf("webhook server args %v do not narrow its watch to the tenants namespace", args)
+		if args := stringSlice(containerByName(t, manager, "webhookserver")["args"]); !contains(args, "--namespaces=tenants,tenants-b") {
+			t.Errorf("webhook server args %v do not narrow its watch to the tenants' namespaces", args)
+		}
+		worker := podSpec(t, idx["Deployment"]["full-kommo-unisender-worker"])
+		if args := stringSlice(containerByName(t, worker, "worker")["args"]); !contains(args, "--namespaces=tenants,tenants-b") {
+			t.Errorf("worker args %v do not narrow its watch to the tenants' namespaces", args)
 		}
 		if _, found, _ := unstructured.NestedFieldNoCopy(idx["Deployment"]["full-kommo-unisender-worker"].Object, "spec", "replicas"); found {
 			t.Error("the worker Deployment sets replicas although the HPA owns them")
@@ -173,7 +182,8 @@ func TestValuesSchemaRejectsMistakes(t *testing.T) {
 		"tenant name not DNS":     {"--set", "tenants[0].name=Acme", "--set", "tenants[0].binding.list.id=1"},
 		"log level":               {"--set", "manager.logLevel=verbose"},
 		"public URL":              {"--set", "publicBaseURL=kommo-hooks.example.com"},
-		"two watch namespaces":    {"--set", "watchNamespaces={a,b}"},
+		"watch namespace not DNS": {"--set", "watchNamespaces={a,B_b}"},
+		"metrics namespace":       {"--set", "networkPolicy.metricsNamespace=Monitoring"},
 	}
 	for name, args := range bad {
 		t.Run(name, func(t *testing.T) {

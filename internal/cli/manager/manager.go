@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -27,6 +26,7 @@ import (
 	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/controllers"
 	"github.com/kommo-unisender/kommo-unisender/internal/cli/kubeconfig"
+	"github.com/kommo-unisender/kommo-unisender/internal/namespaces"
 	"github.com/kommo-unisender/kommo-unisender/internal/secretwatch"
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
 	"github.com/kommo-unisender/kommo-unisender/internal/tokens"
@@ -72,7 +72,7 @@ func ParseFlags(args []string) (Options, error) {
 	fs.StringVar(&o.MySQLDSN, "mysql-dsn", os.Getenv("MYSQL_DSN"), "MySQL DSN of the store (default: $MYSQL_DSN)")
 	fs.StringVar(&o.UnisenderBaseURL, "unisender-base-url", "", "Unisender API base URL (default https://api.unisender.com; the sandbox in dev)")
 	fs.BoolVar(&o.MigrateOnStart, "migrate", true, "apply the store's migrations at start-up (serialized by a MySQL lock)")
-	namespaces := fs.String("namespaces", "", "comma-separated namespaces to watch (default: all)")
+	fs.Var((*namespaces.List)(&o.Namespaces), "namespaces", namespaces.FlagUsage)
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster config, or $KUBECONFIG)")
 	o.Zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -80,11 +80,6 @@ func ParseFlags(args []string) (Options, error) {
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
-	}
-	for _, ns := range strings.Split(*namespaces, ",") {
-		if ns = strings.TrimSpace(ns); ns != "" {
-			o.Namespaces = append(o.Namespaces, ns)
-		}
 	}
 	if o.PublicBaseURL != "" {
 		u, err := url.Parse(o.PublicBaseURL)
@@ -182,14 +177,9 @@ func managerOptions(scheme *runtime.Scheme, o Options) ctrl.Options {
 			ByObject: map[client.Object]cache.ByObject{
 				&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{tokens.ManagedLabel: tokens.ManagedLabelValue})},
 			},
-			DefaultTransform: cache.TransformStripManagedFields(),
+			DefaultNamespaces: namespaces.CacheConfig(o.Namespaces),
+			DefaultTransform:  cache.TransformStripManagedFields(),
 		},
-	}
-	if len(o.Namespaces) > 0 {
-		opts.Cache.DefaultNamespaces = map[string]cache.Config{}
-		for _, ns := range o.Namespaces {
-			opts.Cache.DefaultNamespaces[ns] = cache.Config{}
-		}
 	}
 	return opts
 }
