@@ -1,6 +1,7 @@
 package packaging
 
 import (
+	"encoding/json"
 	"fmt"
 	"reflect"
 	"sort"
@@ -153,6 +154,39 @@ func TestHelmTemplateWiring(t *testing.T) {
 		for _, crd := range idx["CustomResourceDefinition"] {
 			if crd.GetAnnotations()["helm.sh/resource-policy"] != "keep" {
 				t.Errorf("CRD %s lacks helm.sh/resource-policy: keep", crd.GetName())
+			}
+		}
+	})
+	t.Run("network policies", func(t *testing.T) {
+		for values, metricsNS := range map[string]string{"defaults": "kus-defaults", "full": "monitoring"} {
+			idx := byKind(decodeManifests(t, renderCI(t, values)))
+			prefix := values + "-kommo-unisender-"
+			for _, name := range []string{"manager", "worker", "egress"} {
+				if idx["NetworkPolicy"][prefix+name] == nil {
+					t.Fatalf("%s: NetworkPolicy %s%s is not rendered", values, prefix, name)
+				}
+			}
+			for _, component := range []string{"manager", "worker"} {
+				ingress, _, _ := unstructured.NestedSlice(idx["NetworkPolicy"][prefix+component].Object, "spec", "ingress")
+				got, _ := json.Marshal(ingress[len(ingress)-1])
+				want := `{"from":[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"` + metricsNS + `"}}}],"ports":[{"port":"metrics"}]}`
+				if string(got) != want {
+					t.Errorf("%s: %s metrics ingress = %s, want %s", values, component, got, want)
+				}
+			}
+			egress, _, _ := unstructured.NestedSlice(idx["NetworkPolicy"][prefix+"egress"].Object, "spec", "egress")
+			got, _ := json.Marshal(egress)
+			for _, want := range []string{
+				`{"ports":[{"port":53,"protocol":"UDP"},{"port":53,"protocol":"TCP"}]}`,
+				`{"ports":[{"port":443,"protocol":"TCP"}],"to":[{"ipBlock":{"cidr":"0.0.0.0/0"}},{"ipBlock":{"cidr":"::/0"}}]}`,
+				`"app.kubernetes.io/component":"beanstalkd"`, `"app.kubernetes.io/component":"mysql"`,
+			} {
+				if !strings.Contains(string(got), want) {
+					t.Errorf("%s: egress %s lacks %s", values, got, want)
+				}
+			}
+			if values == "full" && !strings.Contains(string(got), `{"ports":[{"port":443,"protocol":"TCP"},{"port":6443,"protocol":"TCP"}],"to":[{"ipBlock":{"cidr":"10.96.0.1/32"}}`) {
+				t.Errorf("full: egress to the API server is not limited to kubeAPIServer.cidrs: %s", got)
 			}
 		}
 	})
