@@ -121,7 +121,8 @@ func TestHelmTemplateWiring(t *testing.T) {
 		idx := byKind(decodeManifests(t, renderCI(t, "full")))
 		manager := podSpec(t, idx["Deployment"]["full-kommo-unisender-manager"])
 		args := stringSlice(containerByName(t, manager, "manager")["args"])
-		for _, want := range []string{"--namespaces=tenants,tenants-b", "--public-base-url=https://kommo-hooks.example.com", "--leader-election-id=kus-full"} {
+		for _, want := range []string{"--namespaces=tenants,tenants-b", "--public-base-url=https://kommo-hooks.example.com", "--leader-election-id=kus-full",
+			"--worker-service-account=kommo-unisender-full/full-kommo-unisender-worker"} {
 			if !contains(args, want) {
 				t.Errorf("manager args %v lack %s", args, want)
 			}

@@ -49,10 +49,19 @@ func TestKustomizeRBACLeastPrivilege(t *testing.T) {
 		{manager, "delete", sync, "kommointegrations", "tenants", false},
 		{manager, "create", "apps", "deployments", "tenants", false},
 		{manager, "create", "", "pods", "tenants", false},
-		// Workers: read bindings and Secrets, write nothing.
+		// The manager grants the workers their Secrets by name
+		// (controllers.WorkerSecretsReconciler), which needs Roles and
+		// RoleBindings, but not the power to grant what it does not hold.
+		{manager, "create", "rbac.authorization.k8s.io", "roles", "tenants", true},
+		{manager, "patch", "rbac.authorization.k8s.io", "rolebindings", "tenants", true},
+		{manager, "escalate", "rbac.authorization.k8s.io", "roles", "tenants", false},
+		{manager, "bind", "rbac.authorization.k8s.io", "clusterroles", "", false},
+		{manager, "create", "rbac.authorization.k8s.io", "clusterrolebindings", "", false},
+		// Workers: read bindings, write nothing, and no Secret at all from
+		// their static role (see above).
 		{worker, "watch", sync, "unisenderbindings", "tenants", true},
-		{worker, "get", "", "secrets", "tenants", true},
-		{worker, "watch", "", "secrets", "tenants", true},
+		{worker, "get", "", "secrets", "tenants", false},
+		{worker, "list", "", "secrets", "tenants", false},
 		{worker, "watch", sync, "kommointegrations", "tenants", true}, // reads contacts with the integration's token
 		{worker, "patch", sync, "kommointegrations", "tenants", false},
 		{worker, "create", "", "secrets", "tenants", false},
@@ -80,7 +89,9 @@ func TestChartRBACWatchNamespaces(t *testing.T) {
 			access{manager, "list", "", "secrets", ns, true},
 			access{manager, "create", "", "secrets", ns, true},
 			access{manager, "patch", sync, "unisenderbindings/status", ns, true},
-			access{worker, "list", "", "secrets", ns, true},
+			access{manager, "patch", "rbac.authorization.k8s.io", "roles", ns, true},
+			access{worker, "get", "", "secrets", ns, false}, // only by name, granted by the manager
+			access{worker, "list", "", "secrets", ns, false},
 			access{worker, "watch", sync, "unisenderbindings", ns, true},
 			access{worker, "create", "", "secrets", ns, false},
 		)
@@ -174,7 +185,9 @@ func TestChartRBACClusterScopedKindsInNamespacedMode(t *testing.T) {
 
 // Impersonating the chart's ServiceAccounts: reading a Secret outside the
 // watched namespaces is forbidden to the manager pod (with its webhook
-// server) and to the workers, and allowed inside them.
+// server) and allowed inside them; the workers read none by their static
+// grants, only those the manager grants them by name
+// (controllers.TestWorkerSecretsRoleGrantsOnlyWhatWorkersRead).
 func TestChartSecretsReadableOnlyInWatchedNamespaces(t *testing.T) {
 	t.Parallel()
 	env := applyCI(t, "full")
@@ -186,16 +199,20 @@ func TestChartSecretsReadableOnlyInWatchedNamespaces(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, sa := range []string{"full-kommo-unisender-manager", "full-kommo-unisender-worker"} {
+	readable := map[string]map[string]bool{
+		"full-kommo-unisender-manager": {"default": false, "tenants": true, "tenants-b": true},
+		"full-kommo-unisender-worker":  {"default": false, "tenants": false, "tenants-b": false},
+	}
+	for sa, byNS := range readable {
 		c := env.impersonatedClient(t, "kommo-unisender-full", sa)
-		for ns, allowed := range map[string]bool{"default": false, "tenants": true, "tenants-b": true} {
+		for ns, allowed := range byNS {
 			var s corev1.Secret
 			err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "user-secret"}, &s)
 			switch {
 			case allowed && err != nil:
-				t.Errorf("%s reading a Secret in watched namespace %s: %v", sa, ns, err)
+				t.Errorf("%s reading a Secret in %s: %v", sa, ns, err)
 			case !allowed && !apierrors.IsForbidden(err):
-				t.Errorf("%s reading a Secret in unwatched namespace %s: %v, want Forbidden", sa, ns, err)
+				t.Errorf("%s reading a Secret in %s: %v, want Forbidden", sa, ns, err)
 			}
 		}
 	}

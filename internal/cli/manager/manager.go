@@ -10,10 +10,13 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -53,8 +56,12 @@ type Options struct {
 	UnisenderBaseURL string
 	// Namespaces limits what the manager watches; empty means all.
 	Namespaces []string
-	Kubeconfig string
-	Zap        zap.Options
+	// WorkerServiceAccount is the workers' identity, granted get on the
+	// Secrets workers read in each namespace with bindings (empty: no
+	// grant).
+	WorkerServiceAccount types.NamespacedName
+	Kubeconfig           string
+	Zap                  zap.Options
 }
 
 // ParseFlags reads the flags of the subcommand. MYSQL_DSN is the default of
@@ -73,6 +80,8 @@ func ParseFlags(args []string) (Options, error) {
 	fs.StringVar(&o.UnisenderBaseURL, "unisender-base-url", "", "Unisender API base URL (default https://api.unisender.com; the sandbox in dev)")
 	fs.BoolVar(&o.MigrateOnStart, "migrate", true, "apply the store's migrations at start-up (serialized by a MySQL lock)")
 	fs.Var((*namespaces.List)(&o.Namespaces), "namespaces", namespaces.FlagUsage)
+	workerSA := fs.String("worker-service-account", "",
+		"namespace/name of the workers' ServiceAccount: the manager grants it get on exactly the Secrets workers read, by name, in a Role per namespace with bindings (empty: no grant)")
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster config, or $KUBECONFIG)")
 	o.Zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -80,6 +89,13 @@ func ParseFlags(args []string) (Options, error) {
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if *workerSA != "" {
+		ns, name, ok := strings.Cut(*workerSA, "/")
+		if !ok || len(validation.IsDNS1123Label(ns)) > 0 || len(validation.IsDNS1123Subdomain(name)) > 0 {
+			return o, fmt.Errorf("--worker-service-account must be namespace/name, got %q", *workerSA)
+		}
+		o.WorkerServiceAccount = types.NamespacedName{Namespace: ns, Name: name}
 	}
 	if o.PublicBaseURL != "" {
 		u, err := url.Parse(o.PublicBaseURL)
@@ -201,8 +217,9 @@ func openStore(ctx context.Context, o Options) (*store.Store, error) {
 	return st, nil
 }
 
-// setupReconcilers registers both reconcilers; they share the metadata
-// cache of Secrets.
+// setupReconcilers registers both reconcilers, which share the metadata
+// cache of Secrets, and, given the workers' ServiceAccount, the one
+// granting it their Secrets by name.
 func setupReconcilers(ctx context.Context, mgr ctrl.Manager, o Options, st *store.Store) error {
 	secrets, err := secretwatch.New(mgr, o.Namespaces...)
 	if err != nil {
@@ -222,6 +239,13 @@ func setupReconcilers(ctx context.Context, mgr ctrl.Manager, o Options, st *stor
 	}
 	if err := ub.SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("setting up the UnisenderBinding reconciler: %w", err)
+	}
+	if o.WorkerServiceAccount.Name == "" {
+		return nil
+	}
+	ws := &controllers.WorkerSecretsReconciler{Worker: o.WorkerServiceAccount}
+	if err := ws.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the worker Secrets reconciler: %w", err)
 	}
 	return nil
 }

@@ -1,7 +1,8 @@
 // Package worker is the `worker` subcommand: a Deployment that scales out,
 // draining Kommo events from beanstalkd into Unisender with sync state in
-// MySQL. Tenants come from a cache of UnisenderBindings and the operator's
-// managed Secrets; users' API-key Secrets are read directly.
+// MySQL. Tenants come from a cache of UnisenderBindings and
+// KommoIntegrations; the Secrets a worker needs (tokens, API keys) are read
+// by name, the only way its RBAC allows.
 package worker
 
 import (
@@ -16,7 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	corev1 "k8s.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -119,8 +119,9 @@ func Run(ctx context.Context, args []string) error {
 	return w.Run(ctx)
 }
 
-// startResolver starts a cache of bindings, integrations and managed Secrets
-// and returns the resolver reading it.
+// startResolver starts a cache of bindings and integrations and returns the
+// resolver reading it; Secrets are read by name (the manager grants the
+// workers get on those names only: controllers.WorkerSecretsReconciler).
 func startResolver(ctx context.Context, o Options, st *store.Store) (*kuberesolver.Resolver, error) {
 	cfg, err := kubeconfig.Load(o.Kubeconfig)
 	if err != nil {
@@ -135,7 +136,7 @@ func startResolver(ctx context.Context, o Options, st *store.Store) (*kuberesolv
 		return nil, err
 	}
 	// Informers for what Resolve reads, so the first batch does not wait.
-	for _, obj := range []client.Object{&syncv1.UnisenderBinding{}, &syncv1.KommoIntegration{}, &corev1.Secret{}} {
+	for _, obj := range []client.Object{&syncv1.UnisenderBinding{}, &syncv1.KommoIntegration{}} {
 		if _, err := c.GetInformer(ctx, obj); err != nil {
 			return nil, err
 		}
@@ -151,9 +152,10 @@ func startResolver(ctx context.Context, o Options, st *store.Store) (*kuberesolv
 	// One client per API key, so every tenant and goroutine using a key
 	// shares its rate limiter.
 	return kuberesolver.New(kuberesolver.Options{
-		Bindings: c, ManagedSecrets: c, Secrets: direct, UnisenderBaseURL: o.UnisenderBaseURL,
-		ClientOptions:  []unisender.Option{unisender.WithRateLimit(o.UnisenderRate, 1)},
-		NewKommoClient: kommoClients(st),
+		Bindings: c, ManagedSecrets: kuberesolver.NewManagedSecretReader(direct), Secrets: direct,
+		UnisenderBaseURL: o.UnisenderBaseURL,
+		ClientOptions:    []unisender.Option{unisender.WithRateLimit(o.UnisenderRate, 1)},
+		NewKommoClient:   kommoClients(st),
 	}), nil
 }
 
