@@ -91,11 +91,10 @@ func ParseFlags(args []string) (Options, error) {
 		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	if *workerSA != "" {
-		ns, name, ok := strings.Cut(*workerSA, "/")
-		if !ok || len(validation.IsDNS1123Label(ns)) > 0 || len(validation.IsDNS1123Subdomain(name)) > 0 {
-			return o, fmt.Errorf("--worker-service-account must be namespace/name, got %q", *workerSA)
+		var err error
+		if o.WorkerServiceAccount, err = serviceAccountRef(*workerSA); err != nil {
+			return o, fmt.Errorf("--worker-service-account: %w", err)
 		}
-		o.WorkerServiceAccount = types.NamespacedName{Namespace: ns, Name: name}
 	}
 	if o.PublicBaseURL != "" {
 		u, err := url.Parse(o.PublicBaseURL)
@@ -104,6 +103,15 @@ func ParseFlags(args []string) (Options, error) {
 		}
 	}
 	return o, nil
+}
+
+// serviceAccountRef parses namespace/name.
+func serviceAccountRef(s string) (types.NamespacedName, error) {
+	ns, name, ok := strings.Cut(s, "/")
+	if !ok || len(validation.IsDNS1123Label(ns)) > 0 || len(validation.IsDNS1123Subdomain(name)) > 0 {
+		return types.NamespacedName{}, fmt.Errorf("want namespace/name, got %q", s)
+	}
+	return types.NamespacedName{Namespace: ns, Name: name}, nil
 }
 
 // Run is the `manager` subcommand. It returns when ctx ends (nil) or the
