@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/namespaces"
 	"github.com/kommo-unisender/kommo-unisender/internal/tokens"
 )
 
@@ -67,8 +68,9 @@ const (
 
 // KubeOptions configure NewKube.
 type KubeOptions struct {
-	// Namespace restricts the watches to one namespace; empty means all.
-	Namespace string
+	// Namespaces restricts the watches to these namespaces; empty means
+	// all.
+	Namespaces []string
 	// ClientSecretTTL is how long a client secret read from the API server
 	// is reused (default 30 s): an unauthenticated caller who names an
 	// integration must not cost a Secret read per request.
@@ -121,10 +123,8 @@ func NewKube(cfg *rest.Config, opts KubeOptions) (*Kube, error) {
 				Transform: keepWebhookSecretOnly,
 			},
 		},
-		DefaultTransform: cache.TransformStripManagedFields(),
-	}
-	if opts.Namespace != "" {
-		copts.DefaultNamespaces = map[string]cache.Config{opts.Namespace: {}}
+		DefaultNamespaces: namespaces.CacheConfig(opts.Namespaces),
+		DefaultTransform:  cache.TransformStripManagedFields(),
 	}
 	c, err := cache.New(cfg, copts)
 	if err != nil {

@@ -15,6 +15,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	"github.com/kommo-unisender/kommo-unisender/internal/namespaces"
 )
 
 // New returns a metadata-only cache of Secrets in every namespace, with no
@@ -23,20 +25,15 @@ import (
 // annotations are dropped because kubectl's last-applied-configuration
 // annotation carries a Secret's data. One cache serves every reconciler.
 //
-// namespaces limits the watch (empty: all namespaces), like the manager's
+// watched limits the watch (empty: all namespaces), like the manager's
 // own cache.
-func New(mgr manager.Manager, namespaces ...string) (cache.Cache, error) {
+func New(mgr manager.Manager, watched ...string) (cache.Cache, error) {
 	opts := cache.Options{
-		HTTPClient:       mgr.GetHTTPClient(),
-		Scheme:           mgr.GetScheme(),
-		Mapper:           mgr.GetRESTMapper(),
-		DefaultTransform: stripMetadata,
-	}
-	if len(namespaces) > 0 {
-		opts.DefaultNamespaces = map[string]cache.Config{}
-		for _, ns := range namespaces {
-			opts.DefaultNamespaces[ns] = cache.Config{}
-		}
+		HTTPClient:        mgr.GetHTTPClient(),
+		Scheme:            mgr.GetScheme(),
+		Mapper:            mgr.GetRESTMapper(),
+		DefaultTransform:  stripMetadata,
+		DefaultNamespaces: namespaces.CacheConfig(watched),
 	}
 	c, err := cache.New(mgr.GetConfig(), opts)
 	if err != nil {

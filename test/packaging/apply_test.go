@@ -97,7 +97,7 @@ func applyCI(t *testing.T, values string) *kubeEnv {
 	res.once.Do(func() {
 		namespaces := []string{releaseNamespace(values)}
 		if values == "full" {
-			namespaces = append(namespaces, "tenants")
+			namespaces = append(namespaces, "tenants", "tenants-b")
 			if res.err = env.installServiceMonitorCRD(); res.err != nil {
 				return
 			}

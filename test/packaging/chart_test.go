@@ -1,6 +1,7 @@
 package packaging
 
 import (
+	"encoding/json"
 	"fmt"
 	"reflect"
 	"sort"
@@ -38,12 +39,16 @@ func TestHelmTemplate(t *testing.T) {
 				"ClusterRole/$-manager", "ClusterRole/$-webhookserver", "ClusterRole/$-worker",
 				"Role/$-leader-election", "PodDisruptionBudget/$-manager", "PodDisruptionBudget/$-worker",
 				"ServiceAccount/$-manager", "ServiceAccount/$-worker",
+				// NetworkPolicies are on by default.
+				"NetworkPolicy/$-manager", "NetworkPolicy/$-worker", "NetworkPolicy/$-egress",
+				"NetworkPolicy/$-mysql", "NetworkPolicy/$-beanstalkd",
 			},
-			absent: []string{"Ingress/$-webhook", "ServiceMonitor/$", "HorizontalPodAutoscaler/$-worker", "NetworkPolicy/$-manager"},
+			absent: []string{"Ingress/$-webhook", "ServiceMonitor/$", "HorizontalPodAutoscaler/$-worker"},
 		},
 		"external": {
-			present: []string{"Deployment/$-manager", "Deployment/$-worker"},
-			absent:  []string{"StatefulSet/$-mysql", "StatefulSet/$-beanstalkd", "Secret/$-mysql", "PodDisruptionBudget/$-manager"},
+			present: []string{"Deployment/$-manager", "Deployment/$-worker", "NetworkPolicy/$-egress"},
+			absent: []string{"StatefulSet/$-mysql", "StatefulSet/$-beanstalkd", "Secret/$-mysql", "PodDisruptionBudget/$-manager",
+				"NetworkPolicy/$-mysql", "NetworkPolicy/$-beanstalkd"},
 		},
 		"full": {
 			present: []string{
@@ -53,7 +58,8 @@ func TestHelmTemplate(t *testing.T) {
 				"KommoIntegration/acme", "UnisenderBinding/acme", "UnisenderBinding/acme-vip",
 				"StatefulSet/$-mysql",
 			},
-			absent: []string{"ClusterRole/$-manager", "ClusterRoleBinding/$-manager", "Secret/$-mysql"},
+			absent: []string{"ClusterRole/$-manager", "ClusterRoleBinding/$-manager", "ClusterRole/$-worker",
+				"ClusterRole/$-webhookserver", "ClusterRole/$-manager-cluster", "Secret/$-mysql"},
 		},
 	}
 	for _, values := range ciValues {
@@ -115,13 +121,18 @@ func TestHelmTemplateWiring(t *testing.T) {
 		idx := byKind(decodeManifests(t, renderCI(t, "full")))
 		manager := podSpec(t, idx["Deployment"]["full-kommo-unisender-manager"])
 		args := stringSlice(containerByName(t, manager, "manager")["args"])
-		for _, want := range []string{"--namespaces=tenants", "--public-base-url=https://kommo-hooks.example.com", "--leader-election-id=kus-full"} {
+		for _, want := range []string{"--namespaces=tenants,tenants-b", "--public-base-url=https://kommo-hooks.example.com", "--leader-election-id=kus-full",
+			"--worker-service-account=kommo-unisender-full/full-kommo-unisender-worker"} {
 			if !contains(args, want) {
 				t.Errorf("manager args %v lack %s", args, want)
 			}
 		}
-		if args := stringSlice(containerByName(t, manager, "webhookserver")["args"]); !contains(args, "--namespace=tenants") {
-			t.Errorf("webhook server args %v do not narrow its watch to the tenants namespace", args)
+		if args := stringSlice(containerByName(t, manager, "webhookserver")["args"]); !contains(args, "--namespaces=tenants,tenants-b") {
+			t.Errorf("webhook server args %v do not narrow its watch to the tenants' namespaces", args)
+		}
+		worker := podSpec(t, idx["Deployment"]["full-kommo-unisender-worker"])
+		if args := stringSlice(containerByName(t, worker, "worker")["args"]); !contains(args, "--namespaces=tenants,tenants-b") {
+			t.Errorf("worker args %v do not narrow its watch to the tenants' namespaces", args)
 		}
 		if _, found, _ := unstructured.NestedFieldNoCopy(idx["Deployment"]["full-kommo-unisender-worker"].Object, "spec", "replicas"); found {
 			t.Error("the worker Deployment sets replicas although the HPA owns them")
@@ -144,6 +155,39 @@ func TestHelmTemplateWiring(t *testing.T) {
 		for _, crd := range idx["CustomResourceDefinition"] {
 			if crd.GetAnnotations()["helm.sh/resource-policy"] != "keep" {
 				t.Errorf("CRD %s lacks helm.sh/resource-policy: keep", crd.GetName())
+			}
+		}
+	})
+	t.Run("network policies", func(t *testing.T) {
+		for values, metricsNS := range map[string]string{"defaults": "kus-defaults", "full": "monitoring"} {
+			idx := byKind(decodeManifests(t, renderCI(t, values)))
+			prefix := values + "-kommo-unisender-"
+			for _, name := range []string{"manager", "worker", "egress"} {
+				if idx["NetworkPolicy"][prefix+name] == nil {
+					t.Fatalf("%s: NetworkPolicy %s%s is not rendered", values, prefix, name)
+				}
+			}
+			for _, component := range []string{"manager", "worker"} {
+				ingress, _, _ := unstructured.NestedSlice(idx["NetworkPolicy"][prefix+component].Object, "spec", "ingress")
+				got, _ := json.Marshal(ingress[len(ingress)-1])
+				want := `{"from":[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"` + metricsNS + `"}}}],"ports":[{"port":"metrics"}]}`
+				if string(got) != want {
+					t.Errorf("%s: %s metrics ingress = %s, want %s", values, component, got, want)
+				}
+			}
+			egress, _, _ := unstructured.NestedSlice(idx["NetworkPolicy"][prefix+"egress"].Object, "spec", "egress")
+			got, _ := json.Marshal(egress)
+			for _, want := range []string{
+				`{"ports":[{"port":53,"protocol":"UDP"},{"port":53,"protocol":"TCP"}]}`,
+				`{"ports":[{"port":443,"protocol":"TCP"}],"to":[{"ipBlock":{"cidr":"0.0.0.0/0"}},{"ipBlock":{"cidr":"::/0"}}]}`,
+				`"app.kubernetes.io/component":"beanstalkd"`, `"app.kubernetes.io/component":"mysql"`,
+			} {
+				if !strings.Contains(string(got), want) {
+					t.Errorf("%s: egress %s lacks %s", values, got, want)
+				}
+			}
+			if values == "full" && !strings.Contains(string(got), `{"ports":[{"port":443,"protocol":"TCP"},{"port":6443,"protocol":"TCP"}],"to":[{"ipBlock":{"cidr":"10.96.0.1/32"}}`) {
+				t.Errorf("full: egress to the API server is not limited to kubeAPIServer.cidrs: %s", got)
 			}
 		}
 	})
@@ -173,7 +217,8 @@ func TestValuesSchemaRejectsMistakes(t *testing.T) {
 		"tenant name not DNS":     {"--set", "tenants[0].name=Acme", "--set", "tenants[0].binding.list.id=1"},
 		"log level":               {"--set", "manager.logLevel=verbose"},
 		"public URL":              {"--set", "publicBaseURL=kommo-hooks.example.com"},
-		"two watch namespaces":    {"--set", "watchNamespaces={a,b}"},
+		"watch namespace not DNS": {"--set", "watchNamespaces={a,B_b}"},
+		"metrics namespace":       {"--set", "networkPolicy.metricsNamespace=Monitoring"},
 	}
 	for name, args := range bad {
 		t.Run(name, func(t *testing.T) {

@@ -77,8 +77,8 @@ func TestCommandLinesParse(t *testing.T) {
 }
 
 // resolvedEnv gives the values the kubelet would set for a container's env:
-// literal values and ConfigMap keys; values from Secrets become a
-// placeholder.
+// literal values and ConfigMap keys; values from Secrets and from the pod's
+// fields become placeholders.
 func resolvedEnv(t *testing.T, container map[string]any, configMaps map[string]*unstructured.Unstructured) map[string]string {
 	t.Helper()
 	out := map[string]string{}
@@ -92,6 +92,10 @@ func resolvedEnv(t *testing.T, container map[string]any, configMaps map[string]*
 		}
 		if _, fromSecret, _ := unstructured.NestedMap(m, "valueFrom", "secretKeyRef"); fromSecret {
 			out[name] = "from-a-secret"
+			continue
+		}
+		if _, fromPod, _ := unstructured.NestedMap(m, "valueFrom", "fieldRef"); fromPod {
+			out[name] = "from-the-pod"
 			continue
 		}
 		cmName, found, _ := unstructured.NestedString(m, "valueFrom", "configMapKeyRef", "name")

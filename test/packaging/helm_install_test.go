@@ -19,7 +19,7 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 	env := helmCluster.get(t)
 	ctx := context.Background()
 	const ns, release = "kommo-unisender-full", "full"
-	env.createNamespaces(t, nil, "tenants")
+	env.createNamespaces(t, nil, "tenants", "tenants-b")
 	// full-values.yaml enables a ServiceMonitor: a minimal CRD stands in
 	// for the Prometheus Operator's.
 	if err := env.installServiceMonitorCRD(); err != nil {
@@ -83,6 +83,8 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 		{"autoscaling", "v2", "HorizontalPodAutoscaler", ns, release + "-kommo-unisender-worker"},
 		{"networking.k8s.io", "v1", "Ingress", ns, release + "-kommo-unisender-webhook"},
 		{"rbac.authorization.k8s.io", "v1", "Role", "tenants", release + "-kommo-unisender-manager"},
+		{"rbac.authorization.k8s.io", "v1", "Role", "tenants-b", release + "-kommo-unisender-worker"},
+		{"networking.k8s.io", "v1", "NetworkPolicy", ns, release + "-kommo-unisender-egress"},
 		{"monitoring.coreos.com", "v1", "ServiceMonitor", ns, release + "-kommo-unisender"},
 	} {
 		u := &unstructured.Unstructured{}

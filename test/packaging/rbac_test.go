@@ -2,9 +2,19 @@ package packaging
 
 import (
 	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // access is one question to the API server's authorizer.
@@ -39,10 +49,19 @@ func TestKustomizeRBACLeastPrivilege(t *testing.T) {
 		{manager, "delete", sync, "kommointegrations", "tenants", false},
 		{manager, "create", "apps", "deployments", "tenants", false},
 		{manager, "create", "", "pods", "tenants", false},
-		// Workers: read bindings and Secrets, write nothing.
+		// The manager grants the workers their Secrets by name
+		// (controllers.WorkerSecretsReconciler), which needs Roles and
+		// RoleBindings, but not the power to grant what it does not hold.
+		{manager, "create", "rbac.authorization.k8s.io", "roles", "tenants", true},
+		{manager, "patch", "rbac.authorization.k8s.io", "rolebindings", "tenants", true},
+		{manager, "escalate", "rbac.authorization.k8s.io", "roles", "tenants", false},
+		{manager, "bind", "rbac.authorization.k8s.io", "clusterroles", "", false},
+		{manager, "create", "rbac.authorization.k8s.io", "clusterrolebindings", "", false},
+		// Workers: read bindings, write nothing, and no Secret at all from
+		// their static role (see above).
 		{worker, "watch", sync, "unisenderbindings", "tenants", true},
-		{worker, "get", "", "secrets", "tenants", true},
-		{worker, "watch", "", "secrets", "tenants", true},
+		{worker, "get", "", "secrets", "tenants", false},
+		{worker, "list", "", "secrets", "tenants", false},
 		{worker, "watch", sync, "kommointegrations", "tenants", true}, // reads contacts with the integration's token
 		{worker, "patch", sync, "kommointegrations", "tenants", false},
 		{worker, "create", "", "secrets", "tenants", false},
@@ -53,25 +72,150 @@ func TestKustomizeRBACLeastPrivilege(t *testing.T) {
 	})
 }
 
-// With watchNamespaces the chart grants Secrets and tenants only there.
+// With a list of watchNamespaces the chart grants Secrets and tenants in
+// each listed namespace and nowhere else, as the API server's authorizer
+// answers it.
 func TestChartRBACWatchNamespaces(t *testing.T) {
 	t.Parallel()
 	env := applyCI(t, "full")
 	const (
 		manager = "system:serviceaccount:kommo-unisender-full:full-kommo-unisender-manager"
 		worker  = "system:serviceaccount:kommo-unisender-full:full-kommo-unisender-worker"
+		sync    = "sync.kommo-unisender.io"
 	)
-	checkAccess(t, env, []access{
-		{manager, "list", "", "secrets", "tenants", true},
-		{manager, "patch", "sync.kommo-unisender.io", "unisenderbindings/status", "tenants", true},
-		{manager, "list", "", "secrets", "default", false},
-		{manager, "list", "", "secrets", "", false}, // not cluster-wide
-		{manager, "get", "sync.kommo-unisender.io", "unisenderbindings", "default", false},
-		{manager, "update", "coordination.k8s.io", "leases", "kommo-unisender-full", true},
-		{worker, "list", "", "secrets", "tenants", true},
-		{worker, "get", "", "secrets", "default", false},
-		{worker, "list", "", "secrets", "", false},
-	})
+	var cases []access
+	for _, ns := range []string{"tenants", "tenants-b"} {
+		cases = append(cases,
+			access{manager, "list", "", "secrets", ns, true},
+			access{manager, "create", "", "secrets", ns, true},
+			access{manager, "patch", sync, "unisenderbindings/status", ns, true},
+			access{manager, "patch", "rbac.authorization.k8s.io", "roles", ns, true},
+			access{worker, "get", "", "secrets", ns, false}, // only by name, granted by the manager
+			access{worker, "list", "", "secrets", ns, false},
+			access{worker, "watch", sync, "unisenderbindings", ns, true},
+			access{worker, "create", "", "secrets", ns, false},
+		)
+	}
+	cases = append(cases,
+		access{manager, "get", "", "secrets", "default", false},
+		access{manager, "list", "", "secrets", "", false}, // not cluster-wide
+		access{manager, "get", sync, "unisenderbindings", "default", false},
+		access{manager, "update", "coordination.k8s.io", "leases", "kommo-unisender-full", true},
+		access{worker, "get", "", "secrets", "default", false},
+		access{worker, "get", "", "secrets", "kommo-unisender-full", false}, // not even the release's own
+		access{worker, "list", "", "secrets", "", false},
+		access{worker, "list", sync, "unisenderbindings", "", false},
+	)
+	checkAccess(t, env, cases)
+}
+
+// The namespaced rendering binds nothing cluster-wide to the operator's
+// ServiceAccounts, and gives each program a Role and RoleBinding in every
+// listed namespace; the only cluster-scoped grants left are the ones on
+// the operator's cluster-scoped kinds (none today).
+func TestChartRBACNamespacedRendering(t *testing.T) {
+	objs := decodeManifests(t, renderCI(t, "full"))
+	const prefix = "full-kommo-unisender-"
+	roles := map[string]bool{} // kind/namespace/name
+	for _, o := range objs {
+		switch o.GetKind() {
+		case "Role", "RoleBinding":
+			roles[o.GetKind()+"/"+o.GetNamespace()+"/"+o.GetName()] = true
+		case "ClusterRoleBinding":
+			subjects, _, _ := unstructured.NestedSlice(o.Object, "subjects")
+			for _, s := range subjects {
+				if name, _ := s.(map[string]any)["name"].(string); strings.HasPrefix(name, prefix) {
+					t.Errorf("ClusterRoleBinding %s grants %s cluster-wide", o.GetName(), name)
+				}
+			}
+		}
+	}
+	for _, ns := range []string{"tenants", "tenants-b"} {
+		for _, program := range []string{"manager", "webhookserver", "worker"} {
+			for _, kind := range []string{"Role", "RoleBinding"} {
+				if !roles[kind+"/"+ns+"/"+prefix+program] {
+					t.Errorf("no %s %s%s in %s", kind, prefix, program, ns)
+				}
+			}
+		}
+	}
+}
+
+// A rule on a cluster-scoped kind of the operator cannot live in a Role: in
+// namespaced mode it goes to a "-cluster" ClusterRole of its own (with only
+// that rule), bound to the program's ServiceAccount.
+func TestChartRBACClusterScopedKindsInNamespacedMode(t *testing.T) {
+	chart := filepath.Join(t.TempDir(), "chart")
+	if out, err := exec.Command("cp", "-r", chartDir, chart).CombinedOutput(); err != nil {
+		t.Fatalf("copying the chart: %v\n%s", err, out)
+	}
+	rules := filepath.Join(chart, "files", "rbac", "manager.yaml")
+	f, err := os.OpenFile(rules, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.WriteString("- apiGroups: [sync.kommo-unisender.io]\n  resources: [kommoapps, kommointegrations]\n  verbs: [get, list, watch]\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := runHelm("template", "x", chart, "--namespace", "ops", "--kube-version", "1.37.0", "--set", "watchNamespaces={a}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := byKind(decodeManifests(t, []byte(out)))
+	cr := idx["ClusterRole"]["x-kommo-unisender-manager-cluster"]
+	if cr == nil || idx["ClusterRoleBinding"]["x-kommo-unisender-manager-cluster"] == nil {
+		t.Fatal("no ClusterRole and binding for the rule on the cluster-scoped kommoapps")
+	}
+	got, _ := json.Marshal(cr.Object["rules"])
+	if want := `[{"apiGroups":["sync.kommo-unisender.io"],"resources":["kommoapps"],"verbs":["get","list","watch"]}]`; string(got) != want {
+		t.Errorf("cluster rules = %s, want %s", got, want)
+	}
+	role, _ := json.Marshal(idx["Role"]["x-kommo-unisender-manager"].Object["rules"])
+	if strings.Contains(string(role), "kommoapps") || !strings.Contains(string(role), "kommointegrations") {
+		t.Errorf("Role rules %s: want kommointegrations kept, kommoapps moved out", role)
+	}
+	if idx["ClusterRole"]["x-kommo-unisender-worker-cluster"] != nil {
+		t.Error("a -cluster ClusterRole is rendered for the worker, which has no cluster-scoped rule")
+	}
+}
+
+// Impersonating the chart's ServiceAccounts: reading a Secret outside the
+// watched namespaces is forbidden to the manager pod (with its webhook
+// server) and allowed inside them; the workers read none by their static
+// grants, only those the manager grants them by name
+// (controllers.TestWorkerSecretsRoleGrantsOnlyWhatWorkersRead).
+func TestChartSecretsReadableOnlyInWatchedNamespaces(t *testing.T) {
+	t.Parallel()
+	env := applyCI(t, "full")
+	ctx := context.Background()
+	for _, ns := range []string{"default", "tenants", "tenants-b"} {
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "user-secret"},
+			StringData: map[string]string{"password": "not-the-operators"}}
+		if err := env.client.Create(ctx, s); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+	}
+	readable := map[string]map[string]bool{
+		"full-kommo-unisender-manager": {"default": false, "tenants": true, "tenants-b": true},
+		"full-kommo-unisender-worker":  {"default": false, "tenants": false, "tenants-b": false},
+	}
+	for sa, byNS := range readable {
+		c := env.impersonatedClient(t, "kommo-unisender-full", sa)
+		for ns, allowed := range byNS {
+			var s corev1.Secret
+			err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "user-secret"}, &s)
+			switch {
+			case allowed && err != nil:
+				t.Errorf("%s reading a Secret in %s: %v", sa, ns, err)
+			case !allowed && !apierrors.IsForbidden(err):
+				t.Errorf("%s reading a Secret in %s: %v, want Forbidden", sa, ns, err)
+			}
+		}
+	}
 }
 
 func checkAccess(t *testing.T, env *kubeEnv, cases []access) {

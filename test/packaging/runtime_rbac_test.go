@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/kommo-unisender/kommo-unisender/internal/cli/kubeconfig"
 	webhookservercli "github.com/kommo-unisender/kommo-unisender/internal/cli/webhookserver"
 	workercli "github.com/kommo-unisender/kommo-unisender/internal/cli/worker"
 	"github.com/kommo-unisender/kommo-unisender/internal/testenv"
@@ -62,6 +64,45 @@ func TestRolesSufficeForTheirPrograms(t *testing.T) {
 			t.Fatal("the webhook server became healthy without any permission")
 		}
 	})
+}
+
+// With the chart's watchNamespaces, the webhook server and a worker started
+// with --namespaces=<that list> as the chart's ServiceAccounts sync their
+// caches from the Roles in each namespace; asked to watch a namespace
+// outside the list, they never become healthy (the Roles are the only
+// grants, so the list in the flags and in RBAC must agree).
+func TestChartRolesSufficeForWatchNamespaces(t *testing.T) {
+	t.Parallel()
+	env := applyCI(t, "full")
+	beanstalkd := testenv.BeanstalkdAddr(t)
+	const ns = "kommo-unisender-full"
+	webhookserver := func(namespaces string, wait time.Duration) error {
+		port := freePort(t)
+		return runUntilHealthy(t, webhookservercli.Run, []string{
+			"--kubeconfig=" + env.impersonating(t, ns, "full-kommo-unisender-manager"),
+			"--listen=127.0.0.1:" + port, "--beanstalkd-addr=" + beanstalkd, "--namespaces=" + namespaces,
+			"--tube=" + testenv.Tube("packaging"), "--zap-log-level=error",
+		}, "http://127.0.0.1:"+port+"/healthz", wait)
+	}
+	worker := func(namespaces string, wait time.Duration) error {
+		probes := freePort(t)
+		return runUntilHealthy(t, workercli.Run, []string{
+			"--kubeconfig=" + env.impersonating(t, ns, "full-kommo-unisender-worker"),
+			"--beanstalkd-addr=" + beanstalkd, "--mysql-dsn=" + testenv.MySQLDSN(t), "--namespaces=" + namespaces,
+			"--tube=" + testenv.Tube("packaging"), "--zap-log-level=error",
+			"--metrics-bind-address=127.0.0.1:" + freePort(t), "--health-probe-bind-address=127.0.0.1:" + probes,
+		}, "http://127.0.0.1:"+probes+"/healthz", wait)
+	}
+	for name, run := range map[string]func(string, time.Duration) error{"webhookserver": webhookserver, "worker": worker} {
+		t.Run(name, func(t *testing.T) {
+			if err := run("tenants,tenants-b", 30*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if err := run("tenants,default", 5*time.Second); err == nil {
+				t.Fatal("became healthy watching default, where the chart grants nothing")
+			}
+		})
+	}
 }
 
 // runUntilHealthy runs a subcommand until url answers 200 (nil) or the
@@ -128,6 +169,20 @@ func (e *kubeEnv) impersonating(t *testing.T, ns, name string) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// impersonatedClient is a client acting as ServiceAccount ns/name.
+func (e *kubeEnv) impersonatedClient(t *testing.T, ns, name string) client.Client {
+	t.Helper()
+	cfg, err := kubeconfig.Load(e.impersonating(t, ns, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(cfg, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 func freePort(t *testing.T) string {

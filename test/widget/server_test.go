@@ -21,7 +21,7 @@ import (
 // the server's https URL.
 func startWidgetServer(ctx context.Context, t *testing.T, namespace, origin string) string {
 	t.Helper()
-	kc, err := webhookserver.NewKube(kube.Config, webhookserver.KubeOptions{Namespace: namespace})
+	kc, err := webhookserver.NewKube(kube.Config, webhookserver.KubeOptions{Namespaces: []string{namespace}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -27,6 +29,7 @@ import (
 	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/controllers"
 	"github.com/kommo-unisender/kommo-unisender/internal/cli/kubeconfig"
+	"github.com/kommo-unisender/kommo-unisender/internal/namespaces"
 	"github.com/kommo-unisender/kommo-unisender/internal/secretwatch"
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
 	"github.com/kommo-unisender/kommo-unisender/internal/tokens"
@@ -53,8 +56,12 @@ type Options struct {
 	UnisenderBaseURL string
 	// Namespaces limits what the manager watches; empty means all.
 	Namespaces []string
-	Kubeconfig string
-	Zap        zap.Options
+	// WorkerServiceAccount is the workers' identity, granted get on the
+	// Secrets workers read in each namespace with bindings (empty: no
+	// grant).
+	WorkerServiceAccount types.NamespacedName
+	Kubeconfig           string
+	Zap                  zap.Options
 }
 
 // ParseFlags reads the flags of the subcommand. MYSQL_DSN is the default of
@@ -72,7 +79,9 @@ func ParseFlags(args []string) (Options, error) {
 	fs.StringVar(&o.MySQLDSN, "mysql-dsn", os.Getenv("MYSQL_DSN"), "MySQL DSN of the store (default: $MYSQL_DSN)")
 	fs.StringVar(&o.UnisenderBaseURL, "unisender-base-url", "", "Unisender API base URL (default https://api.unisender.com; the sandbox in dev)")
 	fs.BoolVar(&o.MigrateOnStart, "migrate", true, "apply the store's migrations at start-up (serialized by a MySQL lock)")
-	namespaces := fs.String("namespaces", "", "comma-separated namespaces to watch (default: all)")
+	fs.Var((*namespaces.List)(&o.Namespaces), "namespaces", namespaces.FlagUsage)
+	workerSA := fs.String("worker-service-account", "",
+		"namespace/name of the workers' ServiceAccount: the manager grants it get on exactly the Secrets workers read, by name, in a Role per namespace with bindings (empty: no grant)")
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster config, or $KUBECONFIG)")
 	o.Zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -81,9 +90,10 @@ func ParseFlags(args []string) (Options, error) {
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
-	for _, ns := range strings.Split(*namespaces, ",") {
-		if ns = strings.TrimSpace(ns); ns != "" {
-			o.Namespaces = append(o.Namespaces, ns)
+	if *workerSA != "" {
+		var err error
+		if o.WorkerServiceAccount, err = serviceAccountRef(*workerSA); err != nil {
+			return o, fmt.Errorf("--worker-service-account: %w", err)
 		}
 	}
 	if o.PublicBaseURL != "" {
@@ -93,6 +103,15 @@ func ParseFlags(args []string) (Options, error) {
 		}
 	}
 	return o, nil
+}
+
+// serviceAccountRef parses namespace/name.
+func serviceAccountRef(s string) (types.NamespacedName, error) {
+	ns, name, ok := strings.Cut(s, "/")
+	if !ok || len(validation.IsDNS1123Label(ns)) > 0 || len(validation.IsDNS1123Subdomain(name)) > 0 {
+		return types.NamespacedName{}, fmt.Errorf("want namespace/name, got %q", s)
+	}
+	return types.NamespacedName{Namespace: ns, Name: name}, nil
 }
 
 // Run is the `manager` subcommand. It returns when ctx ends (nil) or the
@@ -182,14 +201,9 @@ func managerOptions(scheme *runtime.Scheme, o Options) ctrl.Options {
 			ByObject: map[client.Object]cache.ByObject{
 				&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{tokens.ManagedLabel: tokens.ManagedLabelValue})},
 			},
-			DefaultTransform: cache.TransformStripManagedFields(),
+			DefaultNamespaces: namespaces.CacheConfig(o.Namespaces),
+			DefaultTransform:  cache.TransformStripManagedFields(),
 		},
-	}
-	if len(o.Namespaces) > 0 {
-		opts.Cache.DefaultNamespaces = map[string]cache.Config{}
-		for _, ns := range o.Namespaces {
-			opts.Cache.DefaultNamespaces[ns] = cache.Config{}
-		}
 	}
 	return opts
 }
@@ -211,8 +225,9 @@ func openStore(ctx context.Context, o Options) (*store.Store, error) {
 	return st, nil
 }
 
-// setupReconcilers registers both reconcilers; they share the metadata
-// cache of Secrets.
+// setupReconcilers registers both reconcilers, which share the metadata
+// cache of Secrets, and, given the workers' ServiceAccount, the one
+// granting it their Secrets by name.
 func setupReconcilers(ctx context.Context, mgr ctrl.Manager, o Options, st *store.Store) error {
 	secrets, err := secretwatch.New(mgr, o.Namespaces...)
 	if err != nil {
@@ -232,6 +247,13 @@ func setupReconcilers(ctx context.Context, mgr ctrl.Manager, o Options, st *stor
 	}
 	if err := ub.SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("setting up the UnisenderBinding reconciler: %w", err)
+	}
+	if o.WorkerServiceAccount.Name == "" {
+		return nil
+	}
+	ws := &controllers.WorkerSecretsReconciler{Worker: o.WorkerServiceAccount}
+	if err := ws.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the worker Secrets reconciler: %w", err)
 	}
 	return nil
 }

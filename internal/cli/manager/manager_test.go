@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/controllers"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/kommoemu"
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
 	"github.com/kommo-unisender/kommo-unisender/internal/testenv"
@@ -44,11 +45,13 @@ func TestParseFlagsDefaults(t *testing.T) {
 	if o.MySQLDSN != "u:p@tcp(db:3306)/kus" || o.MetricsAddr != ":8080" || o.ProbeAddr != ":8081" || o.Namespaces != nil {
 		t.Fatalf("defaults = %+v", o)
 	}
-	o, err = ParseFlags([]string{"--leader-elect=false", "--namespaces", "a, b,,", "--public-base-url", "https://hooks.example.com/base", "--zap-log-level", "debug"})
+	o, err = ParseFlags([]string{"--leader-elect=false", "--namespaces", "a, b,,", "--public-base-url", "https://hooks.example.com/base",
+		"--zap-log-level", "debug", "--worker-service-account", "ops/kus-worker"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.LeaderElect || strings.Join(o.Namespaces, "|") != "a|b" || o.PublicBaseURL != "https://hooks.example.com/base" {
+	if o.LeaderElect || strings.Join(o.Namespaces, "|") != "a|b" || o.PublicBaseURL != "https://hooks.example.com/base" ||
+		o.WorkerServiceAccount.String() != "ops/kus-worker" {
 		t.Fatalf("parsed = %+v", o)
 	}
 }
@@ -58,6 +61,9 @@ func TestParseFlagsRefusesBadInput(t *testing.T) {
 		{"--public-base-url", "hooks.example.com"},
 		{"--public-base-url", "ftp://hooks.example.com"},
 		{"--public-base-url", "https://hooks.example.com/?x=1"},
+		{"--worker-service-account", "kus-worker"},
+		{"--worker-service-account", "Ops/kus-worker"},
+		{"--namespaces", "a,B"},
 		{"--no-such-flag"},
 		{"extra-argument"},
 	} {
@@ -117,7 +123,8 @@ func TestRunReconcilesAnIntegration(t *testing.T) {
 	go func() {
 		done <- Run(runCtx, []string{"--kubeconfig", kubeconfig, "--metrics-bind-address", "0",
 			"--health-probe-bind-address", "127.0.0.1:0", "--leader-election-namespace", ns,
-			"--namespaces", ns, "--mysql-dsn", dsn, "--public-base-url", "https://hooks.example.com"})
+			"--namespaces", ns, "--mysql-dsn", dsn, "--public-base-url", "https://hooks.example.com",
+			"--unisender-base-url", "http://127.0.0.1:1", "--worker-service-account", "ops/kus-worker"})
 	}()
 	stopped := false
 	defer func() {
@@ -153,6 +160,16 @@ func TestRunReconcilesAnIntegration(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
+	// With --worker-service-account, a binding gives the workers get on
+	// the Secrets they read for it, by name.
+	if err := c.Create(ctx, &v1alpha1.UnisenderBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acme"},
+		Spec: v1alpha1.UnisenderBindingSpec{IntegrationRef: v1alpha1.IntegrationReference{Name: "acme"},
+			APIKeySecretRef: v1alpha1.SecretKeySelector{Name: "acme-unisender", Key: "k"}, List: v1alpha1.ListSelector{ID: 1}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitForWorkerRole(t, c, ns, []string{"acme-tokens", "acme-unisender"}, done)
+
 	lease := &coordinationv1.Lease{}
 	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: LeaderElectionID}, lease); err != nil {
 		t.Fatalf("leader election Lease: %v", err)
@@ -173,6 +190,35 @@ func TestRunReconcilesAnIntegration(t *testing.T) {
 	stopped = true
 	if err := <-done; err != nil {
 		t.Fatalf("Run returned %v after its context ended", err)
+	}
+}
+
+// waitForWorkerRole waits for the workers' Secret Role of ns to grant get on
+// exactly names, bound to ops/kus-worker.
+func waitForWorkerRole(t *testing.T, c client.Client, ns string, names []string, done chan error) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var role rbacv1.Role
+		var binding rbacv1.RoleBinding
+		key := client.ObjectKey{Namespace: ns, Name: controllers.WorkerSecretsRoleName}
+		if c.Get(context.Background(), key, &role) == nil && c.Get(context.Background(), key, &binding) == nil &&
+			len(role.Rules) == 1 && strings.Join(role.Rules[0].ResourceNames, ",") == strings.Join(names, ",") {
+			if s := binding.Subjects; len(s) != 1 || s[0].Namespace != "ops" || s[0].Name != "kus-worker" {
+				t.Fatalf("worker Secret RoleBinding subjects %+v, want ops/kus-worker", s)
+			}
+			return
+		}
+		select {
+		case err := <-done:
+			done <- err
+			t.Fatalf("manager stopped: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no worker Secret Role granting %v in %s (have %+v)", names, ns, role.Rules)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/kommo-unisender/kommo-unisender/internal/cli/kubeconfig"
+	"github.com/kommo-unisender/kommo-unisender/internal/namespaces"
 	"github.com/kommo-unisender/kommo-unisender/internal/queue"
 	"github.com/kommo-unisender/kommo-unisender/webhookserver"
 )
@@ -29,7 +30,7 @@ type Options struct {
 	// BeanstalkdConns is the producer's pool: how many puts can wait for
 	// INSERTED at once.
 	BeanstalkdConns int
-	Namespace       string
+	Namespaces      []string
 	Kubeconfig      string
 	Server          webhookserver.Config
 	Zap             zap.Options
@@ -50,7 +51,7 @@ func ParseFlags(args []string) (Options, error) {
 	fs.DurationVar(&o.Server.JobTTR, "job-ttr", def.JobTTR, "beanstalkd TTR of webhook jobs")
 	origins := fs.String("allowed-origins", strings.Join(def.AllowedOrigins, ","), "comma-separated browser origins allowed to call the widget routes (https://*.domain for any subdomain)")
 	fs.DurationVar(&o.Server.TokenLeeway, "token-leeway", def.TokenLeeway, "clock skew tolerated on widget tokens")
-	fs.StringVar(&o.Namespace, "namespace", "", "watch only this namespace (default: all)")
+	fs.Var((*namespaces.List)(&o.Namespaces), "namespaces", namespaces.FlagUsage)
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster config, or $KUBECONFIG)")
 	o.Zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -98,7 +99,7 @@ func Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	kube, err := webhookserver.NewKube(cfg, webhookserver.KubeOptions{Namespace: o.Namespace})
+	kube, err := webhookserver.NewKube(cfg, webhookserver.KubeOptions{Namespaces: o.Namespaces})
 	if err != nil {
 		return err
 	}
@@ -117,6 +118,6 @@ func Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log.Info("serving", "listen", o.Listen, "tube", o.Server.Tube, "namespace", o.Namespace)
+	log.Info("serving", "listen", o.Listen, "tube", o.Server.Tube, "namespaces", o.Namespaces)
 	return srv.ListenAndServe(ctx, o.Listen)
 }

@@ -44,17 +44,17 @@ func TestParseFlags(t *testing.T) {
 	}
 	def := webhookserver.DefaultConfig()
 	if o.Listen != ":8443" || o.BeanstalkdAddr != "beanstalkd:11300" || o.Server.Tube != "kommo-events" ||
-		o.Server.MaxBodyBytes != def.MaxBodyBytes || o.Namespace != "" ||
+		o.Server.MaxBodyBytes != def.MaxBodyBytes || o.Namespaces != nil ||
 		strings.Join(o.Server.AllowedOrigins, ",") != strings.Join(webhookserver.DefaultAllowedOrigins, ",") {
 		t.Fatalf("defaults = %+v", o)
 	}
 	o, err = ParseFlags([]string{"--listen", "127.0.0.1:9000", "--beanstalkd-addr", "b:1", "--tube", "t1",
-		"--max-body-bytes", "4096", "--namespace", "shop", "--allowed-origins", "https://*.kommo.com, https://admin.example.com"})
+		"--max-body-bytes", "4096", "--namespaces", "shop,books", "--allowed-origins", "https://*.kommo.com, https://admin.example.com"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if o.Listen != "127.0.0.1:9000" || o.BeanstalkdAddr != "b:1" || o.Server.Tube != "t1" || o.Server.MaxBodyBytes != 4096 ||
-		o.Namespace != "shop" || strings.Join(o.Server.AllowedOrigins, "|") != "https://*.kommo.com|https://admin.example.com" {
+		strings.Join(o.Namespaces, "|") != "shop|books" || strings.Join(o.Server.AllowedOrigins, "|") != "https://*.kommo.com|https://admin.example.com" {
 		t.Fatalf("parsed = %+v", o)
 	}
 	t.Setenv("BEANSTALKD_ADDR", "")
@@ -112,7 +112,7 @@ func TestRunServesAsTheWebhookServerRole(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- Run(runCtx, []string{"--kubeconfig", kubeconfig, "--listen", "127.0.0.1:" + strconv.Itoa(port),
-			"--beanstalkd-addr", testenv.BeanstalkdAddr(t), "--tube", tube, "--namespace", ns})
+			"--beanstalkd-addr", testenv.BeanstalkdAddr(t), "--tube", tube, "--namespaces", ns})
 	}()
 	stopped := false
 	defer func() {

@@ -1,7 +1,8 @@
 // Package worker is the `worker` subcommand: a Deployment that scales out,
 // draining Kommo events from beanstalkd into Unisender with sync state in
-// MySQL. Tenants come from a cache of UnisenderBindings and the operator's
-// managed Secrets; users' API-key Secrets are read directly.
+// MySQL. Tenants come from a cache of UnisenderBindings and
+// KommoIntegrations; the Secrets a worker needs (tokens, API keys) are read
+// by name, the only way its RBAC allows.
 package worker
 
 import (
@@ -16,8 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -28,9 +27,9 @@ import (
 	"github.com/kommo-unisender/kommo-unisender/internal/cli/kubeconfig"
 	"github.com/kommo-unisender/kommo-unisender/internal/cli/manager"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
+	"github.com/kommo-unisender/kommo-unisender/internal/namespaces"
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
 	"github.com/kommo-unisender/kommo-unisender/internal/tenant"
-	"github.com/kommo-unisender/kommo-unisender/internal/tokens"
 	"github.com/kommo-unisender/kommo-unisender/internal/unisender"
 	"github.com/kommo-unisender/kommo-unisender/internal/worker"
 	"github.com/kommo-unisender/kommo-unisender/internal/worker/kuberesolver"
@@ -44,7 +43,7 @@ type Options struct {
 	UnisenderRate    int
 	MetricsAddr      string
 	ProbeAddr        string
-	Namespace        string
+	Namespaces       []string
 	Kubeconfig       string
 	Worker           worker.Config
 	Zap              zap.Options
@@ -61,7 +60,7 @@ func ParseFlags(args []string) (Options, error) {
 	fs.IntVar(&o.UnisenderRate, "unisender-calls-per-minute", 1200, "Unisender calls per minute per API key")
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", "address of /metrics")
 	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
-	fs.StringVar(&o.Namespace, "namespace", "", "serve only the tenants of this namespace (default: all)")
+	fs.Var((*namespaces.List)(&o.Namespaces), "namespaces", namespaces.FlagUsage)
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster config, or $KUBECONFIG)")
 	fs.StringVar(&o.Worker.Tube, "tube", worker.DefaultTube, "beanstalkd tube of webhook jobs")
 	fs.IntVar(&o.Worker.Concurrency, "concurrency", 4, "reserving goroutines, each with its own beanstalkd connection")
@@ -120,8 +119,9 @@ func Run(ctx context.Context, args []string) error {
 	return w.Run(ctx)
 }
 
-// startResolver starts a cache of bindings, integrations and managed Secrets
-// and returns the resolver reading it.
+// startResolver starts a cache of bindings and integrations and returns the
+// resolver reading it; Secrets are read by name (the manager grants the
+// workers get on those names only: controllers.WorkerSecretsReconciler).
 func startResolver(ctx context.Context, o Options, st *store.Store) (*kuberesolver.Resolver, error) {
 	cfg, err := kubeconfig.Load(o.Kubeconfig)
 	if err != nil {
@@ -131,18 +131,12 @@ func startResolver(ctx context.Context, o Options, st *store.Store) (*kuberesolv
 	if err != nil {
 		return nil, err
 	}
-	opts := cache.Options{Scheme: scheme, ByObject: map[client.Object]cache.ByObject{
-		&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{tokens.ManagedLabel: tokens.ManagedLabelValue})},
-	}}
-	if o.Namespace != "" {
-		opts.DefaultNamespaces = map[string]cache.Config{o.Namespace: {}}
-	}
-	c, err := cache.New(cfg, opts)
+	c, err := cache.New(cfg, kuberesolver.CacheOptions(scheme, o.Namespaces))
 	if err != nil {
 		return nil, err
 	}
 	// Informers for what Resolve reads, so the first batch does not wait.
-	for _, obj := range []client.Object{&syncv1.UnisenderBinding{}, &syncv1.KommoIntegration{}, &corev1.Secret{}} {
+	for _, obj := range []client.Object{&syncv1.UnisenderBinding{}, &syncv1.KommoIntegration{}} {
 		if _, err := c.GetInformer(ctx, obj); err != nil {
 			return nil, err
 		}
@@ -158,9 +152,10 @@ func startResolver(ctx context.Context, o Options, st *store.Store) (*kuberesolv
 	// One client per API key, so every tenant and goroutine using a key
 	// shares its rate limiter.
 	return kuberesolver.New(kuberesolver.Options{
-		Bindings: c, ManagedSecrets: c, Secrets: direct, UnisenderBaseURL: o.UnisenderBaseURL,
-		ClientOptions:  []unisender.Option{unisender.WithRateLimit(o.UnisenderRate, 1)},
-		NewKommoClient: kommoClients(st),
+		Bindings: c, ManagedSecrets: kuberesolver.NewManagedSecretReader(direct), Secrets: direct,
+		UnisenderBaseURL: o.UnisenderBaseURL,
+		ClientOptions:    []unisender.Option{unisender.WithRateLimit(o.UnisenderRate, 1)},
+		NewKommoClient:   kommoClients(st),
 	}), nil
 }
 

@@ -52,7 +52,7 @@ type Options struct {
 	// API server itself (a client.Client); keys are memoised for KeyTTL.
 	Secrets client.Reader
 	// ManagedSecrets reads the operator-managed Secrets (the widget key, the
-	// integration's tokens): a cache scoped to the managed label. Nil means
+	// integration's tokens): a ManagedSecretReader in the worker. Nil means
 	// Secrets.
 	ManagedSecrets client.Reader
 	// NewKommoClient makes the client of an integration's account at
