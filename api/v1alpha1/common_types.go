@@ -102,6 +102,11 @@ const (
 	// spec.sweepMaxRemovalPercent of the synced contacts gone from Kommo and
 	// removed none of them.
 	ReasonSweepHeld = "SweepHeld"
+	// ReasonAccountMismatch: the integration's token reads another Kommo
+	// account than its status.accountID; the import or resync changed
+	// nothing (no contact synced or removed): give it a token of the
+	// account on record.
+	ReasonAccountMismatch = "AccountMismatch"
 	// ReasonEventsExpired (a Warning event): webhook events could not be
 	// applied within the worker's bound (--max-job-age) and were dropped; a
 	// resync was started to catch up with Kommo.

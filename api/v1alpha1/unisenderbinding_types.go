@@ -98,7 +98,7 @@ type UnisenderBindingSpec struct {
 
 	// sweepMaxRemovalPercent guards the resync's removal of contacts deleted
 	// in Kommo whose webhook was lost: when more than this share of the
-	// synced contacts (and more than 100) is gone at once, the resync
+	// synced contacts is gone at once, however few they are, the resync
 	// removes none of them and the binding gets a SweepHeld Warning event
 	// (a token for another Kommo account is the likelier cause). Once such
 	// a removal is known to be right, raise it to 100 for one resync.
