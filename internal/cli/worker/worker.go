@@ -158,7 +158,7 @@ func startResolver(ctx context.Context, o Options, st *store.Store) (*kuberesolv
 	// One client per API key, so every tenant and goroutine using a key
 	// shares its rate limiter.
 	return kuberesolver.New(kuberesolver.Options{
-		Bindings: c, ManagedSecrets: c, Secrets: direct, UnisenderBaseURL: o.UnisenderBaseURL,
+		Bindings: c, ManagedSecrets: c, Secrets: direct, Live: direct, UnisenderBaseURL: o.UnisenderBaseURL,
 		ClientOptions:  []unisender.Option{unisender.WithRateLimit(o.UnisenderRate, 1)},
 		NewKommoClient: kommoClients(st),
 	}), nil

@@ -51,6 +51,12 @@ type Options struct {
 	// carry no label a scoped cache could select, so this is normally the
 	// API server itself (a client.Client); keys are memoised for KeyTTL.
 	Secrets client.Reader
+	// Live reads from the API server itself. A binding the cache does not
+	// hold is looked up there before its events are dropped as gone: a
+	// binding just created reaches the worker's cache a moment after its
+	// first webhook can reach the worker. Nil means Secrets (normally the
+	// API server).
+	Live client.Reader
 	// ManagedSecrets reads the operator-managed Secrets (the widget key, the
 	// integration's tokens): a cache scoped to the managed label. Nil means
 	// Secrets.
@@ -99,6 +105,9 @@ func New(o Options) *Resolver {
 	if o.ManagedSecrets == nil {
 		o.ManagedSecrets = o.Secrets
 	}
+	if o.Live == nil {
+		o.Live = o.Secrets
+	}
 	if o.UnisenderBaseURL == "" {
 		o.UnisenderBaseURL = unisender.DefaultBaseURL
 	}
@@ -114,9 +123,10 @@ func New(o Options) *Resolver {
 func (r *Resolver) Resolve(ctx context.Context, key tenant.Key) (syncer.Tenant, error) {
 	var b syncv1.UnisenderBinding
 	err := r.o.Bindings.Get(ctx, key.NamespacedName(), &b)
+	if apierrors.IsNotFound(err) {
+		return syncer.Tenant{}, r.uncachedBinding(ctx, key)
+	}
 	switch {
-	case apierrors.IsNotFound(err):
-		return syncer.Tenant{}, fmt.Errorf("%w: UnisenderBinding %s not found", worker.ErrTenantGone, key)
 	case err != nil:
 		return syncer.Tenant{}, fmt.Errorf("reading UnisenderBinding %s: %w", key, err)
 	case !b.DeletionTimestamp.IsZero():
@@ -147,6 +157,24 @@ func (r *Resolver) Resolve(ctx context.Context, key tenant.Key) (syncer.Tenant, 
 		DeletionPolicy: policy, Unisender: c, Kommo: reader,
 		DoubleOptin: b.Spec.DoubleOptin, Inviter: c,
 	}, nil
+}
+
+// uncachedBinding tells why a binding the cache does not hold cannot be
+// resolved: worker.ErrTenantGone only when the API server has no such
+// binding either; one it has is not in the cache yet, and its events wait
+// (worker.ErrTenantNotReady) instead of being dropped.
+func (r *Resolver) uncachedBinding(ctx context.Context, key tenant.Key) error {
+	var b syncv1.UnisenderBinding
+	err := r.o.Live.Get(ctx, key.NamespacedName(), &b)
+	switch {
+	case apierrors.IsNotFound(err):
+		return fmt.Errorf("%w: UnisenderBinding %s not found", worker.ErrTenantGone, key)
+	case err != nil:
+		return fmt.Errorf("reading UnisenderBinding %s from the API server (the cache does not hold it): %w", key, err)
+	case !b.DeletionTimestamp.IsZero():
+		return fmt.Errorf("%w: UnisenderBinding %s is being deleted", worker.ErrTenantGone, key)
+	}
+	return fmt.Errorf("%w: UnisenderBinding %s exists but is not in the worker's cache yet", worker.ErrTenantNotReady, key)
 }
 
 // kommoReader returns the client of the binding's KommoIntegration. An

@@ -13,10 +13,13 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
@@ -461,5 +464,46 @@ func TestForgetRereadsTheKey(t *testing.T) {
 	e.resolver.Forget(key)
 	if !e.usesKey(key, "new-key") {
 		t.Fatal("after Forget the new key must be read")
+	}
+}
+
+// A binding the worker's cache has not seen yet (its watch event is still
+// on the way when the first webhook's job arrives) is not gone: the
+// resolver asks the API server before dropping its events, and parks them
+// as not ready. Only a binding the API server has not either is gone.
+func TestBindingNotYetCachedIsNotReadyNotGone(t *testing.T) {
+	e := newEnv(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	// A real cache that will never see the binding: it selects bindings by
+	// a label this one lacks, a lag that does not end.
+	lagging, err := cache.New(kube.Config, cache.Options{Scheme: e.c.Scheme(),
+		DefaultNamespaces: map[string]cache.Config{e.ns: {}},
+		ByObject: map[client.Object]cache.ByObject{
+			&syncv1.UnisenderBinding{}: {Label: labels.SelectorFromSet(labels.Set{"test.kommo-unisender.io/cached": "yes"})},
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lagging.GetInformer(ctx, &syncv1.UnisenderBinding{}); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = lagging.Start(ctx) }()
+	if !lagging.WaitForCacheSync(ctx) {
+		t.Fatal("the cache did not sync")
+	}
+	resolver := kuberesolver.New(kuberesolver.Options{Bindings: lagging, Secrets: e.c, Live: e.c, NewKommoClient: e.newKommoClient})
+	e.integration(defaultIntegration, metav1.ConditionTrue, nil)
+	e.binding("new", "k1", nil)
+
+	key := tenant.Key{Namespace: e.ns, Name: "new"}
+	if err := lagging.Get(ctx, key.NamespacedName(), &syncv1.UnisenderBinding{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("the lagging cache answers %v for the new binding, want not found", err)
+	}
+	if _, err := resolver.Resolve(ctx, key); !errors.Is(err, worker.ErrTenantNotReady) {
+		t.Fatalf("Resolve of a binding the cache has not seen = %v, want ErrTenantNotReady", err)
+	}
+	if _, err := resolver.Resolve(ctx, tenant.Key{Namespace: e.ns, Name: "absent"}); !errors.Is(err, worker.ErrTenantGone) {
+		t.Fatalf("Resolve of a binding the API server has not either = %v, want ErrTenantGone", err)
 	}
 }
