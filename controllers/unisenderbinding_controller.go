@@ -69,6 +69,9 @@ type UnisenderBindingReconciler struct {
 	// PublicBaseURL is where Kommo reaches the webhook server (manager
 	// flag --public-base-url); webhooks are registered under it.
 	PublicBaseURL string
+	// KommoHosts are the integrations' base URLs requests may go to (the
+	// zero value: Kommo's domains over https); see kommointegration_baseurl.go.
+	KommoHosts kommo.HostPolicy
 
 	// NewKommoClient builds a client for an integration's account, one per
 	// lane (foreground: webhook registration; background: import, resync,

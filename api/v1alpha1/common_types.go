@@ -73,6 +73,10 @@ const (
 	ReasonAccountBlocked = "AccountBlocked"
 	// ReasonRefreshFailed: a token refresh failed transiently.
 	ReasonRefreshFailed = "RefreshFailed"
+	// ReasonBaseURLNotAllowed: spec.baseURL is not on Kommo's domains over
+	// https, nor allowed by the manager's --allowed-kommo-hosts: no request
+	// is sent there (it would carry the client secret and tokens).
+	ReasonBaseURLNotAllowed = "BaseURLNotAllowed"
 
 	// UnisenderBinding.
 

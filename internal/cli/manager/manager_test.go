@@ -117,7 +117,7 @@ func TestRunReconcilesAnIntegration(t *testing.T) {
 	go func() {
 		done <- Run(runCtx, []string{"--kubeconfig", kubeconfig, "--metrics-bind-address", "0",
 			"--health-probe-bind-address", "127.0.0.1:0", "--leader-election-namespace", ns,
-			"--namespaces", ns, "--mysql-dsn", dsn, "--public-base-url", "https://hooks.example.com"})
+			"--namespaces", ns, "--mysql-dsn", dsn, "--public-base-url", "https://hooks.example.com", "--allowed-kommo-hosts", kommoemu.HostsFlagValue})
 	}()
 	stopped := false
 	defer func() {

@@ -66,6 +66,10 @@ type Options struct {
 	// within the account's shared budget. It is called once per
 	// integration (and again when its URL or rate changes).
 	NewKommoClient func(integration tenant.Key, baseURL string, rps int, tokens kommo.TokenSource) *kommo.Client
+	// KommoHosts are the base URLs a Kommo client may be made for (the
+	// zero value: Kommo's domains over https), as in the manager: the
+	// token is sent there.
+	KommoHosts kommo.HostPolicy
 	// UnisenderBaseURL is the API's base URL (unisender.DefaultBaseURL in
 	// production, the sandbox in development).
 	UnisenderBaseURL string
@@ -178,8 +182,9 @@ func (r *Resolver) uncachedBinding(ctx context.Context, key tenant.Key) error {
 }
 
 // kommoReader returns the client of the binding's KommoIntegration. An
-// integration that is missing, suspended or not authorized (a revoked
-// token, a blocked account: a human must act) makes the tenant not ready,
+// integration that is missing, suspended, not authorized (a revoked token,
+// a blocked account: a human must act) or whose base URL is outside
+// Options.KommoHosts (its token would go there) makes the tenant not ready,
 // so its jobs wait without spending their attempts.
 func (r *Resolver) kommoReader(ctx context.Context, key tenant.Key, b *syncv1.UnisenderBinding) (*kommo.Client, error) {
 	var ki syncv1.KommoIntegration
@@ -198,6 +203,9 @@ func (r *Resolver) kommoReader(ctx context.Context, key tenant.Key, b *syncv1.Un
 		return nil, fmt.Errorf("resolver for %s: no Kommo client constructor configured", key)
 	}
 	base, rps := ki.Spec.APIBaseURL(), ki.Spec.RequestsPerSecond()
+	if err := r.o.KommoHosts.Check(base); err != nil {
+		return nil, fmt.Errorf("%w: KommoIntegration %s: %w", worker.ErrTenantNotReady, name, err)
+	}
 	id := fmt.Sprintf("%s|%s|%d", name, base, rps)
 	r.mu.Lock()
 	defer r.mu.Unlock()

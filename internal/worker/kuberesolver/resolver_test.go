@@ -93,7 +93,7 @@ func newEnv(t *testing.T) *env {
 	e.resolver = kuberesolver.New(kuberesolver.Options{
 		Bindings: c, Secrets: c, UnisenderBaseURL: srv.URL,
 		ClientOptions:  []unisender.Option{unisender.WithMaxRetries(0)},
-		NewKommoClient: e.newKommoClient,
+		NewKommoClient: e.newKommoClient, KommoHosts: kommoemu.HostPolicy(),
 	})
 	return e
 }
@@ -406,10 +406,11 @@ func TestTenantsThatCannotSyncYet(t *testing.T) {
 	}
 }
 
-// A binding whose KommoIntegration is missing, suspended or not authorized
-// (a revoked token, a blocked account) cannot read Kommo: its tenant is not
-// ready, so its jobs wait without spending their attempts, and no Kommo
-// client is made. Once the integration is authorized again, it resolves.
+// A binding whose KommoIntegration is missing, suspended, not authorized
+// (a revoked token, a blocked account) or on a base URL outside the
+// resolver's KommoHosts (the token would go there) cannot read Kommo: its
+// tenant is not ready, so its jobs wait without spending their attempts,
+// and no Kommo client is made. Once the integration is authorized again, it resolves.
 func TestTenantsWhoseIntegrationCannotReadKommo(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
@@ -417,10 +418,14 @@ func TestTenantsWhoseIntegrationCannotReadKommo(t *testing.T) {
 	e.integration("unknown", metav1.ConditionUnknown, nil)
 	e.integration("fresh", "", nil) // no Authorized condition yet
 	e.integration("suspended", metav1.ConditionTrue, func(ki *syncv1.KommoIntegration) { ki.Spec.Suspend = true })
-	for _, name := range []string{"unauthorized", "unknown", "fresh", "suspended", "missing"} {
+	e.integration("offsite", metav1.ConditionTrue, func(ki *syncv1.KommoIntegration) {
+		ki.Spec.BaseURL = "http://kube-apiserver.default.svc/_acct/offsite"
+	})
+	cases := []string{"unauthorized", "unknown", "fresh", "suspended", "offsite", "missing"}
+	for _, name := range cases {
 		e.binding("on-"+name, "key-"+name, func(b *syncv1.UnisenderBinding) { b.Spec.IntegrationRef.Name = name })
 	}
-	for _, name := range []string{"unauthorized", "unknown", "fresh", "suspended", "missing"} {
+	for _, name := range cases {
 		tn, err := e.resolver.Resolve(ctx, tenant.Key{Namespace: e.ns, Name: "on-" + name})
 		if !errors.Is(err, worker.ErrTenantNotReady) {
 			t.Errorf("integration %s: Resolve = %+v, %v; want ErrTenantNotReady", name, tn, err)
@@ -492,7 +497,7 @@ func TestBindingNotYetCachedIsNotReadyNotGone(t *testing.T) {
 	if !lagging.WaitForCacheSync(ctx) {
 		t.Fatal("the cache did not sync")
 	}
-	resolver := kuberesolver.New(kuberesolver.Options{Bindings: lagging, Secrets: e.c, Live: e.c, NewKommoClient: e.newKommoClient})
+	resolver := kuberesolver.New(kuberesolver.Options{Bindings: lagging, Secrets: e.c, Live: e.c, NewKommoClient: e.newKommoClient, KommoHosts: kommoemu.HostPolicy()})
 	e.integration(defaultIntegration, metav1.ConditionTrue, nil)
 	e.binding("new", "k1", nil)
 
