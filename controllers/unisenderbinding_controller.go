@@ -129,9 +129,10 @@ type bindingPass struct {
 	uni         *unisender.Client
 	keySource   string // "Secret \"x\" key \"y\"", for messages
 	lists       []unisender.List
-	destination string // the webhook URL, with its secret: never logged or shown
-	catchUp     bool   // the webhook was re-registered: resync now
-	importing   bool   // an initial import runs: keep Reconciling=True
+	listSharers []string // tenants sharing the list (spec.list.shared on both)
+	destination string   // the webhook URL, with its secret: never logged or shown
+	catchUp     bool     // the webhook was re-registered: resync now
+	importing   bool     // an initial import runs: keep Reconciling=True
 }
 
 // Reconcile follows Flux's shape: get, one deferred summarize-and-patch,
@@ -180,6 +181,7 @@ func (r *UnisenderBindingReconciler) reconcileBindingSteps(ctx context.Context, 
 		r.reconcileIntegrationRef,
 		r.reconcileAPIKey,
 		r.reconcileList,
+		r.reconcileListClaim,
 		r.reconcileFields,
 		r.reconcileWebhookSecret,
 		r.reconcileWebhook,

@@ -288,6 +288,7 @@ func (r *UnisenderBindingReconciler) launch(p *bindingPass, runID string, kind i
 		Sweep:            kind == importer.KindResync,
 		SweepHoldPercent: obj.Spec.SweepHoldPercent(),
 		AccountID:        p.integration.Status.AccountID,
+		ListSharers:      p.listSharers,
 		Kommo:            p.kommoBulk, Unisender: p.uni,
 	}
 	if _, err := r.runner.Launch(job); err != nil {

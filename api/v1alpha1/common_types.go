@@ -92,6 +92,9 @@ const (
 	ReasonNotEnoughMoney = "NotEnoughMoney"
 	// ReasonListNotFound: spec.list.id names no list of this Unisender account.
 	ReasonListNotFound = "ListNotFound"
+	// ReasonListInUse: another (older) binding syncs into the same Unisender
+	// list, and not both set spec.list.shared: use another list, or share it.
+	ReasonListInUse = "ListInUse"
 	// ReasonFieldTypeMismatch: a Unisender field exists with another type than the mapping asks.
 	ReasonFieldTypeMismatch = "FieldTypeMismatch"
 	// ReasonWebhookDisabled: Kommo disabled the webhook (too many failed deliveries); re-registering.

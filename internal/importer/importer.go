@@ -124,8 +124,11 @@ type Job struct {
 	// that Kommo's token reads this account and otherwise fails with
 	// ErrAccountMismatch, having changed nothing (see account.go).
 	AccountID int64
-	Kommo     ContactSource
-	Unisender ContactSink
+	// ListSharers are the other tenants sharing the Unisender list (see
+	// syncer.Tenant.ListSharers): the sweep keeps what they still hold.
+	ListSharers []string
+	Kommo       ContactSource
+	Unisender   ContactSink
 }
 
 func (j *Job) validate() error {

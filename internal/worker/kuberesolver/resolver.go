@@ -155,12 +155,38 @@ func (r *Resolver) Resolve(ctx context.Context, key tenant.Key) (syncer.Tenant, 
 	if policy == "" {
 		policy = syncv1.DeletionPolicyExclude
 	}
+	sharers, err := r.listSharers(ctx, &b)
+	if err != nil {
+		return syncer.Tenant{}, err
+	}
 	c := r.client(apiKey)
 	return syncer.Tenant{
 		Key: key.String(), Mapper: mapping.New(b.Spec, b.Status.ListID),
 		DeletionPolicy: policy, Unisender: c, Kommo: reader,
-		DoubleOptin: b.Spec.DoubleOptin, Inviter: c,
+		DoubleOptin: b.Spec.DoubleOptin, Inviter: c, ListSharers: sharers,
 	}, nil
+}
+
+// listSharers returns the tenants of the other bindings sharing b's
+// Unisender list (spec.list.shared on both, as the manager recorded in
+// their status): an address b drops stays while one of them holds it. Only
+// the namespaces the worker's cache holds are seen, so a worker limited to
+// one namespace (--namespace) serves lists shared within it.
+func (r *Resolver) listSharers(ctx context.Context, b *syncv1.UnisenderBinding) ([]string, error) {
+	if !b.Spec.List.Shared {
+		return nil, nil
+	}
+	var list syncv1.UnisenderBindingList
+	if err := r.o.Bindings.List(ctx, &list); err != nil {
+		return nil, fmt.Errorf("listing UnisenderBindings sharing list %d: %w", b.Status.ListID, err)
+	}
+	var keys []string
+	for i := range list.Items {
+		if o := &list.Items[i]; b.SharesListWith(o) {
+			keys = append(keys, tenant.Key{Namespace: o.Namespace, Name: o.Name}.String())
+		}
+	}
+	return keys, nil
 }
 
 // uncachedBinding tells why a binding the cache does not hold cannot be

@@ -512,3 +512,37 @@ func TestBindingNotYetCachedIsNotReadyNotGone(t *testing.T) {
 		t.Fatalf("Resolve of a binding the API server has not either = %v, want ErrTenantGone", err)
 	}
 }
+
+// A binding sharing its list (spec.list.shared, same list and key id in
+// status as the manager records them) resolves with the other sharing
+// bindings' tenants, whose contacts' addresses its removals keep. A binding
+// that does not share, or one on another account's list of the same id,
+// is no sharer.
+func TestSharedListTenantsResolveWithTheirSharers(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.integration(defaultIntegration, metav1.ConditionTrue, nil)
+	onList := func(name, keyID string, shared bool) {
+		b := e.binding(name, "k-"+name, func(b *syncv1.UnisenderBinding) { b.Spec.List.Shared = shared })
+		b.Status.ListKeyID = keyID
+		if err := e.c.Status().Update(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	onList("a", "key-x", true)
+	onList("b", "key-x", true)
+	onList("lone", "key-x", false)
+	onList("elsewhere", "key-y", true)
+
+	for name, want := range map[string][]string{
+		"a": {e.ns + "/b"}, "b": {e.ns + "/a"}, "lone": nil, "elsewhere": nil,
+	} {
+		tn, err := e.resolver.Resolve(ctx, tenant.Key{Namespace: e.ns, Name: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(tn.ListSharers, want) {
+			t.Errorf("%s: ListSharers = %v, want %v", name, tn.ListSharers, want)
+		}
+	}
+}
