@@ -77,6 +77,9 @@ type KommoIntegrationReconciler struct {
 	// each client only paces itself, and SetupWithManager logs so.
 	Store *store.Store
 
+	// KommoHosts are the base URLs Kommo requests may go to (the zero value:
+	// Kommo's domains over https); see kommointegration_baseurl.go.
+	KommoHosts kommo.HostPolicy
 	// HTTPClient calls Kommo; nil means a default client.
 	HTTPClient *http.Client
 	// KommoOptions are appended to every Kommo client's options.

@@ -175,6 +175,7 @@ func startManager(t testing.TB, namespace string, tune func(*KommoIntegrationRec
 	}
 	reg := prometheus.NewRegistry()
 	rec := &KommoIntegrationReconciler{
+		KommoHosts:     kommoemu.HostPolicy(),
 		Metrics:        NewTokenMetrics(reg),
 		KommoOptions:   []kommo.Option{kommo.WithMaxRetries(2), kommo.WithBackoff(20*time.Millisecond, 200*time.Millisecond)},
 		BackoffInitial: 200 * time.Millisecond,

@@ -35,6 +35,9 @@ type tokenRun struct {
 // due, confirms it with Kommo (reading the account id), and returns when to
 // look again.
 func (r *KommoIntegrationReconciler) reconcileToken(ctx context.Context, obj *v1alpha1.KommoIntegration) (time.Duration, error) {
+	if err := r.checkBaseURL(obj); err != nil {
+		return 0, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, kommoCallTimeout)
 	defer cancel()
 	sec, err := r.tokenSecret(ctx, obj)

@@ -69,6 +69,9 @@ type UnisenderBindingReconciler struct {
 	// PublicBaseURL is where Kommo reaches the webhook server (manager
 	// flag --public-base-url); webhooks are registered under it.
 	PublicBaseURL string
+	// KommoHosts are the integrations' base URLs requests may go to (the
+	// zero value: Kommo's domains over https); see kommointegration_baseurl.go.
+	KommoHosts kommo.HostPolicy
 
 	// NewKommoClient builds a client for an integration's account, one per
 	// lane (foreground: webhook registration; background: import, resync,
@@ -126,9 +129,10 @@ type bindingPass struct {
 	uni         *unisender.Client
 	keySource   string // "Secret \"x\" key \"y\"", for messages
 	lists       []unisender.List
-	destination string // the webhook URL, with its secret: never logged or shown
-	catchUp     bool   // the webhook was re-registered: resync now
-	importing   bool   // an initial import runs: keep Reconciling=True
+	listSharers []string // tenants sharing the list (spec.list.shared on both)
+	destination string   // the webhook URL, with its secret: never logged or shown
+	catchUp     bool     // the webhook was re-registered: resync now
+	importing   bool     // an initial import runs: keep Reconciling=True
 }
 
 // Reconcile follows Flux's shape: get, one deferred summarize-and-patch,
@@ -177,6 +181,7 @@ func (r *UnisenderBindingReconciler) reconcileBindingSteps(ctx context.Context, 
 		r.reconcileIntegrationRef,
 		r.reconcileAPIKey,
 		r.reconcileList,
+		r.reconcileListClaim,
 		r.reconcileFields,
 		r.reconcileWebhookSecret,
 		r.reconcileWebhook,

@@ -139,12 +139,25 @@ func (r *UnisenderBindingReconciler) applyDeletionPolicy(ctx context.Context, p 
 	}
 	uni := r.unisenderClientFor(key)
 	mapper := mapping.New(obj.Spec, obj.Status.ListID)
+	others, err := r.bindingsOnList(ctx, obj)
+	if err != nil {
+		return 0, err
+	}
+	sharers := listSharers(obj, others)
 	done := 0
 	after := ""
 	for {
-		emails, err := r.Store.TenantEmails(ctx, p.tenant.String(), after, deletionPage)
-		if err != nil || len(emails) == 0 {
+		page, err := r.Store.TenantEmails(ctx, p.tenant.String(), after, deletionPage)
+		if err != nil || len(page) == 0 {
 			return done, err
+		}
+		after = page[len(page)-1]
+		emails, err := r.notSharedEmails(ctx, sharers, page)
+		if err != nil {
+			return done, err
+		}
+		if len(emails) == 0 {
+			continue
 		}
 		b := mapper.RemovalBatch(emails, policy)
 		if _, err := uni.ImportContacts(ctx, unisender.ImportRequest{FieldNames: b.FieldNames, Rows: b.Rows}); err != nil {
@@ -156,6 +169,5 @@ func (r *UnisenderBindingReconciler) applyDeletionPolicy(ctx context.Context, p 
 			return done, fmt.Errorf("applying deletion policy %s: %w", policy, err)
 		}
 		done += len(emails)
-		after = emails[len(emails)-1]
 	}
 }

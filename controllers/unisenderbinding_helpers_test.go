@@ -235,6 +235,7 @@ func (e *bindingEnv) startManager(o bindingManagerOptions) *bindingManager {
 	}
 	t.Cleanup(func() { st.Close() })
 	rec := &UnisenderBindingReconciler{
+		KommoHosts:       kommoemu.HostPolicy(),
 		Store:            st,
 		PublicBaseURL:    bindingPublicURL,
 		UnisenderBaseURL: e.usrv.URL,
@@ -251,7 +252,7 @@ func (e *bindingEnv) startManager(o bindingManagerOptions) *bindingManager {
 		t.Fatal(err)
 	}
 	if o.withIntegrationReconciler {
-		ki := &KommoIntegrationReconciler{SecretMetadata: rec.SecretMetadata}
+		ki := &KommoIntegrationReconciler{SecretMetadata: rec.SecretMetadata, KommoHosts: kommoemu.HostPolicy()}
 		ki.Controller.SkipNameValidation = ptr.To(true)
 		if err := ki.SetupWithManager(ctx, mgr); err != nil {
 			cancel()
@@ -303,9 +304,9 @@ func (e *bindingEnv) waitBinding(name, condType string, want metav1.ConditionSta
 	return obj
 }
 
-func conditionsOf(obj *v1alpha1.UnisenderBinding) string {
+func conditionsOf(obj interface{ GetConditions() []metav1.Condition }) string {
 	var parts []string
-	for _, c := range obj.Status.Conditions {
+	for _, c := range obj.GetConditions() {
 		parts = append(parts, fmt.Sprintf("%s=%s/%s(%s)", c.Type, c.Status, c.Reason, c.Message))
 	}
 	return strings.Join(parts, " ")

@@ -187,7 +187,7 @@ func (r *UnisenderBindingReconciler) reportResync(obj *v1alpha1.UnisenderBinding
 // checkpoint stays: the retry resumes where the run stopped.
 func (r *UnisenderBindingReconciler) recordRunFailure(ctx context.Context, p *bindingPass, snap importer.Snapshot) {
 	obj := p.obj
-	what := "resync"
+	what, reason := "resync", runFailureReason(snap.Err)
 	if snap.Kind == importer.KindInitial {
 		what = "initial import"
 		imp := obj.Status.Import
@@ -198,15 +198,24 @@ func (r *UnisenderBindingReconciler) recordRunFailure(ctx context.Context, p *bi
 		finished := metav1.NewTime(snap.FinishedAt)
 		imp.Phase, imp.FinishedAt = v1alpha1.ImportFailed, &finished
 		imp.Imported, imp.Total, imp.LastPage = snap.Progress.Imported, snap.Progress.Seen, int32(snap.Progress.Pages)
-		status.MarkFalse(obj, v1alpha1.ConditionImported, v1alpha1.ReasonImportFailed,
+		status.MarkFalse(obj, v1alpha1.ConditionImported, reason,
 			"initial import failed after %d contacts (attempt %d): %v; resuming from its checkpoint after a backoff",
 			snap.Progress.Imported, snap.Failures, snap.Err)
 	}
 	if r.firstReport(p, snap.FinishedAt) {
 		logf.FromContext(ctx).Error(snap.Err, "import run failed", "kind", snap.Kind, "failures", snap.Failures)
-		r.event(obj, corev1.EventTypeWarning, v1alpha1.ReasonImportFailed, "Import",
+		r.event(obj, corev1.EventTypeWarning, reason, "Import",
 			"%s failed (attempt %d): %v; it resumes from its checkpoint after a backoff", what, snap.Failures, snap.Err)
 	}
+}
+
+// runFailureReason names why a run failed: AccountMismatch for a token of
+// another Kommo account (a human must fix it), ImportFailed otherwise.
+func runFailureReason(err error) string {
+	if errors.Is(err, importer.ErrAccountMismatch) {
+		return v1alpha1.ReasonAccountMismatch
+	}
+	return v1alpha1.ReasonImportFailed
 }
 
 // firstReport reports whether the failed run that ended at end has not been
@@ -278,6 +287,8 @@ func (r *UnisenderBindingReconciler) launch(p *bindingPass, runID string, kind i
 		DoubleOptin:      obj.Spec.DoubleOptin,
 		Sweep:            kind == importer.KindResync,
 		SweepHoldPercent: obj.Spec.SweepHoldPercent(),
+		AccountID:        p.integration.Status.AccountID,
+		ListSharers:      p.listSharers,
 		Kommo:            p.kommoBulk, Unisender: p.uni,
 	}
 	if _, err := r.runner.Launch(job); err != nil {

@@ -44,6 +44,9 @@ func (r *UnisenderBindingReconciler) readyIntegration(ctx context.Context, obj *
 	if err != nil {
 		return nil, fmt.Errorf("reading KommoIntegration %q: %w", name, err)
 	}
+	if err := r.checkIntegrationBaseURL(ki); err != nil {
+		return nil, err
+	}
 	if cleaningUp {
 		return ki, nil
 	}

@@ -111,6 +111,7 @@ func (r *UnisenderBindingReconciler) SetupWithManager(ctx context.Context, mgr m
 			predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&corev1.Secret{}).
 		Watches(&v1alpha1.KommoIntegration{}, handler.EnqueueRequestsFromMapFunc(r.bindingsOfIntegration)).
+		Watches(&v1alpha1.UnisenderBinding{}, handler.EnqueueRequestsFromMapFunc(r.bindingsRefusedAList)).
 		WatchesRawSource(secretwatch.Source(r.SecretMetadata, r.bindingsOfSecret)).
 		WatchesRawSource(source.Channel(r.wake, &handler.TypedEnqueueRequestForObject[*v1alpha1.UnisenderBinding]{})).
 		WithOptions(r.Controller).

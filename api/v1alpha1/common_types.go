@@ -73,6 +73,10 @@ const (
 	ReasonAccountBlocked = "AccountBlocked"
 	// ReasonRefreshFailed: a token refresh failed transiently.
 	ReasonRefreshFailed = "RefreshFailed"
+	// ReasonBaseURLNotAllowed: spec.baseURL is not on Kommo's domains over
+	// https, nor allowed by the manager's --allowed-kommo-hosts: no request
+	// is sent there (it would carry the client secret and tokens).
+	ReasonBaseURLNotAllowed = "BaseURLNotAllowed"
 
 	// UnisenderBinding.
 
@@ -88,6 +92,9 @@ const (
 	ReasonNotEnoughMoney = "NotEnoughMoney"
 	// ReasonListNotFound: spec.list.id names no list of this Unisender account.
 	ReasonListNotFound = "ListNotFound"
+	// ReasonListInUse: another (older) binding syncs into the same Unisender
+	// list, and not both set spec.list.shared: use another list, or share it.
+	ReasonListInUse = "ListInUse"
 	// ReasonFieldTypeMismatch: a Unisender field exists with another type than the mapping asks.
 	ReasonFieldTypeMismatch = "FieldTypeMismatch"
 	// ReasonWebhookDisabled: Kommo disabled the webhook (too many failed deliveries); re-registering.
@@ -102,6 +109,11 @@ const (
 	// spec.sweepMaxRemovalPercent of the synced contacts gone from Kommo and
 	// removed none of them.
 	ReasonSweepHeld = "SweepHeld"
+	// ReasonAccountMismatch: the integration's token reads another Kommo
+	// account than its status.accountID; the import or resync changed
+	// nothing (no contact synced or removed): give it a token of the
+	// account on record.
+	ReasonAccountMismatch = "AccountMismatch"
 	// ReasonEventsExpired (a Warning event): webhook events could not be
 	// applied within the worker's bound (--max-job-age) and were dropped; a
 	// resync was started to catch up with Kommo.

@@ -33,8 +33,12 @@ type KommoIntegrationSpec struct {
 	Subdomain string `json:"subdomain,omitempty"`
 
 	// baseURL of the account's API when it is not <subdomain>.kommo.com, for
-	// example https://acme.amocrm.ru, or the sandbox (plain http is allowed
-	// for it). Set this or subdomain.
+	// example https://acme.amocrm.ru. The operator sends the client secret
+	// and tokens there, so it must be on Kommo's domains (*.kommo.com,
+	// *.amocrm.ru, *.amocrm.com) over https, unless the manager's and the
+	// workers' --allowed-kommo-hosts allow another host (the sandbox: plain
+	// http on loopback); otherwise the integration stalls with
+	// BaseURLNotAllowed. Set this or subdomain.
 	// +optional
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHostname() != ''",message="baseURL must be an absolute http or https URL"

@@ -98,7 +98,7 @@ type UnisenderBindingSpec struct {
 
 	// sweepMaxRemovalPercent guards the resync's removal of contacts deleted
 	// in Kommo whose webhook was lost: when more than this share of the
-	// synced contacts (and more than 100) is gone at once, the resync
+	// synced contacts is gone at once, however few they are, the resync
 	// removes none of them and the binding gets a SweepHeld Warning event
 	// (a token for another Kommo account is the likelier cause). Once such
 	// a removal is known to be right, raise it to 100 for one resync.
@@ -143,6 +143,15 @@ type ListSelector struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=255
 	Title string `json:"title,omitempty"`
+
+	// shared lets other bindings sync into the same list (same Unisender
+	// account and list), when they set it too. Without it, a second binding
+	// on a list is refused (ListInUse; the older binding keeps the list),
+	// because each would remove from the list what the other still holds.
+	// With it, an address leaves the list only when no sharing binding's
+	// Kommo contacts hold it any more.
+	// +optional
+	Shared bool `json:"shared,omitempty"`
 }
 
 // FieldMapping maps Kommo contact data to Unisender fields. E-mail addresses
@@ -310,6 +319,14 @@ type UnisenderBindingStatus struct {
 	// +optional
 	ListID int64 `json:"listID,omitempty"`
 
+	// listKeyID names the Unisender API key the list is used with (a hash
+	// prefix, never the key): bindings with the same listKeyID and listID
+	// sync into the same list (see spec.list.shared). Empty while the
+	// binding has no list or was refused one (ListInUse).
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	ListKeyID string `json:"listKeyID,omitempty"`
+
 	// webhookDestination registered in Kommo, with its secret path segment
 	// masked, e.g. https://hooks.example.com/kommo/webhooks/ns.name/****.
 	// +optional
@@ -416,6 +433,32 @@ func (in *UnisenderBinding) GetConditions() []metav1.Condition { return in.Statu
 
 // SetConditions replaces the status conditions.
 func (in *UnisenderBinding) SetConditions(c []metav1.Condition) { in.Status.Conditions = c }
+
+// OnSameList reports whether both bindings resolved the same Unisender
+// list of the same account (status.listID and status.listKeyID).
+func (in *UnisenderBinding) OnSameList(o *UnisenderBinding) bool {
+	return in.Status.ListID != 0 && in.Status.ListKeyID != "" &&
+		in.Status.ListID == o.Status.ListID && in.Status.ListKeyID == o.Status.ListKeyID &&
+		(in.Namespace != o.Namespace || in.Name != o.Name)
+}
+
+// SharesListWith reports whether both bindings are on the same list and
+// both opted into sharing it (spec.list.shared).
+func (in *UnisenderBinding) SharesListWith(o *UnisenderBinding) bool {
+	return in.OnSameList(o) && in.Spec.List.Shared && o.Spec.List.Shared
+}
+
+// OlderThan orders bindings by age, for which one keeps a list: by
+// creation time, then namespace and name.
+func (in *UnisenderBinding) OlderThan(o *UnisenderBinding) bool {
+	if !in.CreationTimestamp.Equal(&o.CreationTimestamp) {
+		return in.CreationTimestamp.Before(&o.CreationTimestamp)
+	}
+	if in.Namespace != o.Namespace {
+		return in.Namespace < o.Namespace
+	}
+	return in.Name < o.Name
+}
 
 // ResyncPeriod is spec.resyncInterval, or the default when unset.
 func (s *UnisenderBindingSpec) ResyncPeriod() time.Duration {

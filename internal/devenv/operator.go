@@ -4,6 +4,8 @@ import (
 	"context"
 	"strconv"
 
+	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
+	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/kommoemu"
 	"github.com/kommo-unisender/kommo-unisender/internal/testenv"
 )
 
@@ -25,14 +27,18 @@ func (e *Env) startOperator(ctx context.Context) error {
 		}
 		ports[i] = p
 	}
-	unisender := []string{}
+	apis := []string{}
 	if e.opts.UnisenderBaseURL != "" {
-		unisender = []string{"--unisender-base-url", e.opts.UnisenderBaseURL}
+		apis = []string{"--unisender-base-url", e.opts.UnisenderBaseURL}
+	}
+	if e.KommoURL != "" {
+		// The sandbox's Kommo is plain http on loopback, not Kommo's domains.
+		apis = append(apis, "--"+kommo.HostsFlagName, kommoemu.HostsFlagValue)
 	}
 	e.process("manager", common, append([]string{"manager",
 		"--kubeconfig", e.Kubeconfig, "--public-base-url", e.publicBaseURL(),
 		"--metrics-bind-address", hostPort(ports[0]), "--health-probe-bind-address", hostPort(ports[1]),
-		"--leader-election-namespace", "default"}, unisender...)...)
+		"--leader-election-namespace", "default"}, apis...)...)
 	e.MetricsURLs["manager"] = "http://" + hostPort(ports[0]) + "/metrics"
 	e.process("webhookserver", common, "webhookserver", "--listen", e.WebhookURL[len("http://"):])
 	ready := []string{"http://" + hostPort(ports[1]) + "/readyz", e.WebhookURL + "/healthz"}
@@ -40,7 +46,7 @@ func (e *Env) startOperator(ctx context.Context) error {
 	for i, name := range e.WorkerNames {
 		metrics, probe := ports[2+2*i], ports[3+2*i]
 		e.process(name, common, append([]string{"worker",
-			"--metrics-bind-address", hostPort(metrics), "--health-probe-bind-address", hostPort(probe)}, unisender...)...)
+			"--metrics-bind-address", hostPort(metrics), "--health-probe-bind-address", hostPort(probe)}, apis...)...)
 		e.MetricsURLs[name] = "http://" + hostPort(metrics) + "/metrics"
 		ready = append(ready, "http://"+hostPort(probe)+"/readyz")
 	}

@@ -45,16 +45,18 @@ const apiKey = "unisender-test-key-0123456789"
 
 // env is one tenant wired to both emulators and a fresh database.
 type env struct {
-	t      *testing.T
-	clock  *clock
-	kommo  *kommoemu.Server
-	uni    *unisenderemu.Server
-	store  *store.Store
-	source *kommo.Client
-	sink   *unisender.Client
-	listID int64
-	tenant tenant.Key
-	spec   syncv1.UnisenderBindingSpec
+	t     *testing.T
+	clock *clock
+	kommo *kommoemu.Server
+	// kommoURL is the emulator's base URL (an account's API is under /_acct/<subdomain>).
+	kommoURL string
+	uni      *unisenderemu.Server
+	store    *store.Store
+	source   *kommo.Client
+	sink     *unisender.Client
+	listID   int64
+	tenant   tenant.Key
+	spec     syncv1.UnisenderBindingSpec
 }
 
 func newEnv(t *testing.T) *env {
@@ -72,6 +74,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.kommoURL = ksrv.URL
 	e.source = kommo.NewClient(ksrv.URL+"/_acct/acme", kommo.WithTokenSource(kommo.StaticToken(token)), kommo.WithRateLimit(0, 1))
 
 	e.uni = unisenderemu.New(unisenderemu.Options{})
@@ -116,6 +119,16 @@ func (e *env) addContacts(n, perSecond int) []kommo.Contact {
 	}
 	e.clock.Advance(time.Second)
 	return out
+}
+
+// account returns the emulator's account of subdomain, adding it if new.
+func (e *env) account(subdomain string) kommoemu.Account {
+	e.t.Helper()
+	a, err := e.kommo.AddAccount(subdomain)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return a
 }
 
 func (e *env) importer() *importer.Importer { return &importer.Importer{Store: e.store} }

@@ -61,6 +61,8 @@ type ContactSource interface {
 	// GetContact gives an error matching kommo.ErrNotFound for a contact
 	// Kommo does not have.
 	GetContact(ctx context.Context, id int64) (*kommo.Contact, error)
+	// Account reads the account the token belongs to (see Job.AccountID).
+	Account(ctx context.Context) (*kommo.Account, error)
 }
 
 // ContactSink takes importContacts calls; *unisender.Client is one.
@@ -117,8 +119,16 @@ type Job struct {
 	// this share of the live contacts gone at once, the sweep removes none
 	// (0 means the default, 50).
 	SweepHoldPercent int
-	Kommo            ContactSource
-	Unisender        ContactSink
+	// AccountID is the Kommo account on record for the tenant (the
+	// KommoIntegration's status.accountID). When set, the run first checks
+	// that Kommo's token reads this account and otherwise fails with
+	// ErrAccountMismatch, having changed nothing (see account.go).
+	AccountID int64
+	// ListSharers are the other tenants sharing the Unisender list (see
+	// syncer.Tenant.ListSharers): the sweep keeps what they still hold.
+	ListSharers []string
+	Kommo       ContactSource
+	Unisender   ContactSink
 }
 
 func (j *Job) validate() error {
@@ -190,6 +200,9 @@ func (im *Importer) Run(ctx context.Context, job Job, report func(Progress)) (Pr
 	}
 	if r.p.Done {
 		return r.p, nil
+	}
+	if err := r.checkAccount(ctx); err != nil {
+		return r.p, err
 	}
 	if err := r.walk(ctx); err != nil {
 		return r.p, err

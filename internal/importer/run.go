@@ -223,7 +223,7 @@ func (r *run) count(batch []pendingContact, applied []bool) {
 func (r *run) syncTenant() syncer.Tenant {
 	return syncer.Tenant{
 		Key: r.job.Tenant.String(), Mapper: r.job.Mapper, DeletionPolicy: r.job.DeletionPolicy,
-		Unisender: r.job.Unisender, DoubleOptin: r.job.DoubleOptin,
+		Unisender: r.job.Unisender, DoubleOptin: r.job.DoubleOptin, ListSharers: r.job.ListSharers,
 	}
 }
 

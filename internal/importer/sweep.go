@@ -28,19 +28,20 @@ import (
 //   - any other error stops the sweep before it removed anything; the run
 //     fails and its retry sweeps again;
 //   - when more than Job.SweepHoldPercent (half, by default) of the live
-//     contacts, and more than sweepHoldMin, are gone, none is removed and
-//     the run reports them as SweepHeld: a token for another Kommo account,
-//     or an account emptied by mistake, is likelier than that many lost
-//     webhooks, and a list is much harder to rebuild than to clean later.
-//     At 100 nothing is held.
+//     contacts are gone, none is removed and the run reports them as
+//     SweepHeld: a token for another Kommo account, or an account emptied
+//     by mistake, is likelier than that many lost webhooks, and a list is
+//     much harder to rebuild than to clean later. The share alone decides,
+//     however few the contacts: a small tenant's list is no less worth
+//     keeping. At 100 nothing is held;
+//   - a token for another account is refused before the run starts (see
+//     account.go), so raising the share to 100 cannot empty the list
+//     through it.
 //
 // The cost is one Kommo request per sweepChunk live contacts per resync,
 // plus one per gone contact.
 
-const (
-	sweepChunk   = kommo.MaxPageLimit
-	sweepHoldMin = 100
-)
+const sweepChunk = kommo.MaxPageLimit
 
 // sweep removes the live contacts Kommo no longer has.
 func (r *run) sweep(ctx context.Context) error {
@@ -53,7 +54,7 @@ func (r *run) sweep(ctx context.Context) error {
 	if percent <= 0 {
 		percent = syncv1.DefaultSweepMaxRemovalPercent
 	}
-	holdAbove := max(sweepHoldMin, live*int64(percent)/100)
+	holdAbove := live * int64(percent) / 100
 	var gone []syncer.Current
 	for after := int64(0); ; {
 		ids, err := r.im.Store.LiveContactIDs(ctx, tenantKey, after, sweepChunk)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/kommo-unisender/kommo-unisender/internal/importer"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
@@ -229,4 +231,74 @@ func (s *failAfter) ListContacts(ctx context.Context, opts kommo.ListContactsOpt
 		s.idPages--
 	}
 	return s.Client.ListContacts(ctx, opts, fn)
+}
+
+// A tenant with few contacts is guarded by the share alone: 6 of 10 gone
+// at once is held like 120 of 150.
+func TestSweepHoldsSmallTenantsOnThePercentage(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	contacts := e.addContacts(10, 0)
+	cursor := e.importAll()
+	e.deleteQuietly(contacts[:6]...)
+
+	p, err := e.resync("resync", cursor, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.Done || p.Deleted != 0 || p.SweepHeld != 6 {
+		t.Fatalf("resync = %+v, want done with the 6 gone contacts held and none deleted", p)
+	}
+	if n, err := e.store.CountLiveContacts(ctx, e.tenant.String()); err != nil || n != 10 {
+		t.Fatalf("store holds %d live contacts, %v; want all 10 kept", n, err)
+	}
+	if got := len(e.activeMembers()); got != 10 {
+		t.Fatalf("list holds %d active members, want all 10 kept", got)
+	}
+}
+
+// A token of another Kommo account answers "no such contact" for every id.
+// Even with the hold lifted (spec.sweepMaxRemovalPercent 100, as an admin
+// might set after a SweepHeld), the run refuses before listing or removing
+// anything, and says which accounts differ.
+func TestSweepRefusesATokenOfAnotherAccount(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.addContacts(20, 0)
+	cursor := e.importAll()
+	acme := e.account("acme")
+	other := e.account("other")
+	token, err := e.kommo.IssueLongLivedToken("other", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.kommo.ResetStats()
+
+	job := e.resyncJob("resync-other", cursor)
+	job.SweepHoldPercent, job.AccountID = 100, acme.ID
+	job.Kommo = kommo.NewClient(e.kommoURL+"/_acct/other", kommo.WithTokenSource(kommo.StaticToken(token)), kommo.WithRateLimit(0, 1))
+	_, err = e.importer().Run(ctx, job, nil)
+	if !errors.Is(err, importer.ErrAccountMismatch) {
+		t.Fatalf("resync with another account's token: error %v, want ErrAccountMismatch", err)
+	}
+	for _, id := range []int64{acme.ID, other.ID} {
+		if !strings.Contains(err.Error(), fmt.Sprint(id)) {
+			t.Errorf("error %q does not name account %d", err, id)
+		}
+	}
+	if n, err := e.store.CountLiveContacts(ctx, e.tenant.String()); err != nil || n != 20 {
+		t.Fatalf("store holds %d live contacts, %v; want all 20 kept", n, err)
+	}
+	if got := len(e.activeMembers()); got != 20 {
+		t.Fatalf("list holds %d active members, want all 20 kept", got)
+	}
+	if n := e.kommoRequests("GET /api/v4/contacts") + e.kommoRequests("GET /api/v4/contacts/{id}"); n != 0 {
+		t.Errorf("Kommo served %d contact reads with the wrong account's token, want 0", n)
+	}
+
+	// The right account's token passes the check.
+	job.RunID, job.Kommo = "resync-acme", e.source
+	if p, err := e.importer().Run(ctx, job, nil); err != nil || !p.Done || p.Deleted != 0 {
+		t.Fatalf("resync with the account's own token = %+v, %v; want done, nothing deleted", p, err)
+	}
 }

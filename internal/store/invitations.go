@@ -258,31 +258,7 @@ func truncateRunes(s string, n int) string {
 // heldEmails returns which of the addresses some contact of the tenant
 // holds.
 func heldEmails(ctx context.Context, q querier, tenant string, emails []string) (map[string]bool, error) {
-	held := map[string]bool{}
-	emails = sortedUnique(slices.Clone(emails))
-	for chunk := range slices.Chunk(emails, maxRowsPerStatement) {
-		args := []any{tenant}
-		for _, e := range chunk {
-			args = append(args, e)
-		}
-		rows, err := q.QueryContext(ctx, `SELECT DISTINCT email FROM contact_emails WHERE tenant = ? AND email IN (`+
-			placeholders("?", len(chunk))+`)`, args...)
-		if err != nil {
-			return nil, fmt.Errorf("store: look up held e-mails: %w", err)
-		}
-		for rows.Next() {
-			var e string
-			if err := rows.Scan(&e); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("store: look up held e-mails: %w", err)
-			}
-			held[e] = true
-		}
-		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-			return nil, fmt.Errorf("store: look up held e-mails: %w", err)
-		}
-	}
-	return held, nil
+	return heldByTenants(ctx, q, []string{tenant}, emails, "")
 }
 
 // markNew fills NewEmails: the added addresses that no contact held before

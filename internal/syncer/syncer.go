@@ -60,6 +60,10 @@ type Tenant struct {
 	// Inviter sends the queued invitations; Commit does not use it. Nil
 	// when the tenant's invitations cannot be sent.
 	Inviter Inviter
+	// ListSharers are the other tenants syncing into the same Unisender
+	// list (bindings that all set spec.list.shared): an address this
+	// tenant drops stays in the list while one of them holds it.
+	ListSharers []string
 }
 
 // Current is one contact as Kommo holds it, read at ReadAt (microseconds on
@@ -99,7 +103,8 @@ type Outcome struct {
 // Commit applies the current state of some of a tenant's contacts to the
 // store and Unisender, in one transaction that commits only after Unisender
 // accepted the calls: the changed contacts' rows are upserted, addresses no
-// live contact holds any more leave the list as the deletion policy says,
+// live contact holds any more (of the tenant, nor of a tenant sharing its
+// list: Tenant.ListSharers) leave the list as the deletion policy says,
 // and, when the tenant invites, addresses new to the list get an invitation.
 //
 // verify names addresses Unisender may hold without the store knowing (a
@@ -116,6 +121,9 @@ func Commit(ctx context.Context, st *store.Store, t Tenant, contacts []Current, 
 			return err
 		}
 		if err := p.addUnheld(ctx, tx, t.Key, verify); err != nil {
+			return err
+		}
+		if err := p.keepShared(ctx, tx, t.ListSharers); err != nil {
 			return err
 		}
 		if err := push(ctx, t, p, &out); err != nil {
@@ -220,6 +228,23 @@ func (p *plan) addUnheld(ctx context.Context, tx *store.Tx, tenant string, verif
 		if !held {
 			p.orphaned[email] = true
 		}
+	}
+	return nil
+}
+
+// keepShared drops from the removals the addresses another tenant sharing
+// the list still holds, locking their entries until the commit, so that a
+// sharer cannot drop one meanwhile (its own commit then removes it).
+func (p *plan) keepShared(ctx context.Context, tx *store.Tx, sharers []string) error {
+	if len(sharers) == 0 || len(p.orphaned) == 0 {
+		return nil
+	}
+	held, err := tx.HeldByAny(ctx, sharers, slices.Collect(maps.Keys(p.orphaned)))
+	if err != nil {
+		return err
+	}
+	for e := range held {
+		delete(p.orphaned, e)
 	}
 	return nil
 }

@@ -67,7 +67,7 @@ func TestHealthOfReconciledObjects(t *testing.T) {
 		"--leader-election-id=packaging-" + strings.ToLower(testenv.Tube("le")),
 		"--metrics-bind-address=0", "--health-probe-bind-address=127.0.0.1:" + probes,
 		"--mysql-dsn=" + testenv.MySQLDSN(t), "--namespaces=" + ns, "--zap-log-level=error",
-		"--unisender-base-url=" + usrv.URL, "--public-base-url=https://hooks.example.com",
+		"--unisender-base-url=" + usrv.URL, "--public-base-url=https://hooks.example.com", "--allowed-kommo-hosts=" + kommoemu.HostsFlagValue,
 	}, "http://127.0.0.1:"+probes+"/readyz")
 	defer stop()
 

@@ -29,6 +29,7 @@ import (
 	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/controllers"
 	"github.com/kommo-unisender/kommo-unisender/internal/cli/kubeconfig"
+	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/namespaces"
 	"github.com/kommo-unisender/kommo-unisender/internal/secretwatch"
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
@@ -54,6 +55,9 @@ type Options struct {
 	MigrateOnStart bool
 	// UnisenderBaseURL overrides the Unisender API (the sandbox in dev).
 	UnisenderBaseURL string
+	// KommoHosts are the integrations' base URLs Kommo requests may go to
+	// (--allowed-kommo-hosts).
+	KommoHosts kommo.HostPolicy
 	// Namespaces limits what the manager watches; empty means all.
 	Namespaces []string
 	// WorkerServiceAccount is the workers' identity, granted get on the
@@ -78,6 +82,7 @@ func ParseFlags(args []string) (Options, error) {
 	fs.StringVar(&o.PublicBaseURL, "public-base-url", "", "public https URL of the webhook server, e.g. https://hooks.example.com; Kommo webhooks are registered under it")
 	fs.StringVar(&o.MySQLDSN, "mysql-dsn", os.Getenv("MYSQL_DSN"), "MySQL DSN of the store (default: $MYSQL_DSN)")
 	fs.StringVar(&o.UnisenderBaseURL, "unisender-base-url", "", "Unisender API base URL (default https://api.unisender.com; the sandbox in dev)")
+	fs.Var(&o.KommoHosts, kommo.HostsFlagName, kommo.HostsFlagUsage)
 	fs.BoolVar(&o.MigrateOnStart, "migrate", true, "apply the store's migrations at start-up (serialized by a MySQL lock)")
 	fs.Var((*namespaces.List)(&o.Namespaces), "namespaces", namespaces.FlagUsage)
 	workerSA := fs.String("worker-service-account", "",
@@ -235,7 +240,7 @@ func setupReconcilers(ctx context.Context, mgr ctrl.Manager, o Options, st *stor
 	}
 	// Both reconcilers take their Kommo requests from the integrations'
 	// budgets in the store, which the workers share (internal/budget).
-	ki := &controllers.KommoIntegrationReconciler{SecretMetadata: secrets, Store: st}
+	ki := &controllers.KommoIntegrationReconciler{SecretMetadata: secrets, Store: st, KommoHosts: o.KommoHosts}
 	if err := ki.SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("setting up the KommoIntegration reconciler: %w", err)
 	}
@@ -244,6 +249,7 @@ func setupReconcilers(ctx context.Context, mgr ctrl.Manager, o Options, st *stor
 	}
 	ub := &controllers.UnisenderBindingReconciler{
 		Store: st, PublicBaseURL: o.PublicBaseURL, UnisenderBaseURL: o.UnisenderBaseURL, SecretMetadata: secrets,
+		KommoHosts: o.KommoHosts,
 	}
 	if err := ub.SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("setting up the UnisenderBinding reconciler: %w", err)

@@ -124,7 +124,8 @@ func TestRunReconcilesAnIntegration(t *testing.T) {
 		done <- Run(runCtx, []string{"--kubeconfig", kubeconfig, "--metrics-bind-address", "0",
 			"--health-probe-bind-address", "127.0.0.1:0", "--leader-election-namespace", ns,
 			"--namespaces", ns, "--mysql-dsn", dsn, "--public-base-url", "https://hooks.example.com",
-			"--unisender-base-url", "http://127.0.0.1:1", "--worker-service-account", "ops/kus-worker"})
+			"--unisender-base-url", "http://127.0.0.1:1", "--worker-service-account", "ops/kus-worker",
+			"--allowed-kommo-hosts", kommoemu.HostsFlagValue})
 	}()
 	stopped := false
 	defer func() {

@@ -41,12 +41,15 @@ type Options struct {
 	MySQLDSN         string
 	UnisenderBaseURL string
 	UnisenderRate    int
-	MetricsAddr      string
-	ProbeAddr        string
-	Namespaces       []string
-	Kubeconfig       string
-	Worker           worker.Config
-	Zap              zap.Options
+	// KommoHosts are the integrations' base URLs the worker may read
+	// contacts from (--allowed-kommo-hosts).
+	KommoHosts  kommo.HostPolicy
+	MetricsAddr string
+	ProbeAddr   string
+	Namespaces  []string
+	Kubeconfig  string
+	Worker      worker.Config
+	Zap         zap.Options
 }
 
 // ParseFlags reads the flags; secrets-bearing settings default to the
@@ -57,6 +60,7 @@ func ParseFlags(args []string) (Options, error) {
 	fs.StringVar(&o.BeanstalkdAddr, "beanstalkd-addr", os.Getenv("BEANSTALKD_ADDR"), "beanstalkd host:port (default: $BEANSTALKD_ADDR)")
 	fs.StringVar(&o.MySQLDSN, "mysql-dsn", os.Getenv("MYSQL_DSN"), "MySQL DSN of the store (default: $MYSQL_DSN)")
 	fs.StringVar(&o.UnisenderBaseURL, "unisender-base-url", unisender.DefaultBaseURL, "Unisender API base URL (the sandbox in dev)")
+	fs.Var(&o.KommoHosts, kommo.HostsFlagName, kommo.HostsFlagUsage)
 	fs.IntVar(&o.UnisenderRate, "unisender-calls-per-minute", 1200, "Unisender calls per minute per API key")
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", "address of /metrics")
 	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
@@ -152,10 +156,10 @@ func startResolver(ctx context.Context, o Options, st *store.Store) (*kuberesolv
 	// One client per API key, so every tenant and goroutine using a key
 	// shares its rate limiter.
 	return kuberesolver.New(kuberesolver.Options{
-		Bindings: c, ManagedSecrets: kuberesolver.NewManagedSecretReader(direct), Secrets: direct,
-		UnisenderBaseURL: o.UnisenderBaseURL,
-		ClientOptions:    []unisender.Option{unisender.WithRateLimit(o.UnisenderRate, 1)},
-		NewKommoClient:   kommoClients(st),
+		Bindings: c, ManagedSecrets: kuberesolver.NewManagedSecretReader(direct), Secrets: direct, Live: direct,
+		KommoHosts: o.KommoHosts, UnisenderBaseURL: o.UnisenderBaseURL,
+		ClientOptions:  []unisender.Option{unisender.WithRateLimit(o.UnisenderRate, 1)},
+		NewKommoClient: kommoClients(st),
 	}), nil
 }
 

@@ -51,6 +51,12 @@ type Options struct {
 	// carry no label a scoped cache could select, so this is normally the
 	// API server itself (a client.Client); keys are memoised for KeyTTL.
 	Secrets client.Reader
+	// Live reads from the API server itself. A binding the cache does not
+	// hold is looked up there before its events are dropped as gone: a
+	// binding just created reaches the worker's cache a moment after its
+	// first webhook can reach the worker. Nil means Secrets (normally the
+	// API server).
+	Live client.Reader
 	// ManagedSecrets reads the operator-managed Secrets (the widget key, the
 	// integration's tokens): a ManagedSecretReader in the worker. Nil means
 	// Secrets.
@@ -60,6 +66,10 @@ type Options struct {
 	// within the account's shared budget. It is called once per
 	// integration (and again when its URL or rate changes).
 	NewKommoClient func(integration tenant.Key, baseURL string, rps int, tokens kommo.TokenSource) *kommo.Client
+	// KommoHosts are the base URLs a Kommo client may be made for (the
+	// zero value: Kommo's domains over https), as in the manager: the
+	// token is sent there.
+	KommoHosts kommo.HostPolicy
 	// UnisenderBaseURL is the API's base URL (unisender.DefaultBaseURL in
 	// production, the sandbox in development).
 	UnisenderBaseURL string
@@ -99,6 +109,9 @@ func New(o Options) *Resolver {
 	if o.ManagedSecrets == nil {
 		o.ManagedSecrets = o.Secrets
 	}
+	if o.Live == nil {
+		o.Live = o.Secrets
+	}
 	if o.UnisenderBaseURL == "" {
 		o.UnisenderBaseURL = unisender.DefaultBaseURL
 	}
@@ -114,9 +127,10 @@ func New(o Options) *Resolver {
 func (r *Resolver) Resolve(ctx context.Context, key tenant.Key) (syncer.Tenant, error) {
 	var b syncv1.UnisenderBinding
 	err := r.o.Bindings.Get(ctx, key.NamespacedName(), &b)
+	if apierrors.IsNotFound(err) {
+		return syncer.Tenant{}, r.uncachedBinding(ctx, key)
+	}
 	switch {
-	case apierrors.IsNotFound(err):
-		return syncer.Tenant{}, fmt.Errorf("%w: UnisenderBinding %s not found", worker.ErrTenantGone, key)
 	case err != nil:
 		return syncer.Tenant{}, fmt.Errorf("reading UnisenderBinding %s: %w", key, err)
 	case !b.DeletionTimestamp.IsZero():
@@ -141,17 +155,62 @@ func (r *Resolver) Resolve(ctx context.Context, key tenant.Key) (syncer.Tenant, 
 	if policy == "" {
 		policy = syncv1.DeletionPolicyExclude
 	}
+	sharers, err := r.listSharers(ctx, &b)
+	if err != nil {
+		return syncer.Tenant{}, err
+	}
 	c := r.client(apiKey)
 	return syncer.Tenant{
 		Key: key.String(), Mapper: mapping.New(b.Spec, b.Status.ListID),
 		DeletionPolicy: policy, Unisender: c, Kommo: reader,
-		DoubleOptin: b.Spec.DoubleOptin, Inviter: c,
+		DoubleOptin: b.Spec.DoubleOptin, Inviter: c, ListSharers: sharers,
 	}, nil
 }
 
+// listSharers returns the tenants of the other bindings sharing b's
+// Unisender list (spec.list.shared on both, as the manager recorded in
+// their status): an address b drops stays while one of them holds it. Only
+// the namespaces the worker's cache holds are seen, so a worker limited to
+// one namespace (--namespace) serves lists shared within it.
+func (r *Resolver) listSharers(ctx context.Context, b *syncv1.UnisenderBinding) ([]string, error) {
+	if !b.Spec.List.Shared {
+		return nil, nil
+	}
+	var list syncv1.UnisenderBindingList
+	if err := r.o.Bindings.List(ctx, &list); err != nil {
+		return nil, fmt.Errorf("listing UnisenderBindings sharing list %d: %w", b.Status.ListID, err)
+	}
+	var keys []string
+	for i := range list.Items {
+		if o := &list.Items[i]; b.SharesListWith(o) {
+			keys = append(keys, tenant.Key{Namespace: o.Namespace, Name: o.Name}.String())
+		}
+	}
+	return keys, nil
+}
+
+// uncachedBinding tells why a binding the cache does not hold cannot be
+// resolved: worker.ErrTenantGone only when the API server has no such
+// binding either; one it has is not in the cache yet, and its events wait
+// (worker.ErrTenantNotReady) instead of being dropped.
+func (r *Resolver) uncachedBinding(ctx context.Context, key tenant.Key) error {
+	var b syncv1.UnisenderBinding
+	err := r.o.Live.Get(ctx, key.NamespacedName(), &b)
+	switch {
+	case apierrors.IsNotFound(err):
+		return fmt.Errorf("%w: UnisenderBinding %s not found", worker.ErrTenantGone, key)
+	case err != nil:
+		return fmt.Errorf("reading UnisenderBinding %s from the API server (the cache does not hold it): %w", key, err)
+	case !b.DeletionTimestamp.IsZero():
+		return fmt.Errorf("%w: UnisenderBinding %s is being deleted", worker.ErrTenantGone, key)
+	}
+	return fmt.Errorf("%w: UnisenderBinding %s exists but is not in the worker's cache yet", worker.ErrTenantNotReady, key)
+}
+
 // kommoReader returns the client of the binding's KommoIntegration. An
-// integration that is missing, suspended or not authorized (a revoked
-// token, a blocked account: a human must act) makes the tenant not ready,
+// integration that is missing, suspended, not authorized (a revoked token,
+// a blocked account: a human must act) or whose base URL is outside
+// Options.KommoHosts (its token would go there) makes the tenant not ready,
 // so its jobs wait without spending their attempts.
 func (r *Resolver) kommoReader(ctx context.Context, key tenant.Key, b *syncv1.UnisenderBinding) (*kommo.Client, error) {
 	var ki syncv1.KommoIntegration
@@ -170,6 +229,9 @@ func (r *Resolver) kommoReader(ctx context.Context, key tenant.Key, b *syncv1.Un
 		return nil, fmt.Errorf("resolver for %s: no Kommo client constructor configured", key)
 	}
 	base, rps := ki.Spec.APIBaseURL(), ki.Spec.RequestsPerSecond()
+	if err := r.o.KommoHosts.Check(base); err != nil {
+		return nil, fmt.Errorf("%w: KommoIntegration %s: %w", worker.ErrTenantNotReady, name, err)
+	}
 	id := fmt.Sprintf("%s|%s|%d", name, base, rps)
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -13,10 +13,13 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
@@ -90,7 +93,7 @@ func newEnv(t *testing.T) *env {
 	e.resolver = kuberesolver.New(kuberesolver.Options{
 		Bindings: c, Secrets: c, UnisenderBaseURL: srv.URL,
 		ClientOptions:  []unisender.Option{unisender.WithMaxRetries(0)},
-		NewKommoClient: e.newKommoClient,
+		NewKommoClient: e.newKommoClient, KommoHosts: kommoemu.HostPolicy(),
 	})
 	return e
 }
@@ -403,10 +406,11 @@ func TestTenantsThatCannotSyncYet(t *testing.T) {
 	}
 }
 
-// A binding whose KommoIntegration is missing, suspended or not authorized
-// (a revoked token, a blocked account) cannot read Kommo: its tenant is not
-// ready, so its jobs wait without spending their attempts, and no Kommo
-// client is made. Once the integration is authorized again, it resolves.
+// A binding whose KommoIntegration is missing, suspended, not authorized
+// (a revoked token, a blocked account) or on a base URL outside the
+// resolver's KommoHosts (the token would go there) cannot read Kommo: its
+// tenant is not ready, so its jobs wait without spending their attempts,
+// and no Kommo client is made. Once the integration is authorized again, it resolves.
 func TestTenantsWhoseIntegrationCannotReadKommo(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
@@ -414,10 +418,14 @@ func TestTenantsWhoseIntegrationCannotReadKommo(t *testing.T) {
 	e.integration("unknown", metav1.ConditionUnknown, nil)
 	e.integration("fresh", "", nil) // no Authorized condition yet
 	e.integration("suspended", metav1.ConditionTrue, func(ki *syncv1.KommoIntegration) { ki.Spec.Suspend = true })
-	for _, name := range []string{"unauthorized", "unknown", "fresh", "suspended", "missing"} {
+	e.integration("offsite", metav1.ConditionTrue, func(ki *syncv1.KommoIntegration) {
+		ki.Spec.BaseURL = "http://kube-apiserver.default.svc/_acct/offsite"
+	})
+	cases := []string{"unauthorized", "unknown", "fresh", "suspended", "offsite", "missing"}
+	for _, name := range cases {
 		e.binding("on-"+name, "key-"+name, func(b *syncv1.UnisenderBinding) { b.Spec.IntegrationRef.Name = name })
 	}
-	for _, name := range []string{"unauthorized", "unknown", "fresh", "suspended", "missing"} {
+	for _, name := range cases {
 		tn, err := e.resolver.Resolve(ctx, tenant.Key{Namespace: e.ns, Name: "on-" + name})
 		if !errors.Is(err, worker.ErrTenantNotReady) {
 			t.Errorf("integration %s: Resolve = %+v, %v; want ErrTenantNotReady", name, tn, err)
@@ -461,5 +469,80 @@ func TestForgetRereadsTheKey(t *testing.T) {
 	e.resolver.Forget(key)
 	if !e.usesKey(key, "new-key") {
 		t.Fatal("after Forget the new key must be read")
+	}
+}
+
+// A binding the worker's cache has not seen yet (its watch event is still
+// on the way when the first webhook's job arrives) is not gone: the
+// resolver asks the API server before dropping its events, and parks them
+// as not ready. Only a binding the API server has not either is gone.
+func TestBindingNotYetCachedIsNotReadyNotGone(t *testing.T) {
+	e := newEnv(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	// A real cache that will never see the binding: it selects bindings by
+	// a label this one lacks, a lag that does not end.
+	lagging, err := cache.New(kube.Config, cache.Options{Scheme: e.c.Scheme(),
+		DefaultNamespaces: map[string]cache.Config{e.ns: {}},
+		ByObject: map[client.Object]cache.ByObject{
+			&syncv1.UnisenderBinding{}: {Label: labels.SelectorFromSet(labels.Set{"test.kommo-unisender.io/cached": "yes"})},
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lagging.GetInformer(ctx, &syncv1.UnisenderBinding{}); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = lagging.Start(ctx) }()
+	if !lagging.WaitForCacheSync(ctx) {
+		t.Fatal("the cache did not sync")
+	}
+	resolver := kuberesolver.New(kuberesolver.Options{Bindings: lagging, Secrets: e.c, Live: e.c, NewKommoClient: e.newKommoClient, KommoHosts: kommoemu.HostPolicy()})
+	e.integration(defaultIntegration, metav1.ConditionTrue, nil)
+	e.binding("new", "k1", nil)
+
+	key := tenant.Key{Namespace: e.ns, Name: "new"}
+	if err := lagging.Get(ctx, key.NamespacedName(), &syncv1.UnisenderBinding{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("the lagging cache answers %v for the new binding, want not found", err)
+	}
+	if _, err := resolver.Resolve(ctx, key); !errors.Is(err, worker.ErrTenantNotReady) {
+		t.Fatalf("Resolve of a binding the cache has not seen = %v, want ErrTenantNotReady", err)
+	}
+	if _, err := resolver.Resolve(ctx, tenant.Key{Namespace: e.ns, Name: "absent"}); !errors.Is(err, worker.ErrTenantGone) {
+		t.Fatalf("Resolve of a binding the API server has not either = %v, want ErrTenantGone", err)
+	}
+}
+
+// A binding sharing its list (spec.list.shared, same list and key id in
+// status as the manager records them) resolves with the other sharing
+// bindings' tenants, whose contacts' addresses its removals keep. A binding
+// that does not share, or one on another account's list of the same id,
+// is no sharer.
+func TestSharedListTenantsResolveWithTheirSharers(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.integration(defaultIntegration, metav1.ConditionTrue, nil)
+	onList := func(name, keyID string, shared bool) {
+		b := e.binding(name, "k-"+name, func(b *syncv1.UnisenderBinding) { b.Spec.List.Shared = shared })
+		b.Status.ListKeyID = keyID
+		if err := e.c.Status().Update(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	onList("a", "key-x", true)
+	onList("b", "key-x", true)
+	onList("lone", "key-x", false)
+	onList("elsewhere", "key-y", true)
+
+	for name, want := range map[string][]string{
+		"a": {e.ns + "/b"}, "b": {e.ns + "/a"}, "lone": nil, "elsewhere": nil,
+	} {
+		tn, err := e.resolver.Resolve(ctx, tenant.Key{Namespace: e.ns, Name: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(tn.ListSharers, want) {
+			t.Errorf("%s: ListSharers = %v, want %v", name, tn.ListSharers, want)
+		}
 	}
 }
