@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/kommoemu"
 	"github.com/kommo-unisender/kommo-unisender/internal/tenant"
 	"github.com/kommo-unisender/kommo-unisender/internal/tokens"
 	"github.com/kommo-unisender/kommo-unisender/internal/worker/kuberesolver"
@@ -67,7 +68,7 @@ func TestManagedSecretReaderKeepsOnlyWhatWorkersRead(t *testing.T) {
 	}
 
 	res := kuberesolver.New(kuberesolver.Options{Bindings: e.c, ManagedSecrets: r, Secrets: e.c,
-		NewKommoClient: e.newKommoClient, UnisenderBaseURL: "http://127.0.0.1:1"})
+		NewKommoClient: e.newKommoClient, KommoHosts: kommoemu.HostPolicy(), UnisenderBaseURL: "http://127.0.0.1:1"})
 	if _, err := res.Resolve(ctx, tenant.Key{Namespace: e.ns, Name: "main"}); err != nil {
 		t.Fatalf("resolving through the reader: %v", err)
 	}
