@@ -1,6 +1,7 @@
 package webhookserver
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -251,7 +252,7 @@ func (s *Server) widgetCaller(ctx context.Context, w http.ResponseWriter, r *htt
 	var te *tokenError
 	if errors.As(err, &te) {
 		s.log.V(1).Info("widget token refused", "route", route, "reason", te.detail.Error())
-		s.widgetError(w, route, http.StatusUnauthorized, te.msg)
+		s.widgetError(w, route, cmp.Or(te.status, http.StatusUnauthorized), te.msg)
 		return nil, false
 	}
 	s.internalError(w, route, err)

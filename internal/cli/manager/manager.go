@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -53,8 +54,13 @@ type Options struct {
 	UnisenderBaseURL string
 	// Namespaces limits what the manager watches; empty means all.
 	Namespaces []string
-	Kubeconfig string
-	Zap        zap.Options
+	// OperatorNamespace holds the operator's own Secrets: the OAuth state
+	// key and the KommoApps' client secrets.
+	OperatorNamespace string
+	// OAuthStateTTL is how long a published OAuth state is accepted.
+	OAuthStateTTL time.Duration
+	Kubeconfig    string
+	Zap           zap.Options
 }
 
 // ParseFlags reads the flags of the subcommand. MYSQL_DSN is the default of
@@ -73,6 +79,8 @@ func ParseFlags(args []string) (Options, error) {
 	fs.StringVar(&o.UnisenderBaseURL, "unisender-base-url", "", "Unisender API base URL (default https://api.unisender.com; the sandbox in dev)")
 	fs.BoolVar(&o.MigrateOnStart, "migrate", true, "apply the store's migrations at start-up (serialized by a MySQL lock)")
 	namespaces := fs.String("namespaces", "", "comma-separated namespaces to watch (default: all)")
+	fs.StringVar(&o.OperatorNamespace, "operator-namespace", kubeconfig.PodNamespace(), "namespace of the operator's own Secrets: the OAuth state key and the KommoApps' client secrets (default: $POD_NAMESPACE, else the pod's namespace)")
+	fs.DurationVar(&o.OAuthStateTTL, "oauth-state-ttl", controllers.DefaultStateTTL, "how long the state in a KommoIntegration's status.authorizationURL is accepted; the URL is renewed before")
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster config, or $KUBECONFIG)")
 	o.Zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -220,7 +228,8 @@ func setupReconcilers(ctx context.Context, mgr ctrl.Manager, o Options, st *stor
 	}
 	// Both reconcilers take their Kommo requests from the integrations'
 	// budgets in the store, which the workers share (internal/budget).
-	ki := &controllers.KommoIntegrationReconciler{SecretMetadata: secrets, Store: st}
+	ki := &controllers.KommoIntegrationReconciler{SecretMetadata: secrets, Store: st,
+		OperatorNamespace: o.OperatorNamespace, StateTTL: o.OAuthStateTTL}
 	if err := ki.SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("setting up the KommoIntegration reconciler: %w", err)
 	}

@@ -30,9 +30,12 @@ type Options struct {
 	// INSERTED at once.
 	BeanstalkdConns int
 	Namespace       string
-	Kubeconfig      string
-	Server          webhookserver.Config
-	Zap             zap.Options
+	// OperatorNamespace holds the OAuth state key and the KommoApps'
+	// client secrets.
+	OperatorNamespace string
+	Kubeconfig        string
+	Server            webhookserver.Config
+	Zap               zap.Options
 }
 
 // ParseFlags reads the flags. BEANSTALKD_ADDR is the default of
@@ -51,6 +54,7 @@ func ParseFlags(args []string) (Options, error) {
 	origins := fs.String("allowed-origins", strings.Join(def.AllowedOrigins, ","), "comma-separated browser origins allowed to call the widget routes (https://*.domain for any subdomain)")
 	fs.DurationVar(&o.Server.TokenLeeway, "token-leeway", def.TokenLeeway, "clock skew tolerated on widget tokens")
 	fs.StringVar(&o.Namespace, "namespace", "", "watch only this namespace (default: all)")
+	fs.StringVar(&o.OperatorNamespace, "operator-namespace", kubeconfig.PodNamespace(), "namespace of the OAuth state key and the KommoApps' client secrets (default: $POD_NAMESPACE, else the pod's namespace)")
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster config, or $KUBECONFIG)")
 	o.Zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -98,7 +102,7 @@ func Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	kube, err := webhookserver.NewKube(cfg, webhookserver.KubeOptions{Namespace: o.Namespace})
+	kube, err := webhookserver.NewKube(cfg, webhookserver.KubeOptions{Namespace: o.Namespace, OperatorNamespace: o.OperatorNamespace})
 	if err != nil {
 		return err
 	}
