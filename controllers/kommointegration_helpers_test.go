@@ -75,6 +75,22 @@ func directClient(t testing.TB) client.Client {
 
 var nsSeq atomic.Int32
 
+var operatorNS sync.Once
+
+// operatorNamespace is the package's stand-in for the operator's
+// namespace (the OAuth state key lives there).
+func operatorNamespace(t testing.TB) string {
+	t.Helper()
+	const name = "ki-operator"
+	operatorNS.Do(func() {
+		err := directClient(t).Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+	return name
+}
+
 // newNamespace creates a namespace of its own for a test.
 func newNamespace(t testing.TB, c client.Client, prefix string) string {
 	t.Helper()
@@ -175,7 +191,8 @@ func startManager(t testing.TB, namespace string, tune func(*KommoIntegrationRec
 	}
 	reg := prometheus.NewRegistry()
 	rec := &KommoIntegrationReconciler{
-		Metrics:        NewTokenMetrics(reg),
+		OperatorNamespace: operatorNamespace(t),
+		Metrics:           NewTokenMetrics(reg),
 		KommoOptions:   []kommo.Option{kommo.WithMaxRetries(2), kommo.WithBackoff(20*time.Millisecond, 200*time.Millisecond)},
 		BackoffInitial: 200 * time.Millisecond,
 		BackoffMax:     2 * time.Second,

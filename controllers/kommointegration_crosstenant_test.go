@@ -1,0 +1,105 @@
+package controllers
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/kommoemu"
+	"github.com/kommo-unisender/kommo-unisender/internal/status"
+)
+
+// TestCrossTenantCodeForAnotherAccountStallsAccountChanged: an integration
+// on record for account acme, whose tokens stopped working, gets a code
+// for another account (its spec now points there): the code is exchanged
+// but the pair is not stored; Stalled AccountChanged says what to do, the
+// token Secret keeps acme's pair, and the stall holds until a reconcile
+// request.
+func TestCrossTenantCodeForAnotherAccountStallsAccountChanged(t *testing.T) {
+	ctx := context.Background()
+	c := directClient(t)
+	ns := newNamespace(t, c, "ki-acctchange")
+	sb := newKommoSandbox(t, kommoemu.Options{})
+	other, err := sb.emu.AddAccount("other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	startManager(t, ns, nil)
+	createSecret(t, c, ns, "kommo-client", map[string]string{"secret": testClientSecret})
+	createSecret(t, c, ns, "kommo-code", map[string]string{"code": sb.code(t)})
+	if err := c.Create(ctx, integration(ns, "acme", sb, withCodeRef)); err != nil {
+		t.Fatal(err)
+	}
+	waitCondition(t, c, ns, "acme", v1alpha1.ConditionReady, metav1.ConditionTrue, "", waitReady)
+	_, before := tokenSecret(t, c, ns, "acme")
+	if err := sb.emu.RevokeTokens(sb.sub); err != nil {
+		t.Fatal(err)
+	}
+	requestReconcile(t, c, ns, "acme")
+	waitCondition(t, c, ns, "acme", v1alpha1.ConditionStalled, metav1.ConditionTrue, v1alpha1.ReasonTokenRevoked, waitReady)
+
+	// Suspended while both change, so no reconcile sees one without the other.
+	obj := getIntegration(t, c, ns, "acme")
+	obj.Spec.Suspend = true
+	if err := c.Update(ctx, obj); err != nil {
+		t.Fatal(err)
+	}
+	otherCode, err := sb.emu.IssueAuthCode("other", testClientID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	putSecret(t, c, ns, "kommo-code", map[string]string{"code": otherCode})
+	obj = getIntegration(t, c, ns, "acme")
+	obj.Spec.Suspend, obj.Spec.BaseURL = false, sb.srv.URL+"/_acct/other"
+	if err := c.Update(ctx, obj); err != nil {
+		t.Fatal(err)
+	}
+	obj = waitCondition(t, c, ns, "acme", v1alpha1.ConditionStalled, metav1.ConditionTrue, v1alpha1.ReasonAccountChanged, waitReady)
+	msg := status.Get(obj, v1alpha1.ConditionStalled).Message
+	if !strings.Contains(msg, "create a new KommoIntegration") || !strings.Contains(msg, v1alpha1.ReconcileRequestAnnotation) {
+		t.Fatalf("message does not say what to do: %s", msg)
+	}
+	if obj.Status.AccountID == other.ID {
+		t.Fatal("status took the other account")
+	}
+	waitEvent(t, c, ns, "acme", corev1.EventTypeWarning, v1alpha1.ReasonAccountChanged)
+	time.Sleep(2 * time.Second) // reconciles triggered by the refusal itself must not lift it
+	obj = waitCondition(t, c, ns, "acme", v1alpha1.ConditionStalled, metav1.ConditionTrue, v1alpha1.ReasonAccountChanged, waitReady)
+	if _, after := tokenSecret(t, c, ns, "acme"); after != before {
+		t.Fatal("the tokens on record were replaced by the other account's")
+	}
+}
+
+// TestCrossTenantNewCodeDoesNotReplaceWorkingTokens: a Ready integration
+// gets a new code (as anyone who saw the authorization URL could make
+// Kommo send): it is not spent, the tokens stay, a Warning event says so.
+func TestCrossTenantNewCodeDoesNotReplaceWorkingTokens(t *testing.T) {
+	ctx := context.Background()
+	c := directClient(t)
+	ns := newNamespace(t, c, "ki-keeptokens")
+	sb := newKommoSandbox(t, kommoemu.Options{})
+	startManager(t, ns, nil)
+	createSecret(t, c, ns, "kommo-client", map[string]string{"secret": testClientSecret})
+	createSecret(t, c, ns, "kommo-code", map[string]string{"code": sb.code(t)})
+	if err := c.Create(ctx, integration(ns, "acme", sb, withCodeRef)); err != nil {
+		t.Fatal(err)
+	}
+	waitCondition(t, c, ns, "acme", v1alpha1.ConditionReady, metav1.ConditionTrue, "", waitReady)
+	_, before := tokenSecret(t, c, ns, "acme")
+	exchanges := sb.emu.Stats().CodeExchanges
+
+	putSecret(t, c, ns, "kommo-code", map[string]string{"code": sb.code(t)})
+	waitEvent(t, c, ns, "acme", corev1.EventTypeWarning, v1alpha1.ReasonAuthorizationCodeIgnored)
+	if _, after := tokenSecret(t, c, ns, "acme"); after != before {
+		t.Fatal("working tokens were replaced by a new code")
+	}
+	if got := sb.emu.Stats().CodeExchanges; got != exchanges {
+		t.Fatalf("the new code was sent to Kommo (%d exchanges, was %d)", got, exchanges)
+	}
+	waitCondition(t, c, ns, "acme", v1alpha1.ConditionReady, metav1.ConditionTrue, "", waitReady)
+}
