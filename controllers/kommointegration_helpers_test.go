@@ -193,9 +193,9 @@ func startManager(t testing.TB, namespace string, tune func(*KommoIntegrationRec
 	rec := &KommoIntegrationReconciler{
 		OperatorNamespace: operatorNamespace(t),
 		Metrics:           NewTokenMetrics(reg),
-		KommoOptions:   []kommo.Option{kommo.WithMaxRetries(2), kommo.WithBackoff(20*time.Millisecond, 200*time.Millisecond)},
-		BackoffInitial: 200 * time.Millisecond,
-		BackoffMax:     2 * time.Second,
+		KommoOptions:      []kommo.Option{kommo.WithMaxRetries(2), kommo.WithBackoff(20*time.Millisecond, 200*time.Millisecond)},
+		BackoffInitial:    200 * time.Millisecond,
+		BackoffMax:        2 * time.Second,
 	}
 	rec.Controller.SkipNameValidation = ptr.To(true)
 	if tune != nil {
