@@ -69,7 +69,7 @@ func TestCrossTenantCodeForAnotherAccountStallsAccountChanged(t *testing.T) {
 	}
 	waitEvent(t, c, ns, "acme", corev1.EventTypeWarning, v1alpha1.ReasonAccountChanged)
 	time.Sleep(2 * time.Second) // reconciles triggered by the refusal itself must not lift it
-	obj = waitCondition(t, c, ns, "acme", v1alpha1.ConditionStalled, metav1.ConditionTrue, v1alpha1.ReasonAccountChanged, waitReady)
+	waitCondition(t, c, ns, "acme", v1alpha1.ConditionStalled, metav1.ConditionTrue, v1alpha1.ReasonAccountChanged, waitReady)
 	if _, after := tokenSecret(t, c, ns, "acme"); after != before {
 		t.Fatal("the tokens on record were replaced by the other account's")
 	}
