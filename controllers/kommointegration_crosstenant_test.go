@@ -29,7 +29,12 @@ func TestCrossTenantCodeForAnotherAccountStallsAccountChanged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	startManager(t, ns, nil)
+	m := startManager(t, ns, nil)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(m.logs.String())
+		}
+	})
 	createSecret(t, c, ns, "kommo-client", map[string]string{"secret": testClientSecret})
 	createSecret(t, c, ns, "kommo-code", map[string]string{"code": sb.code(t)})
 	if err := c.Create(ctx, integration(ns, "acme", sb, withCodeRef)); err != nil {
@@ -43,19 +48,16 @@ func TestCrossTenantCodeForAnotherAccountStallsAccountChanged(t *testing.T) {
 	requestReconcile(t, c, ns, "acme")
 	waitCondition(t, c, ns, "acme", v1alpha1.ConditionStalled, metav1.ConditionTrue, v1alpha1.ReasonTokenRevoked, waitReady)
 
-	// Suspended while both change, so no reconcile sees one without the other.
-	obj := getIntegration(t, c, ns, "acme")
-	obj.Spec.Suspend = true
-	if err := c.Update(ctx, obj); err != nil {
-		t.Fatal(err)
-	}
+	// The code and the account change in one spec update, so no
+	// reconcile sees one without the other.
 	otherCode, err := sb.emu.IssueAuthCode("other", testClientID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	putSecret(t, c, ns, "kommo-code", map[string]string{"code": otherCode})
-	obj = getIntegration(t, c, ns, "acme")
-	obj.Spec.Suspend, obj.Spec.BaseURL = false, sb.srv.URL+"/_acct/other"
+	createSecret(t, c, ns, "kommo-code-other", map[string]string{"code": otherCode})
+	obj := getIntegration(t, c, ns, "acme")
+	obj.Spec.BaseURL = sb.srv.URL + "/_acct/other"
+	obj.Spec.AuthorizationCodeRef = &v1alpha1.SecretKeySelector{Name: "kommo-code-other", Key: "code"}
 	if err := c.Update(ctx, obj); err != nil {
 		t.Fatal(err)
 	}
@@ -102,4 +104,48 @@ func TestCrossTenantNewCodeDoesNotReplaceWorkingTokens(t *testing.T) {
 		t.Fatalf("the new code was sent to Kommo (%d exchanges, was %d)", got, exchanges)
 	}
 	waitCondition(t, c, ns, "acme", v1alpha1.ConditionReady, metav1.ConditionTrue, "", waitReady)
+}
+
+// TestCrossTenantLongLivedTokenForAnotherAccountStalls: the long-lived
+// token Secret is replaced by one of another account: the integration
+// stalls with AccountChanged and keeps status.accountID, instead of
+// syncing the new account into the old account's bindings.
+func TestCrossTenantLongLivedTokenForAnotherAccountStalls(t *testing.T) {
+	ctx := context.Background()
+	c := directClient(t)
+	ns := newNamespace(t, c, "ki-llt-acct")
+	sb := newKommoSandbox(t, kommoemu.Options{})
+	if _, err := sb.emu.AddAccount("other"); err != nil {
+		t.Fatal(err)
+	}
+	startManager(t, ns, nil)
+	token, err := sb.emu.IssueLongLivedToken(sb.sub, 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	createSecret(t, c, ns, "kommo-llt", map[string]string{"token": token})
+	obj := integration(ns, "acme", sb, func(s *v1alpha1.KommoIntegrationSpec) {
+		s.ClientSecretRef, s.RedirectURI = nil, ""
+		s.LongLivedTokenRef = &v1alpha1.SecretKeySelector{Name: "kommo-llt", Key: "token"}
+	})
+	if err := c.Create(ctx, obj); err != nil {
+		t.Fatal(err)
+	}
+	waitCondition(t, c, ns, "acme", v1alpha1.ConditionReady, metav1.ConditionTrue, "", waitReady)
+
+	otherToken, err := sb.emu.IssueLongLivedToken("other", 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	createSecret(t, c, ns, "kommo-llt-other", map[string]string{"token": otherToken})
+	obj = getIntegration(t, c, ns, "acme")
+	obj.Spec.BaseURL = sb.srv.URL + "/_acct/other"
+	obj.Spec.LongLivedTokenRef = &v1alpha1.SecretKeySelector{Name: "kommo-llt-other", Key: "token"}
+	if err := c.Update(ctx, obj); err != nil {
+		t.Fatal(err)
+	}
+	obj = waitCondition(t, c, ns, "acme", v1alpha1.ConditionStalled, metav1.ConditionTrue, v1alpha1.ReasonAccountChanged, waitReady)
+	if obj.Status.AccountID != sb.acct.ID {
+		t.Fatalf("status.accountID = %d, want %d kept", obj.Status.AccountID, sb.acct.ID)
+	}
 }

@@ -314,6 +314,13 @@ func (run *tokenRun) confirmAccount(ctx context.Context, pair tokens.Pair) (*kom
 	if err != nil {
 		return nil, pair, kommoFailure(err, "read the account", reauthorizeHint(run.obj))
 	}
+	if rec := run.obj.Status.AccountID; rec != 0 && acct.ID != rec {
+		// The bindings' sync state, lists and contacts belong to rec.
+		return nil, pair, stall(v1alpha1.ReasonAccountChanged,
+			"the stored token is for Kommo account %d, but this integration syncs account %d (status.accountID): "+
+				"to sync account %d, create a new KommoIntegration (and bindings) for it, or delete and recreate this one; "+
+				"to go on with account %d, %s", acct.ID, rec, acct.ID, rec, reauthorizeHint(run.obj))
+	}
 	return acct, pair, nil
 }
 
