@@ -149,3 +149,31 @@ func TestCrossTenantLongLivedTokenForAnotherAccountStalls(t *testing.T) {
 		t.Fatalf("status.accountID = %d, want %d kept", obj.Status.AccountID, sb.acct.ID)
 	}
 }
+
+// TestCrossTenantSharedClientIDIsReported: integrations in two namespaces
+// declare one clientID with their own copies of the secret: both get
+// SharedClientID=True naming the other namespace and a Warning event (the
+// webhook server refuses their widget writes); Ready is not affected.
+func TestCrossTenantSharedClientIDIsReported(t *testing.T) {
+	ctx := context.Background()
+	c := directClient(t)
+	nsA, nsB := newNamespace(t, c, "ki-shared-a"), newNamespace(t, c, "ki-shared-b")
+	sb := newKommoSandbox(t, kommoemu.Options{})
+	startManagerIn(t, []string{nsA, nsB}, nil)
+	for _, ns := range []string{nsA, nsB} {
+		createSecret(t, c, ns, "kommo-client", map[string]string{"secret": testClientSecret})
+		if err := c.Create(ctx, integration(ns, "acme", sb, func(s *v1alpha1.KommoIntegrationSpec) {
+			s.OAuthCallback = &v1alpha1.OAuthCallbackSource{}
+		})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	requestReconcile(t, c, nsA, "acme") // a was reconciled before b existed
+	for ns, other := range map[string]string{nsA: nsB, nsB: nsA} {
+		obj := waitCondition(t, c, ns, "acme", v1alpha1.ConditionSharedClientID, metav1.ConditionTrue, v1alpha1.ReasonSharedClientID, waitReady)
+		if msg := status.Get(obj, v1alpha1.ConditionSharedClientID).Message; !strings.Contains(msg, other) || !strings.Contains(msg, "KommoApp") {
+			t.Errorf("%s: message %q does not name %s and KommoApp", ns, msg, other)
+		}
+		waitEvent(t, c, ns, "acme", corev1.EventTypeWarning, v1alpha1.ReasonSharedClientID)
+	}
+}

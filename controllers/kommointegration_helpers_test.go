@@ -174,13 +174,23 @@ type testManager struct {
 
 func startManager(t testing.TB, namespace string, tune func(*KommoIntegrationReconciler)) *testManager {
 	t.Helper()
+	return startManagerIn(t, []string{namespace}, tune)
+}
+
+// startManagerIn is startManager watching several namespaces.
+func startManagerIn(t testing.TB, namespaces []string, tune func(*KommoIntegrationReconciler)) *testManager {
+	t.Helper()
 	logs := &syncBuffer{}
+	watched := map[string]cache.Config{}
+	for _, ns := range namespaces {
+		watched[ns] = cache.Config{}
+	}
 	mgr, err := ctrl.NewManager(kube.Config, ctrl.Options{
 		Scheme:  scheme(t),
 		Logger:  zap.New(zap.WriteTo(logs), zap.UseDevMode(false), zap.Level(zapcore.DebugLevel)),
 		Metrics: metricsserver.Options{BindAddress: "0"},
 		Cache: cache.Options{
-			DefaultNamespaces: map[string]cache.Config{namespace: {}},
+			DefaultNamespaces: watched,
 			ByObject: map[client.Object]cache.ByObject{
 				&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{tokens.ManagedLabel: tokens.ManagedLabelValue})},
 			},
