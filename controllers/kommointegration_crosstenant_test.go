@@ -75,6 +75,7 @@ func TestCrossTenantCodeForAnotherAccountStallsAccountChanged(t *testing.T) {
 	if _, after := tokenSecret(t, c, ns, "acme"); after != before {
 		t.Fatal("the tokens on record were replaced by the other account's")
 	}
+	assertNoSecretLeak(t, c, ns, []*testManager{m}, testClientSecret, otherCode, before.AccessToken, before.RefreshToken)
 }
 
 // TestCrossTenantNewCodeDoesNotReplaceWorkingTokens: a Ready integration

@@ -260,10 +260,16 @@ func (s *Server) widgetCaller(ctx context.Context, w http.ResponseWriter, r *htt
 }
 
 // widgetBindings lists the bindings of every integration the token is
-// valid for, skipping those being deleted.
+// valid for, skipping those being deleted. Only integrations on record for
+// the token's account qualify (verifyWidgetToken selects them so; checked
+// here again because it is what keeps a key out of another account's
+// binding).
 func (s *Server) widgetBindings(ctx context.Context, caller *widgetCaller) ([]syncv1.UnisenderBinding, error) {
 	var out []syncv1.UnisenderBinding
 	for i := range caller.integrations {
+		if caller.integrations[i].Status.AccountID != caller.claims.AccountID {
+			continue
+		}
 		bs, err := s.cluster.BindingsOf(ctx, &caller.integrations[i])
 		if err != nil {
 			return nil, err
