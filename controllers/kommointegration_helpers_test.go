@@ -216,6 +216,12 @@ func startManagerIn(t testing.TB, namespaces []string, tune func(*KommoIntegrati
 		cancel()
 		t.Fatal(err)
 	}
+	apps := &KommoAppReconciler{OperatorNamespace: rec.OperatorNamespace}
+	apps.Controller.SkipNameValidation = ptr.To(true)
+	if err := apps.SetupWithManager(mgr); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
 	t.Cleanup(func() {

@@ -32,14 +32,36 @@ type KommoAppSpec struct {
 	RedirectURI string `json:"redirectURI,omitempty"`
 }
 
+// KommoAppStatus is what the operator observed.
+type KommoAppStatus struct {
+	// observedGeneration is the generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// conditions: Ready (the client secret is in place).
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +patchStrategy=merge
+	// +patchMergeKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty" patchStrategy:"merge" patchMergeKey:"type"`
+
+	// integrations: how many KommoIntegrations reference the app.
+	// +optional
+	Integrations int32 `json:"integrations,omitempty"`
+}
+
 // KommoApp is a public Kommo integration shared by tenants, like
 // cert-manager's ClusterIssuer: cluster-scoped, its secret out of the
 // tenants' reach.
 //
 // +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Cluster,shortName=kapp,categories=kommo-unisender
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Client ID",type=string,JSONPath=`.spec.clientID`
-// +kubebuilder:printcolumn:name="Redirect URI",type=string,JSONPath=`.spec.redirectURI`
+// +kubebuilder:printcolumn:name="Integrations",type=integer,JSONPath=`.status.integrations`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type KommoApp struct {
 	metav1.TypeMeta   `json:",inline"`
@@ -47,7 +69,16 @@ type KommoApp struct {
 
 	// +required
 	Spec KommoAppSpec `json:"spec"`
+
+	// +optional
+	Status KommoAppStatus `json:"status,omitzero"`
 }
+
+// GetConditions returns the status conditions.
+func (in *KommoApp) GetConditions() []metav1.Condition { return in.Status.Conditions }
+
+// SetConditions replaces the status conditions.
+func (in *KommoApp) SetConditions(c []metav1.Condition) { in.Status.Conditions = c }
 
 // +kubebuilder:object:root=true
 

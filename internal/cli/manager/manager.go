@@ -233,6 +233,10 @@ func setupReconcilers(ctx context.Context, mgr ctrl.Manager, o Options, st *stor
 	if err := ki.SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("setting up the KommoIntegration reconciler: %w", err)
 	}
+	apps := &controllers.KommoAppReconciler{OperatorNamespace: o.OperatorNamespace}
+	if err := apps.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the KommoApp reconciler: %w", err)
+	}
 	if st == nil {
 		return errors.New("the UnisenderBinding reconciler needs the MySQL store: set --mysql-dsn or MYSQL_DSN")
 	}
