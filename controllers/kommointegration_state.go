@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -84,7 +85,7 @@ func (run *tokenRun) workingTokens() bool {
 // ignoreCode records a code that arrived while the tokens work as spent,
 // without sending it to Kommo, and says so.
 func (run *tokenRun) ignoreCode(ctx context.Context, hash string) error {
-	run.sec.Annotations[tokens.CodeHashAnnotation] = hash
+	metav1.SetMetaDataAnnotation(&run.sec.ObjectMeta, tokens.CodeHashAnnotation, hash)
 	if err := run.r.Update(ctx, run.sec); err != nil {
 		return busyAfterConflict(fmt.Errorf("recording an ignored code on Secret %s: %w", run.sec.Name, err), run.r.now(), run.r.conflictRetry())
 	}

@@ -254,7 +254,8 @@ func (run *tokenRun) spend(ctx context.Context, what, grant string, call func(co
 // dropUnwanted releases the claim on a pair verify refused, marking the
 // grant spent (and the refused account, if that was why), and returns err.
 func (run *tokenRun) dropUnwanted(ctx context.Context, w *tokens.Writer, err error, extra map[string]string) error {
-	mark := maps.Clone(extra)
+	mark := map[string]string{}
+	maps.Copy(mark, extra)
 	var changed *accountChangedError
 	if errors.As(err, &changed) {
 		mark[RefusedAccountAnnotation] = strconv.FormatInt(changed.got, 10)
