@@ -169,12 +169,14 @@ func TestCrossTenantOAuthSecondCallbackWhilePendingIsRefused(t *testing.T) {
 	k, c := cluster(t)
 	ki := g.Integration.DeepCopy()
 	must(t, c.Get(context.Background(), keyOf(g), ki))
-	ki.Status.Conditions = []metav1.Condition{{Type: syncv1.ConditionAuthorized, Status: metav1.ConditionTrue,
-		Reason: syncv1.ReasonSucceeded, Message: "ok", LastTransitionTime: metav1.Now()}}
+	for _, typ := range []string{syncv1.ConditionAuthorized, syncv1.ConditionReady} {
+		ki.Status.Conditions = append(ki.Status.Conditions, metav1.Condition{Type: typ, Status: metav1.ConditionTrue,
+			Reason: syncv1.ReasonSucceeded, Message: "ok", LastTransitionTime: metav1.Now()})
+	}
 	must(t, c.Status().Update(context.Background(), ki))
 	waitFor(t, "the cache to see Authorized", func() bool {
 		got, err := k.Integration(context.Background(), keyOf(g))
-		return err == nil && len(got.Status.Conditions) == 1
+		return err == nil && len(got.Status.Conditions) == 2
 	})
 	if resp := h.request(http.MethodGet, "/oauth/callback?"+g.callbackQuery(t, "code-x").Encode(), "", "", nil); resp.Status != http.StatusConflict {
 		t.Fatalf("callback for an authorized integration: status %d (%s)", resp.Status, resp.Body)

@@ -64,7 +64,9 @@ func (s *Server) handleOAuthCallback(w http.ResponseWriter, r *http.Request) {
 	if s.refuseCallback(w, err) {
 		return
 	}
-	if status.IsTrue(ki, syncv1.ConditionAuthorized) {
+	// Ready: the stored tokens were confirmed and nothing is amiss (after
+	// the token Secret is deleted, or the tokens are revoked, it is not).
+	if status.IsTrue(ki, syncv1.ConditionReady) {
 		s.page(w, http.StatusConflict, "Already authorized",
 			"KommoIntegration "+ki.Namespace+"/"+ki.Name+" already holds working tokens; nothing was changed. "+
 				"To replace them on purpose, delete its token Secret first, then authorize again.")
