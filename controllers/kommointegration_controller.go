@@ -97,6 +97,14 @@ type KommoIntegrationReconciler struct {
 	RecheckInterval time.Duration
 	// Clock is the time source; nil means time.Now.
 	Clock func() time.Time
+	// OperatorNamespace is the namespace of the operator's own Secrets:
+	// the OAuth state key and the KommoApps' client secrets. Tenants have
+	// no access there.
+	OperatorNamespace string
+	// StateTTL is how long a published OAuth state is accepted
+	// (DefaultStateTTL); the authorization URL is rotated before.
+	StateTTL time.Duration
+
 	// Controller options (tests set SkipNameValidation to run several
 	// managers in one process).
 	Controller controller.Options
@@ -153,10 +161,12 @@ func (r *KommoIntegrationReconciler) Reconcile(ctx context.Context, req ctrl.Req
 			"spec.suspend is true: the token is not refreshed until it is false again")
 		return
 	}
-	if status.NoteReconcileRequest(obj, &obj.Status.LastHandledReconcileAt) {
+	requested := status.NoteReconcileRequest(obj, &obj.Status.LastHandledReconcileAt)
+	if requested {
 		logf.FromContext(ctx).Info("reconcile requested by annotation", "requestedAt", obj.Status.LastHandledReconcileAt)
 	}
-	after, stepErr = r.reconcileToken(ctx, obj)
+	r.noteSharedClientID(ctx, obj)
+	after, stepErr = r.reconcileToken(ctx, obj, requested)
 	return
 }
 
@@ -177,7 +187,7 @@ func (r *KommoIntegrationReconciler) reconcileDelete(ctx context.Context, obj *v
 		r.Metrics.forget(client.ObjectKeyFromObject(obj))
 		return 0, nil
 	}
-	after, err := r.reconcileToken(ctx, obj)
+	after, err := r.reconcileToken(ctx, obj, false)
 	if err != nil {
 		return 0, err
 	}
@@ -237,6 +247,9 @@ func (r *KommoIntegrationReconciler) finish(ctx context.Context, obj *v1alpha1.K
 		res = ctrl.Result{RequeueAfter: status.Jitter(wait.after, 0.1)}
 	case err != nil:
 		res = r.markRetry(ctx, obj, err)
+	}
+	if rotate := r.stateRotationIn(obj); rotate > 0 && (res.RequeueAfter == 0 || rotate < res.RequeueAfter) {
+		res.RequeueAfter = rotate
 	}
 	obj.Status.ObservedGeneration = obj.Generation
 	status.SummarizeReady(obj, "Kommo token stored and confirmed", v1alpha1.ConditionAuthorized)

@@ -164,8 +164,9 @@ func TestKommoIntegrationWaitsForSecretsThenBecomesReady(t *testing.T) {
 }
 
 // The /oauth/callback flow: status shows an authorization URL whose state
-// the callback can verify; the code the callback writes is spent and its
-// Secret deleted.
+// the callback can verify (signed with the operator's key, expiring); the
+// code the callback writes is spent and cleared from its Secret, and a new
+// state is published.
 func TestKommoIntegrationOAuthCallbackFlow(t *testing.T) {
 	ctx := context.Background()
 	c := directClient(t)
@@ -187,10 +188,14 @@ func TestKommoIntegrationOAuthCallbackFlow(t *testing.T) {
 	if err != nil || u.Query().Get("client_id") != testClientID {
 		t.Fatalf("authorizationURL = %q", obj.Status.AuthorizationURL)
 	}
-	state := u.Query().Get("state")
-	key, err := tokens.ParseCallbackState(state)
-	if err != nil || key.Namespace != ns || key.Name != "acme" || !tokens.VerifyCallbackState(state, testClientSecret) {
-		t.Fatalf("state %q: %v %v", state, key, err)
+	state, waitingURL := u.Query().Get("state"), obj.Status.AuthorizationURL
+	stateKey, err := tokens.LoadStateKey(ctx, c, operatorNamespace(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := tokens.VerifyCallbackState(stateKey, state, time.Now())
+	if err != nil || st.Integration != (client.ObjectKey{Namespace: ns, Name: "acme"}) || time.Until(st.Expires) < 20*time.Minute {
+		t.Fatalf("state %q: %+v %v", state, st, err)
 	}
 
 	// What the callback route does with a verified state.
@@ -201,9 +206,13 @@ func TestKommoIntegrationOAuthCallbackFlow(t *testing.T) {
 		t.Fatalf("accountID = %d", obj.Status.AccountID)
 	}
 	eventually(t, waitReady, func() (bool, string) {
-		err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: tokens.OAuthCodeSecretName("acme")}, &corev1.Secret{})
-		return apierrors.IsNotFound(err), "the spent code Secret is still there"
+		var s corev1.Secret
+		err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: tokens.OAuthCodeSecretName("acme")}, &s)
+		return err == nil && len(s.Data[tokens.OAuthCodeKey]) == 0, "the spent code is still in its Secret"
 	})
+	if got := getIntegration(t, c, ns, "acme").Status.AuthorizationURL; got == waitingURL || got == "" {
+		t.Fatal("the authorization URL was not renewed after its state was used")
+	}
 	_, pair := tokenSecret(t, c, ns, "acme")
 	assertNoSecretLeak(t, c, ns, []*testManager{m}, testClientSecret, code, pair.AccessToken, pair.RefreshToken)
 }

@@ -75,6 +75,22 @@ func directClient(t testing.TB) client.Client {
 
 var nsSeq atomic.Int32
 
+var operatorNS sync.Once
+
+// operatorNamespace is the package's stand-in for the operator's
+// namespace (the OAuth state key lives there).
+func operatorNamespace(t testing.TB) string {
+	t.Helper()
+	const name = "ki-operator"
+	operatorNS.Do(func() {
+		err := directClient(t).Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+	return name
+}
+
 // newNamespace creates a namespace of its own for a test.
 func newNamespace(t testing.TB, c client.Client, prefix string) string {
 	t.Helper()
@@ -158,13 +174,23 @@ type testManager struct {
 
 func startManager(t testing.TB, namespace string, tune func(*KommoIntegrationReconciler)) *testManager {
 	t.Helper()
+	return startManagerIn(t, []string{namespace}, tune)
+}
+
+// startManagerIn is startManager watching several namespaces.
+func startManagerIn(t testing.TB, namespaces []string, tune func(*KommoIntegrationReconciler)) *testManager {
+	t.Helper()
 	logs := &syncBuffer{}
+	watched := map[string]cache.Config{}
+	for _, ns := range namespaces {
+		watched[ns] = cache.Config{}
+	}
 	mgr, err := ctrl.NewManager(kube.Config, ctrl.Options{
 		Scheme:  scheme(t),
 		Logger:  zap.New(zap.WriteTo(logs), zap.UseDevMode(false), zap.Level(zapcore.DebugLevel)),
 		Metrics: metricsserver.Options{BindAddress: "0"},
 		Cache: cache.Options{
-			DefaultNamespaces: map[string]cache.Config{namespace: {}},
+			DefaultNamespaces: watched,
 			ByObject: map[client.Object]cache.ByObject{
 				&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{tokens.ManagedLabel: tokens.ManagedLabelValue})},
 			},
@@ -175,11 +201,12 @@ func startManager(t testing.TB, namespace string, tune func(*KommoIntegrationRec
 	}
 	reg := prometheus.NewRegistry()
 	rec := &KommoIntegrationReconciler{
-		KommoHosts:     kommoemu.HostPolicy(),
-		Metrics:        NewTokenMetrics(reg),
-		KommoOptions:   []kommo.Option{kommo.WithMaxRetries(2), kommo.WithBackoff(20*time.Millisecond, 200*time.Millisecond)},
-		BackoffInitial: 200 * time.Millisecond,
-		BackoffMax:     2 * time.Second,
+		KommoHosts:        kommoemu.HostPolicy(),
+		OperatorNamespace: operatorNamespace(t),
+		Metrics:           NewTokenMetrics(reg),
+		KommoOptions:      []kommo.Option{kommo.WithMaxRetries(2), kommo.WithBackoff(20*time.Millisecond, 200*time.Millisecond)},
+		BackoffInitial:    200 * time.Millisecond,
+		BackoffMax:        2 * time.Second,
 	}
 	rec.Controller.SkipNameValidation = ptr.To(true)
 	if tune != nil {
@@ -187,6 +214,12 @@ func startManager(t testing.TB, namespace string, tune func(*KommoIntegrationRec
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := rec.SetupWithManager(ctx, mgr); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	apps := &KommoAppReconciler{OperatorNamespace: rec.OperatorNamespace}
+	apps.Controller.SkipNameValidation = ptr.To(true)
+	if err := apps.SetupWithManager(mgr); err != nil {
 		cancel()
 		t.Fatal(err)
 	}

@@ -15,7 +15,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
-	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/tokens"
 )
 
@@ -41,22 +40,6 @@ func (r *KommoIntegrationReconciler) userSecretValue(ctx context.Context, namesp
 	return v, nil
 }
 
-// oauthCredentials resolves the client secret; the code exchange and every
-// refresh need it.
-func (r *KommoIntegrationReconciler) oauthCredentials(ctx context.Context, obj *v1alpha1.KommoIntegration) (kommo.OAuthCredentials, error) {
-	creds := kommo.OAuthCredentials{ClientID: obj.Spec.ClientID, RedirectURI: obj.Spec.RedirectURI}
-	if obj.Spec.ClientSecretRef == nil {
-		// The API server refuses such an object; be explicit anyway.
-		return creds, stall(v1alpha1.ReasonSecretNotFound, "spec.clientSecretRef is required with authorizationCodeRef and oauthCallback")
-	}
-	secret, err := r.userSecretValue(ctx, obj.Namespace, *obj.Spec.ClientSecretRef, "clientSecretRef")
-	if err != nil {
-		return creds, err
-	}
-	creds.ClientSecret = secret
-	return creds, nil
-}
-
 // authorizationCode returns the code waiting to be spent, or "" when there
 // is none: the authorizationCodeRef Secret, or the Secret the
 // /oauth/callback route wrote. A missing code is reported by the caller
@@ -77,15 +60,26 @@ func (r *KommoIntegrationReconciler) authorizationCode(ctx context.Context, obj 
 	return strings.TrimSpace(string(s.Data[tokens.OAuthCodeKey])), nil
 }
 
-// deleteCallbackCode removes the callback Secret once its code is spent
-// (used or refused): a code works once.
-func (r *KommoIntegrationReconciler) deleteCallbackCode(ctx context.Context, obj *v1alpha1.KommoIntegration) error {
+// clearCallbackCode empties the callback Secret once its code is spent
+// (used, refused or ignored): a code works once. The Secret itself stays:
+// it records the OAuth states already used (the webhook server's
+// single-use check), and an empty one tells the callback that no code is
+// waiting, so the next authorization may come.
+func (r *KommoIntegrationReconciler) clearCallbackCode(ctx context.Context, obj *v1alpha1.KommoIntegration) error {
 	if obj.Spec.OAuthCallback == nil {
 		return nil
 	}
-	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: obj.Namespace, Name: tokens.OAuthCodeSecretName(obj.Name)}}
-	if err := r.Delete(ctx, s); client.IgnoreNotFound(err) != nil {
-		return fmt.Errorf("deleting the spent callback code Secret %q: %w", s.Name, err)
+	var s corev1.Secret
+	key := types.NamespacedName{Namespace: obj.Namespace, Name: tokens.OAuthCodeSecretName(obj.Name)}
+	if err := r.APIReader.Get(ctx, key, &s); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if len(s.Data[tokens.OAuthCodeKey]) == 0 {
+		return nil
+	}
+	delete(s.Data, tokens.OAuthCodeKey)
+	if err := r.Update(ctx, &s); err != nil {
+		return fmt.Errorf("clearing the spent code in Secret %q: %w", s.Name, err)
 	}
 	return nil
 }

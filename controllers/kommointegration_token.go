@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,12 +31,14 @@ type tokenRun struct {
 	// obtained: this run stored a new pair (exchange, refresh, or a new
 	// long-lived token), so a 401 on it cannot be cured by one more refresh.
 	obtained bool
+	// requested: this reconcile serves a new reconcile request.
+	requested bool
 }
 
 // reconcileToken makes sure a usable token is persisted, refreshes it when
 // due, confirms it with Kommo (reading the account id), and returns when to
 // look again.
-func (r *KommoIntegrationReconciler) reconcileToken(ctx context.Context, obj *v1alpha1.KommoIntegration) (time.Duration, error) {
+func (r *KommoIntegrationReconciler) reconcileToken(ctx context.Context, obj *v1alpha1.KommoIntegration, requested bool) (time.Duration, error) {
 	if err := r.checkBaseURL(obj); err != nil {
 		return 0, err
 	}
@@ -45,7 +49,7 @@ func (r *KommoIntegrationReconciler) reconcileToken(ctx context.Context, obj *v1
 		return 0, err
 	}
 	obj.Status.TokenSecretName = sec.Name
-	run := &tokenRun{r: r, obj: obj, sec: sec}
+	run := &tokenRun{r: r, obj: obj, sec: sec, requested: requested}
 	var pair tokens.Pair
 	if obj.Spec.TokenSource() == v1alpha1.TokenSourceLongLivedToken {
 		pair, err = run.longLivedToken(ctx)
@@ -63,31 +67,39 @@ func (r *KommoIntegrationReconciler) reconcileToken(ctx context.Context, obj *v1
 	return run.nextCheck(pair), nil
 }
 
-// oauthToken: spend a new authorization code if there is one, else use the
-// stored pair, refreshing it when due.
+// oauthToken: spend a new authorization code if there is one and the
+// stored tokens do not work, else use the stored pair, refreshing it when
+// due.
 func (run *tokenRun) oauthToken(ctx context.Context) (tokens.Pair, error) {
 	obj := run.obj
+	if err := run.refusedAccountHeld(ctx); err != nil {
+		return tokens.Pair{}, err
+	}
 	creds, err := run.r.oauthCredentials(ctx, obj)
 	if err != nil {
 		return tokens.Pair{}, err
 	}
 	run.creds = creds
-	obj.Status.AuthorizationURL = ""
-	if obj.Spec.OAuthCallback != nil {
-		state := tokens.CallbackState(obj.Namespace, obj.Name, creds.ClientSecret)
-		obj.Status.AuthorizationURL = tokens.AuthorizationURL(obj.Spec.APIBaseURL(), obj.Spec.ClientID, state)
-	}
 	code, err := run.r.authorizationCode(ctx, obj)
 	if err != nil {
 		return tokens.Pair{}, err
 	}
-	if code != "" {
-		if hash := sha256Hex(code); hash != run.sec.Annotations[tokens.CodeHashAnnotation] {
-			return run.exchange(ctx, code, hash)
+	hash := sha256Hex(code)
+	fresh := code != "" && hash != run.sec.Annotations[tokens.CodeHashAnnotation]
+	if err := run.publishAuthorizationURL(ctx, fresh); err != nil {
+		return tokens.Pair{}, err
+	}
+	switch {
+	case fresh && !run.workingTokens():
+		return run.exchange(ctx, code, hash)
+	case fresh:
+		if err := run.ignoreCode(ctx, hash); err != nil {
+			return tokens.Pair{}, err
 		}
-		// Spent before; a leftover callback Secret can go.
-		if err := run.r.deleteCallbackCode(ctx, obj); err != nil {
-			logf.FromContext(ctx).Info("could not delete the spent callback code Secret", "error", err.Error())
+	case code != "":
+		// Spent before; a leftover callback code can go.
+		if err := run.r.clearCallbackCode(ctx, obj); err != nil {
+			logf.FromContext(ctx).Info("could not clear the spent callback code", "error", err.Error())
 		}
 	}
 	pair, err := tokens.FromSecret(run.sec)
@@ -101,6 +113,18 @@ func (run *tokenRun) oauthToken(ctx context.Context) (tokens.Pair, error) {
 		return run.refresh(ctx)
 	}
 	return pair, nil
+}
+
+// refusedAccountHeld keeps the AccountChanged stall until a reconcile
+// request says to go on with the account on record.
+func (run *tokenRun) refusedAccountHeld(ctx context.Context) error {
+	if _, ok := run.sec.Annotations[RefusedAccountAnnotation]; !ok {
+		return nil
+	}
+	if run.requested {
+		return run.forgetRefusedAccount(ctx)
+	}
+	return run.accountChanged()
 }
 
 // noToken explains why nothing is stored and nothing can be obtained yet.
@@ -119,18 +143,24 @@ func (run *tokenRun) noToken(codeSpent bool) error {
 		message: fmt.Sprintf("waiting for an authorization code in Secret %q key %q (spec.authorizationCodeRef)", ref.Name, ref.Key)}
 }
 
-// exchange trades a new authorization code for the first pair.
+// exchange trades a new authorization code for the first pair (or a new
+// pair after the stored one stopped working). A pair for another account
+// than the one on record is not persisted.
 func (run *tokenRun) exchange(ctx context.Context, code, hash string) (tokens.Pair, error) {
 	pair, err := run.spend(ctx, "exchange the authorization code", "authorization_code",
 		func(ctx context.Context, c *kommo.Client) (*kommo.Token, error) {
 			return c.ExchangeCode(ctx, run.creds, code)
 		},
-		map[string]string{tokens.CodeHashAnnotation: hash})
-	if err == nil || errors.Is(err, kommo.ErrInvalidGrant) {
-		// Used or refused, the code is spent.
-		if derr := run.r.deleteCallbackCode(ctx, run.obj); derr != nil {
-			logf.FromContext(ctx).Info("could not delete the spent callback code Secret", "error", derr.Error())
+		run.sameAccount, map[string]string{tokens.CodeHashAnnotation: hash})
+	var changed *accountChangedError
+	if err == nil || errors.Is(err, kommo.ErrInvalidGrant) || errors.As(err, &changed) {
+		// Used, refused or not wanted, the code is spent.
+		if derr := run.r.clearCallbackCode(ctx, run.obj); derr != nil {
+			logf.FromContext(ctx).Info("could not clear the spent callback code", "error", derr.Error())
 		}
+	}
+	if changed != nil {
+		return tokens.Pair{}, run.accountChanged()
 	}
 	if err == nil {
 		run.r.event(run.obj, corev1.EventTypeNormal, "Authorized", "Authorize",
@@ -154,7 +184,7 @@ func (run *tokenRun) refresh(ctx context.Context) (tokens.Pair, error) {
 				return nil, err
 			}
 			return c.Refresh(ctx, run.creds, cur.RefreshToken)
-		}, nil)
+		}, nil, nil)
 }
 
 // spend runs one call that spends a single-use grant (a code or a refresh
@@ -162,9 +192,12 @@ func (run *tokenRun) refresh(ctx context.Context) (tokens.Pair, error) {
 // pair with the claim's resourceVersion before anything can use it. See
 // tokens.Claim for why this is safe across replicas and crashes.
 //
-// extra annotations are written with the pair; a code Kommo refused is
-// recorded the same way so it is never sent again.
-func (run *tokenRun) spend(ctx context.Context, what, grant string, call func(context.Context, *kommo.Client) (*kommo.Token, error), extra map[string]string) (tokens.Pair, error) {
+// verify, if set, checks the new pair before it is persisted; a pair it
+// refuses is dropped. extra annotations are written with the pair; a code
+// Kommo refused (or verify refused) is recorded the same way so it is
+// never sent again.
+func (run *tokenRun) spend(ctx context.Context, what, grant string, call func(context.Context, *kommo.Client) (*kommo.Token, error),
+	verify func(context.Context, *kommo.Token) error, extra map[string]string) (tokens.Pair, error) {
 	r := run.r
 	w := r.writer()
 	claim, err := w.Claim(ctx, run.sec)
@@ -197,6 +230,11 @@ func (run *tokenRun) spend(ctx context.Context, what, grant string, call func(co
 		r.Metrics.grantFailed(grant, failure)
 		return tokens.Pair{}, failure
 	}
+	if verify != nil {
+		if err := verify(ctx, tok); err != nil {
+			return tokens.Pair{}, run.dropUnwanted(ctx, w, err, extra)
+		}
+	}
 	pair := tokens.Pair{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, ExpiresAt: tok.ExpiresAt}
 	if r.BeforePersist != nil {
 		// Test hook: an error (or a panic) here is a crash between the
@@ -214,6 +252,21 @@ func (run *tokenRun) spend(ctx context.Context, what, grant string, call func(co
 	run.obtained = true
 	r.Metrics.grantSucceeded(grant)
 	return pair, nil
+}
+
+// dropUnwanted releases the claim on a pair verify refused, marking the
+// grant spent (and the refused account, if that was why), and returns err.
+func (run *tokenRun) dropUnwanted(ctx context.Context, w *tokens.Writer, err error, extra map[string]string) error {
+	mark := map[string]string{}
+	maps.Copy(mark, extra)
+	var changed *accountChangedError
+	if errors.As(err, &changed) {
+		mark[RefusedAccountAnnotation] = strconv.FormatInt(changed.got, 10)
+	}
+	if rerr := w.Release(ctx, run.sec, mark); rerr != nil {
+		logf.FromContext(ctx).Info("could not release the refresh claim; it expires by itself", "error", rerr.Error())
+	}
+	return err
 }
 
 // longLivedToken copies the user's long-lived token into the token Secret
@@ -264,6 +317,13 @@ func (run *tokenRun) confirmAccount(ctx context.Context, pair tokens.Pair) (*kom
 	}
 	if err != nil {
 		return nil, pair, kommoFailure(err, "read the account", reauthorizeHint(run.obj))
+	}
+	if rec := run.obj.Status.AccountID; rec != 0 && acct.ID != rec {
+		// The bindings' sync state, lists and contacts belong to rec.
+		return nil, pair, stall(v1alpha1.ReasonAccountChanged,
+			"the stored token is for Kommo account %d, but this integration syncs account %d (status.accountID): "+
+				"to sync account %d, create a new KommoIntegration (and bindings) for it, or delete and recreate this one; "+
+				"to go on with account %d, %s", acct.ID, rec, acct.ID, rec, reauthorizeHint(run.obj))
 	}
 	return acct, pair, nil
 }

@@ -84,6 +84,9 @@ func (r *KommoIntegrationReconciler) SetupWithManager(ctx context.Context, mgr c
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.KommoIntegration{}, indexIntegrationSecrets, integrationSecretNames); err != nil {
 		return err
 	}
+	if err := indexAppAndClientID(ctx, mgr.GetFieldIndexer()); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.KommoIntegration{}, builder.WithPredicates(
 			predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
@@ -95,6 +98,7 @@ func (r *KommoIntegrationReconciler) SetupWithManager(ctx context.Context, mgr c
 				UpdateFunc: func(event.UpdateEvent) bool { return false },
 				DeleteFunc: func(event.DeleteEvent) bool { return true },
 			})).
+		Watches(&v1alpha1.KommoApp{}, handler.EnqueueRequestsFromMapFunc(r.integrationsOfApp(mgr.GetClient()))).
 		WatchesRawSource(secretwatch.Source(r.SecretMetadata, r.integrationsForSecret(mgr.GetClient()))).
 		WithOptions(r.Controller).
 		Named("kommointegration").
@@ -102,13 +106,15 @@ func (r *KommoIntegrationReconciler) SetupWithManager(ctx context.Context, mgr c
 }
 
 // secretDataChanged passes creations, deletions and updates that change a
-// Secret's data.
+// Secret's data or the refused-account mark (which holds the integration
+// stalled).
 func secretDataChanged() predicate.Predicate {
 	return predicate.Funcs{
 		UpdateFunc: func(e event.UpdateEvent) bool {
 			o, ok1 := e.ObjectOld.(*corev1.Secret)
 			n, ok2 := e.ObjectNew.(*corev1.Secret)
-			return !ok1 || !ok2 || !maps.EqualFunc(o.Data, n.Data, bytes.Equal)
+			return !ok1 || !ok2 || !maps.EqualFunc(o.Data, n.Data, bytes.Equal) ||
+				o.Annotations[RefusedAccountAnnotation] != n.Annotations[RefusedAccountAnnotation]
 		},
 	}
 }

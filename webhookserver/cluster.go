@@ -32,21 +32,40 @@ import (
 type Cluster interface {
 	// Integration returns the KommoIntegration key names, or ErrNotFound.
 	Integration(ctx context.Context, key types.NamespacedName) (*syncv1.KommoIntegration, error)
-	// IntegrationsByClientID returns every KommoIntegration with that
-	// spec.clientID (one Kommo integration may serve several accounts).
+	// IntegrationsByClientID returns every KommoIntegration whose client
+	// id is clientID: its own spec.clientID, or that of the KommoApp its
+	// spec.appRef names (one Kommo integration may serve several accounts).
 	IntegrationsByClientID(ctx context.Context, clientID string) ([]syncv1.KommoIntegration, error)
 	// BindingsOf returns the UnisenderBindings whose integrationRef names ki,
 	// sorted by name.
 	BindingsOf(ctx context.Context, ki *syncv1.KommoIntegration) ([]syncv1.UnisenderBinding, error)
-	// ClientSecret returns the integration's client secret
-	// (spec.clientSecretRef).
-	ClientSecret(ctx context.Context, ki *syncv1.KommoIntegration) ([]byte, error)
+	// OAuthClient returns the integration's client id, redirect URI and
+	// client secret: its own (spec.clientSecretRef), or its KommoApp's
+	// (a Secret in the operator's namespace).
+	OAuthClient(ctx context.Context, ki *syncv1.KommoIntegration) (*OAuthClient, error)
+	// StateKey returns the key OAuth states are signed with
+	// (tokens.StateKeySecretName in the operator's namespace).
+	StateKey(ctx context.Context) ([]byte, error)
 	// PutOwnedSecret creates or replaces the data of the Secret name in
 	// owner's namespace, labelled managed and owned by owner. It refuses
 	// (ErrForeignSecret) to touch a Secret of that name that owner does not
 	// own. With a claim, the write also records the claim's token in the
 	// Secret and is refused (ErrTokenReused) if that token wrote it before.
 	PutOwnedSecret(ctx context.Context, owner client.Object, name string, data map[string][]byte, claim *TokenClaim) error
+	// PutOAuthCode writes code into ki's callback Secret like
+	// PutOwnedSecret, recording the state's use (claim); it refuses
+	// (ErrCodePending) while the Secret still holds a code the reconciler
+	// has not spent.
+	PutOAuthCode(ctx context.Context, ki *syncv1.KommoIntegration, code string, claim *TokenClaim) error
+}
+
+// OAuthClient is the Kommo integration an integration authenticates as.
+type OAuthClient struct {
+	ClientID, RedirectURI string
+	Secret                []byte
+	// App names the KommoApp, "" for an integration's own client. Only an
+	// app's secret is out of every tenant's reach.
+	App string
 }
 
 // Errors of a Cluster.
@@ -56,13 +75,16 @@ var (
 	// and is not the operator's; it is left alone.
 	ErrForeignSecret = errors.New("a Secret with that name exists and is not managed by the operator for this object")
 	// ErrNoClientSecret: the integration names no client secret, or the
-	// Secret or key is missing.
+	// Secret, key or KommoApp is missing.
 	ErrNoClientSecret = errors.New("the integration's client secret is not available")
+	// ErrCodePending: the callback Secret holds a code not yet spent.
+	ErrCodePending = errors.New("an authorization code is waiting to be spent")
 )
 
 // Field indexes of the cache.
 const (
-	indexClientID    = "spec.clientID"
+	indexClientID    = "spec.clientID" // of integrations, or "app:<name>" for spec.appRef
+	indexAppClientID = "app.spec.clientID"
 	indexIntegration = "spec.integrationRef.name"
 )
 
@@ -71,6 +93,9 @@ type KubeOptions struct {
 	// Namespaces restricts the watches to these namespaces; empty means
 	// all.
 	Namespaces []string
+	// OperatorNamespace holds the OAuth state key and the KommoApps'
+	// client secrets.
+	OperatorNamespace string
 	// ClientSecretTTL is how long a client secret read from the API server
 	// is reused (default 30 s): an unauthenticated caller who names an
 	// integration must not cost a Secret read per request.
@@ -93,6 +118,7 @@ type Kube struct {
 	secrets secretTTLCache
 	regs    []toolscache.ResourceEventHandlerRegistration
 	syncFor time.Duration
+	opNS    string
 }
 
 var _ Cluster = (*Kube)(nil)
@@ -143,7 +169,7 @@ func NewKube(cfg *rest.Config, opts KubeOptions) (*Kube, error) {
 		syncFor = 2 * time.Minute
 	}
 	k := &Kube{cache: c, direct: direct, scheme: scheme, tenants: NewTenantIndex(),
-		secrets: secretTTLCache{ttl: ttl, entries: map[string]cachedSecret{}}, syncFor: syncFor}
+		secrets: secretTTLCache{ttl: ttl, entries: map[string]cachedSecret{}}, syncFor: syncFor, opNS: opts.OperatorNamespace}
 	return k, nil
 }
 
@@ -156,9 +182,18 @@ func (k *Kube) Tenants() *TenantIndex { return k.tenants }
 // that exists; or an error after SyncTimeout.
 func (k *Kube) Start(ctx context.Context) error {
 	if err := k.cache.IndexField(ctx, &syncv1.KommoIntegration{}, indexClientID, func(o client.Object) []string {
-		return []string{o.(*syncv1.KommoIntegration).Spec.ClientID}
+		ki := o.(*syncv1.KommoIntegration)
+		if ki.Spec.AppRef != nil {
+			return []string{"app:" + ki.Spec.AppRef.Name}
+		}
+		return []string{ki.Spec.ClientID}
 	}); err != nil {
 		return fmt.Errorf("indexing integrations by client id: %w", err)
+	}
+	if err := k.cache.IndexField(ctx, &syncv1.KommoApp{}, indexAppClientID, func(o client.Object) []string {
+		return []string{o.(*syncv1.KommoApp).Spec.ClientID}
+	}); err != nil {
+		return fmt.Errorf("indexing apps by client id: %w", err)
 	}
 	if err := k.cache.IndexField(ctx, &syncv1.UnisenderBinding{}, indexIntegration, func(o client.Object) []string {
 		return []string{o.(*syncv1.UnisenderBinding).Spec.IntegrationRef.Name}
@@ -231,11 +266,23 @@ func (k *Kube) IntegrationsByClientID(ctx context.Context, clientID string) ([]s
 	if clientID == "" {
 		return nil, nil
 	}
-	var list syncv1.KommoIntegrationList
-	if err := k.cache.List(ctx, &list, client.MatchingFields{indexClientID: clientID}); err != nil {
+	var apps syncv1.KommoAppList
+	if err := k.cache.List(ctx, &apps, client.MatchingFields{indexAppClientID: clientID}); err != nil {
 		return nil, err
 	}
-	return list.Items, nil
+	keys := []string{clientID}
+	for _, app := range apps.Items {
+		keys = append(keys, "app:"+app.Name)
+	}
+	var out []syncv1.KommoIntegration
+	for _, key := range keys {
+		var list syncv1.KommoIntegrationList
+		if err := k.cache.List(ctx, &list, client.MatchingFields{indexClientID: key}); err != nil {
+			return nil, err
+		}
+		out = append(out, list.Items...)
+	}
+	return out, nil
 }
 
 // BindingsOf implements Cluster.
@@ -248,24 +295,56 @@ func (k *Kube) BindingsOf(ctx context.Context, ki *syncv1.KommoIntegration) ([]s
 	return list.Items, nil
 }
 
-// ClientSecret implements Cluster. User Secrets are not in the cache (it
-// holds the operator's Secrets only), so this reads the API server, at most
-// once per ClientSecretTTL per Secret key.
-func (k *Kube) ClientSecret(ctx context.Context, ki *syncv1.KommoIntegration) ([]byte, error) {
-	ref := ki.Spec.ClientSecretRef
-	if ref == nil || ref.Name == "" || ref.Key == "" {
+// OAuthClient implements Cluster.
+func (k *Kube) OAuthClient(ctx context.Context, ki *syncv1.KommoIntegration) (*OAuthClient, error) {
+	if ki.Spec.AppRef == nil {
+		secret, err := k.secretValue(ctx, ki.Namespace, ki.Spec.ClientSecretRef)
+		if err != nil {
+			return nil, err
+		}
+		return &OAuthClient{ClientID: ki.Spec.ClientID, RedirectURI: ki.Spec.RedirectURI, Secret: secret}, nil
+	}
+	var app syncv1.KommoApp
+	if err := k.cache.Get(ctx, types.NamespacedName{Name: ki.Spec.AppRef.Name}, &app); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, ErrNoClientSecret
+		}
+		return nil, err
+	}
+	if k.opNS == "" {
 		return nil, ErrNoClientSecret
 	}
-	id := ki.Namespace + "/" + ref.Name + "/" + ref.Key
+	secret, err := k.secretValue(ctx, k.opNS, &app.Spec.ClientSecretRef)
+	if err != nil {
+		return nil, err
+	}
+	return &OAuthClient{ClientID: app.Spec.ClientID, RedirectURI: app.Spec.RedirectURI, Secret: secret, App: app.Name}, nil
+}
+
+// StateKey implements Cluster.
+func (k *Kube) StateKey(ctx context.Context) ([]byte, error) {
+	return k.secretValue(ctx, k.opNS, &syncv1.SecretKeySelector{Name: tokens.StateKeySecretName, Key: tokens.StateKeyKey})
+}
+
+// secretValue reads one key of a Secret that is not in the cache (it
+// holds the operator's labelled Secrets only, reduced to the webhook
+// secret) from the API server, at most once per ClientSecretTTL per key:
+// an unauthenticated caller who names an integration must not cost a
+// Secret read per request.
+func (k *Kube) secretValue(ctx context.Context, namespace string, ref *syncv1.SecretKeySelector) ([]byte, error) {
+	if namespace == "" || ref == nil || ref.Name == "" || ref.Key == "" {
+		return nil, ErrNoClientSecret
+	}
+	id := namespace + "/" + ref.Name + "/" + ref.Key
 	if v, ok := k.secrets.get(id); ok {
 		return v, nil
 	}
 	var s corev1.Secret
-	if err := k.direct.Get(ctx, types.NamespacedName{Namespace: ki.Namespace, Name: ref.Name}, &s); err != nil {
+	if err := k.direct.Get(ctx, types.NamespacedName{Namespace: namespace, Name: ref.Name}, &s); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, ErrNoClientSecret
 		}
-		return nil, fmt.Errorf("reading Secret %q (spec.clientSecretRef): %w", ref.Name, err)
+		return nil, fmt.Errorf("reading Secret %s/%s: %w", namespace, ref.Name, err)
 	}
 	v := []byte(strings.TrimSpace(string(s.Data[ref.Key])))
 	if len(v) == 0 {
@@ -279,16 +358,34 @@ func (k *Kube) ClientSecret(ctx context.Context, ki *syncv1.KommoIntegration) ([
 // directly (the cache holds only part of a Secret's data) and retries a
 // write that lost a race; the retry reads the winner's claims.
 func (k *Kube) PutOwnedSecret(ctx context.Context, owner client.Object, name string, data map[string][]byte, claim *TokenClaim) error {
+	return k.putWithRetries(ctx, owner, name, data, claim, nil)
+}
+
+// PutOAuthCode implements Cluster.
+func (k *Kube) PutOAuthCode(ctx context.Context, ki *syncv1.KommoIntegration, code string, claim *TokenClaim) error {
+	return k.putWithRetries(ctx, ki, tokens.OAuthCodeSecretName(ki.Name), map[string][]byte{tokens.OAuthCodeKey: []byte(code)}, claim,
+		func(s *corev1.Secret) error {
+			if len(s.Data[tokens.OAuthCodeKey]) > 0 {
+				return ErrCodePending
+			}
+			return nil
+		})
+}
+
+func (k *Kube) putWithRetries(ctx context.Context, owner client.Object, name string, data map[string][]byte, claim *TokenClaim, check func(*corev1.Secret) error) error {
 	var err error
 	for range 3 {
-		if err = k.putOwnedSecret(ctx, owner, name, data, claim); !apierrors.IsConflict(err) && !apierrors.IsAlreadyExists(err) {
+		if err = k.putOwnedSecret(ctx, owner, name, data, claim, check); !apierrors.IsConflict(err) && !apierrors.IsAlreadyExists(err) {
 			return err
 		}
 	}
 	return err
 }
 
-func (k *Kube) putOwnedSecret(ctx context.Context, owner client.Object, name string, data map[string][]byte, claim *TokenClaim) error {
+// putOwnedSecret writes one version; check, if set, may refuse the write
+// after seeing the Secret as stored (the write carries the
+// resourceVersion read, so what check saw is what is replaced).
+func (k *Kube) putOwnedSecret(ctx context.Context, owner client.Object, name string, data map[string][]byte, claim *TokenClaim, check func(*corev1.Secret) error) error {
 	var s corev1.Secret
 	err := k.direct.Get(ctx, types.NamespacedName{Namespace: owner.GetNamespace(), Name: name}, &s)
 	create := apierrors.IsNotFound(err)
@@ -306,6 +403,11 @@ func (k *Kube) putOwnedSecret(ctx context.Context, owner client.Object, name str
 		return fmt.Errorf("reading Secret %q: %w", name, err)
 	case s.Labels[tokens.ManagedLabel] != tokens.ManagedLabelValue || !ownedBy(&s, owner):
 		return fmt.Errorf("writing Secret %q: %w", name, ErrForeignSecret)
+	}
+	if check != nil {
+		if err := check(&s); err != nil {
+			return err
+		}
 	}
 	if claim != nil {
 		used, err := claim.record(s.Annotations[UsedTokensAnnotation])

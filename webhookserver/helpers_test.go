@@ -2,6 +2,7 @@ package webhookserver_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -12,6 +13,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,11 +49,16 @@ func TestMain(m *testing.M) {
 // shared is one started Kube (cache + tenant index) for the whole package,
 // and a direct client to set up objects; each test uses its own namespace.
 var shared struct {
-	once   sync.Once
-	kube   *webhookserver.Kube
-	client client.Client
-	err    error
+	once     sync.Once
+	kube     *webhookserver.Kube
+	client   client.Client
+	stateKey []byte
+	err      error
 }
+
+// operatorNamespace holds the OAuth state key and KommoApp secrets, as the
+// operator's namespace does in a cluster.
+const operatorNamespace = "wh-operator"
 
 func cluster(t testing.TB) (*webhookserver.Kube, client.Client) {
 	t.Helper()
@@ -65,7 +72,16 @@ func cluster(t testing.TB) (*webhookserver.Kube, client.Client) {
 			shared.err = err
 			return
 		}
-		if shared.kube, err = webhookserver.NewKube(kube.Config, webhookserver.KubeOptions{}); err != nil {
+		ctx := context.Background()
+		if err = shared.client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: operatorNamespace}}); err != nil {
+			shared.err = err
+			return
+		}
+		if shared.stateKey, err = tokens.EnsureStateKey(ctx, shared.client, shared.client, operatorNamespace); err != nil {
+			shared.err = err
+			return
+		}
+		if shared.kube, err = webhookserver.NewKube(kube.Config, webhookserver.KubeOptions{OperatorNamespace: operatorNamespace}); err != nil {
 			shared.err = err
 			return
 		}
@@ -98,6 +114,11 @@ type tenantOpts struct {
 	allowWidgetKey bool
 	accountID      int64
 	suspended      bool // the binding's spec.suspend
+	// clientID and clientSecret, if set, replace the random ones (tenants
+	// sharing one Kommo integration's namespaced secret).
+	clientID, clientSecret string
+	// app, if set, is the KommoApp the integration references instead.
+	app *syncv1.KommoApp
 }
 
 // tenantFixture is one tenant as the reconcilers would leave it: a
@@ -151,6 +172,8 @@ func newTenant(t testing.TB, o tenantOpts) *tenantFixture {
 	t.Cleanup(func() {
 		_ = c.Delete(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: f.Namespace}})
 	})
+	f.ClientID = cmp.Or(o.clientID, f.ClientID)
+	f.ClientSecret = cmp.Or(o.clientSecret, f.ClientSecret)
 	must(t, c.Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: f.Namespace, Name: "kommo-client"},
 		Data:       map[string][]byte{"client-secret": []byte(f.ClientSecret)},
@@ -162,6 +185,11 @@ func newTenant(t testing.TB, o tenantOpts) *tenantFixture {
 			ClientSecretRef: &syncv1.SecretKeySelector{Name: "kommo-client", Key: "client-secret"},
 			OAuthCallback:   &syncv1.OAuthCallbackSource{},
 		},
+	}
+	if o.app != nil {
+		ki.Spec.AppRef = &syncv1.AppReference{Name: o.app.Name}
+		ki.Spec.ClientID, ki.Spec.ClientSecretRef, ki.Spec.RedirectURI = "", nil, ""
+		f.ClientID, f.RedirectURI = o.app.Spec.ClientID, o.app.Spec.RedirectURI
 	}
 	must(t, c.Create(ctx, ki))
 	ki.Status.AccountID = f.AccountID
@@ -192,7 +220,9 @@ func newTenant(t testing.TB, o tenantOpts) *tenantFixture {
 	})
 	waitFor(t, "the integration in the cache", func() bool {
 		kis, err := k.IntegrationsByClientID(ctx, f.ClientID)
-		return err == nil && len(kis) == 1 && kis[0].Status.AccountID == f.AccountID
+		return err == nil && slices.ContainsFunc(kis, func(ki syncv1.KommoIntegration) bool {
+			return ki.UID == f.Integration.UID && ki.Status.AccountID == f.AccountID
+		})
 	})
 	return f
 }
@@ -472,12 +502,28 @@ func getSecret(t testing.TB, ns, name string) (*corev1.Secret, bool) {
 	return &s, true
 }
 
-// callbackQuery is Kommo's redirect after a granted authorization.
-func (f *tenantFixture) callbackQuery(code string) url.Values {
+// callbackQuery is Kommo's redirect after a granted authorization, with a
+// fresh state as the reconciler publishes it.
+func (f *tenantFixture) callbackQuery(t testing.TB, code string) url.Values {
+	t.Helper()
+	return f.callbackQueryWith(code, f.state(t, time.Now().Add(30*time.Minute)))
+}
+
+func (f *tenantFixture) callbackQueryWith(code, state string) url.Values {
 	return url.Values{
 		"code":      {code},
-		"state":     {tokens.CallbackState(f.Namespace, f.Integration.Name, f.ClientSecret)},
+		"state":     {state},
 		"referer":   {"acme.kommo.com"},
 		"client_id": {f.ClientID},
 	}
+}
+
+// state is an OAuth state for the tenant's integration signed with the
+// operator's key, expiring at expires.
+func (f *tenantFixture) state(t testing.TB, expires time.Time) string {
+	t.Helper()
+	cluster(t)
+	st, err := tokens.NewCallbackState(shared.stateKey, client.ObjectKeyFromObject(f.Integration), expires)
+	must(t, err)
+	return st
 }

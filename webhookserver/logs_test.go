@@ -61,11 +61,11 @@ func TestNoSecretInLogsOrMetrics(t *testing.T) {
 			return h.request(http.MethodGet, "/widget/status", "", "", tok(f.token()))
 		}, 200},
 		{"oauth code stored", func() response {
-			return h.request(http.MethodGet, "/oauth/callback?"+f.callbackQuery(code).Encode(), "", "", nil)
+			return h.request(http.MethodGet, "/oauth/callback?"+f.callbackQuery(t, code).Encode(), "", "", nil)
 		}, 200},
 		{"oauth wrong state", func() response {
-			q := noWidget.callbackQuery(code)
-			q.Set("state", f.callbackQuery(code).Get("state"))
+			q := noWidget.callbackQuery(t, code)
+			q.Set("state", f.callbackQuery(t, code).Get("state"))
 			return h.request(http.MethodGet, "/oauth/callback?"+q.Encode(), "", "", nil)
 		}, 400},
 	}

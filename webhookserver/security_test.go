@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kommo-unisender/kommo-unisender/internal/fixtures"
 	"github.com/kommo-unisender/kommo-unisender/internal/tokens"
@@ -64,12 +65,16 @@ func TestBadRequestsAreRefusedAndChangeNothing(t *testing.T) {
 			return h.request(http.MethodGet, "/oauth/callback?"+q.Encode(), "", "", nil)
 		}
 	}
-	wrongState := f.callbackQuery("code-1")
-	wrongState.Set("state", tokens.CallbackState(f.Namespace, f.Integration.Name, "not-the-client-secret"))
-	otherIntegrationState := f.callbackQuery("code-2")
-	otherIntegrationState.Set("state", tokens.CallbackState(noWidget.Namespace, noWidget.Integration.Name, f.ClientSecret))
-	noCode := f.callbackQuery("")
-	denied := url.Values{"error": {"access_denied"}, "client_id": {f.ClientID}, "state": {f.callbackQuery("").Get("state")}}
+	wrongState := f.callbackQuery(t, "code-1")
+	otherKey, err := tokens.NewCallbackState([]byte(strings.Repeat("x", 32)), client.ObjectKeyFromObject(f.Integration), now.Add(time.Minute))
+	must(t, err)
+	wrongState.Set("state", otherKey)
+	otherIntegrationState := f.callbackQuery(t, "code-2")
+	// A state's tag vouches only for the integration it names.
+	st := f.callbackQuery(t, "").Get("state")
+	otherIntegrationState.Set("state", noWidget.Namespace+"."+noWidget.Integration.Name+st[strings.IndexByte(st, '.')+len(f.Integration.Name)+1:])
+	noCode := f.callbackQuery(t, "")
+	denied := url.Values{"error": {"access_denied"}, "client_id": {f.ClientID}, "state": {f.callbackQuery(t, "").Get("state")}}
 
 	cases := []badRequest{
 		{name: "webhook: wrong secret", status: 404,
@@ -185,7 +190,7 @@ func TestBadRequestsAreRefusedAndChangeNothing(t *testing.T) {
 	if resp := postWidget(f.token().sign(t))(h); resp.Status != http.StatusOK {
 		t.Errorf("valid widget request: status %d (%s)", resp.Status, resp.Body)
 	}
-	if resp := callback(f.callbackQuery("code-ok"))(h); resp.Status != http.StatusOK {
+	if resp := callback(f.callbackQuery(t, "code-ok"))(h); resp.Status != http.StatusOK {
 		t.Errorf("valid callback: status %d (%s)", resp.Status, resp.Body)
 	}
 	if n := h.jobsInTube(); n != 1 {

@@ -1,6 +1,7 @@
 package webhookserver
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -251,7 +252,7 @@ func (s *Server) widgetCaller(ctx context.Context, w http.ResponseWriter, r *htt
 	var te *tokenError
 	if errors.As(err, &te) {
 		s.log.V(1).Info("widget token refused", "route", route, "reason", te.detail.Error())
-		s.widgetError(w, route, http.StatusUnauthorized, te.msg)
+		s.widgetError(w, route, cmp.Or(te.status, http.StatusUnauthorized), te.msg)
 		return nil, false
 	}
 	s.internalError(w, route, err)
@@ -259,10 +260,16 @@ func (s *Server) widgetCaller(ctx context.Context, w http.ResponseWriter, r *htt
 }
 
 // widgetBindings lists the bindings of every integration the token is
-// valid for, skipping those being deleted.
+// valid for, skipping those being deleted. Only integrations on record for
+// the token's account qualify (verifyWidgetToken selects them so; checked
+// here again because it is what keeps a key out of another account's
+// binding).
 func (s *Server) widgetBindings(ctx context.Context, caller *widgetCaller) ([]syncv1.UnisenderBinding, error) {
 	var out []syncv1.UnisenderBinding
 	for i := range caller.integrations {
+		if caller.integrations[i].Status.AccountID != caller.claims.AccountID {
+			continue
+		}
 		bs, err := s.cluster.BindingsOf(ctx, &caller.integrations[i])
 		if err != nil {
 			return nil, err

@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 
@@ -38,6 +40,7 @@ type widgetCaller struct {
 type tokenError struct {
 	msg    string
 	detail error // for the log; never holds the token or a key
+	status int   // 0: 401
 }
 
 func (e *tokenError) Error() string { return e.msg }
@@ -92,22 +95,54 @@ func (s *Server) verifyWidgetToken(ctx context.Context, raw string) (*widgetCall
 	if len(caller.integrations) == 0 {
 		return nil, classifyTokenError(lastErr)
 	}
+	if err := refuseSharedSecret(candidates, caller); err != nil {
+		return nil, err
+	}
 	if err := s.checkLifetimeAndReplay(&caller.claims); err != nil {
 		return nil, err
 	}
 	return caller, nil
 }
 
+// refuseSharedSecret: when integrations in several namespaces declare the
+// client id with their own copies of the secret (no KommoApp), whoever
+// reads one copy can sign tokens for the others' accounts, so a valid
+// signature does not prove Kommo issued the token. A token verified with
+// a KommoApp's secret, which no tenant reads, is trusted whatever else
+// declares its client id.
+func refuseSharedSecret(candidates []syncv1.KommoIntegration, caller *widgetCaller) error {
+	for i := range caller.integrations {
+		if caller.integrations[i].Spec.AppRef != nil {
+			return nil
+		}
+	}
+	var namespaces []string
+	for i := range candidates {
+		ki := &candidates[i]
+		if ki.Spec.AppRef == nil && ki.DeletionTimestamp.IsZero() && !slices.Contains(namespaces, ki.Namespace) {
+			namespaces = append(namespaces, ki.Namespace)
+		}
+	}
+	if len(namespaces) < 2 {
+		return nil
+	}
+	return &tokenError{status: http.StatusForbidden,
+		msg: "this Kommo integration's client secret is shared by several namespaces, so the operator cannot tell which tenant signed this request; " +
+			"the cluster admin must declare it as a KommoApp (cluster-scoped, its secret in the operator's namespace) and the KommoIntegrations must use spec.appRef",
+		detail: fmt.Errorf("client id %s is declared with namespaced secrets in %d namespaces", truncate(caller.claims.ClientUUID, 64), len(namespaces))}
+}
+
 // checkSignedBy verifies raw against one integration.
 func (s *Server) checkSignedBy(ctx context.Context, raw string, ki *syncv1.KommoIntegration) (*widgetClaims, error) {
-	aud, err := audienceOf(ki.Spec.RedirectURI)
+	oc, err := s.cluster.OAuthClient(ctx, ki)
 	if err != nil {
 		return nil, err
 	}
-	secret, err := s.cluster.ClientSecret(ctx, ki)
+	aud, err := audienceOf(oc.RedirectURI)
 	if err != nil {
 		return nil, err
 	}
+	secret := oc.Secret
 	parser := jwt.NewParser(
 		jwt.WithValidMethods(hs256), jwt.WithAudience(aud), jwt.WithLeeway(s.cfg.TokenLeeway),
 		jwt.WithIssuedAt(), jwt.WithExpirationRequired(), jwt.WithTimeFunc(s.now),
@@ -117,7 +152,7 @@ func (s *Server) checkSignedBy(ctx context.Context, raw string, ki *syncv1.Kommo
 	if err != nil {
 		return nil, err
 	}
-	if claims.ClientUUID != ki.Spec.ClientID || claims.AccountID != ki.Status.AccountID {
+	if claims.ClientUUID != oc.ClientID || claims.AccountID != ki.Status.AccountID {
 		return nil, errors.New("claims changed between parses")
 	}
 	return &claims, nil

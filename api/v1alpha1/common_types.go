@@ -34,6 +34,10 @@ const (
 
 	// ConditionAuthorized (KommoIntegration): a usable Kommo token is stored.
 	ConditionAuthorized = "Authorized"
+	// ConditionSharedClientID (KommoIntegration, abnormal-true): another
+	// namespace's integration has the same clientID and its own copy of
+	// the secret; widget writes are refused (reason SharedClientID).
+	ConditionSharedClientID = "SharedClientID"
 
 	// ConditionKeyValid (UnisenderBinding): the Unisender API key was accepted.
 	ConditionKeyValid = "KeyValid"
@@ -77,6 +81,19 @@ const (
 	// https, nor allowed by the manager's --allowed-kommo-hosts: no request
 	// is sent there (it would carry the client secret and tokens).
 	ReasonBaseURLNotAllowed = "BaseURLNotAllowed"
+	// ReasonAccountChanged: a code or token is for another Kommo account
+	// than status.accountID; the tokens on record were kept.
+	ReasonAccountChanged = "AccountChanged"
+	// ReasonAuthorizationCodeIgnored (an event): a new code arrived while
+	// the stored tokens work; it was not spent and nothing changed.
+	ReasonAuthorizationCodeIgnored = "AuthorizationCodeIgnored"
+	// ReasonSharedClientID: integrations in other namespaces use the same
+	// clientID with their own copy of the client secret, so the webhook
+	// server cannot tell who signed a widget token and refuses widget
+	// writes: declare the app as a KommoApp and use spec.appRef.
+	ReasonSharedClientID = "SharedClientID"
+	// ReasonAppNotFound: spec.appRef names no KommoApp, or its Secret is missing.
+	ReasonAppNotFound = "AppNotFound"
 
 	// UnisenderBinding.
 

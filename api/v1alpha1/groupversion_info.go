@@ -30,6 +30,7 @@ func addKnownTypes(s *runtime.Scheme) error {
 	s.AddKnownTypes(GroupVersion,
 		&KommoIntegration{}, &KommoIntegrationList{},
 		&UnisenderBinding{}, &UnisenderBindingList{},
+		&KommoApp{}, &KommoAppList{},
 	)
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil

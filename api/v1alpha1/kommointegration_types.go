@@ -22,8 +22,10 @@ const (
 //
 // +kubebuilder:validation:XValidation:rule="has(self.subdomain) != has(self.baseURL)",message="exactly one of subdomain or baseURL must be set"
 // +kubebuilder:validation:XValidation:rule="[has(self.authorizationCodeRef), has(self.oauthCallback), has(self.longLivedTokenRef)].filter(x, x).size() == 1",message="exactly one first-token source must be set: authorizationCodeRef, oauthCallback or longLivedTokenRef"
-// +kubebuilder:validation:XValidation:rule="has(self.clientSecretRef) || !(has(self.authorizationCodeRef) || has(self.oauthCallback))",message="clientSecretRef is required with authorizationCodeRef or oauthCallback: the code exchange and every refresh need it",fieldPath=".clientSecretRef",reason="FieldValueRequired"
-// +kubebuilder:validation:XValidation:rule="has(self.redirectURI) || !(has(self.authorizationCodeRef) || has(self.oauthCallback))",message="redirectURI is required with authorizationCodeRef or oauthCallback: Kommo checks it on the code exchange and every refresh",fieldPath=".redirectURI",reason="FieldValueRequired"
+// +kubebuilder:validation:XValidation:rule="has(self.appRef) != has(self.clientID)",message="exactly one of appRef (a shared KommoApp) or clientID (with clientSecretRef and redirectURI) must be set"
+// +kubebuilder:validation:XValidation:rule="!has(self.appRef) || !(has(self.clientSecretRef) || has(self.redirectURI))",message="with appRef the KommoApp holds the client secret and redirect URI: remove clientSecretRef and redirectURI"
+// +kubebuilder:validation:XValidation:rule="has(self.appRef) || has(self.clientSecretRef) || !(has(self.authorizationCodeRef) || has(self.oauthCallback))",message="clientSecretRef is required with authorizationCodeRef or oauthCallback: the code exchange and every refresh need it",fieldPath=".clientSecretRef",reason="FieldValueRequired"
+// +kubebuilder:validation:XValidation:rule="has(self.appRef) || has(self.redirectURI) || !(has(self.authorizationCodeRef) || has(self.oauthCallback))",message="redirectURI is required with authorizationCodeRef or oauthCallback: Kommo checks it on the code exchange and every refresh",fieldPath=".redirectURI",reason="FieldValueRequired"
 type KommoIntegrationSpec struct {
 	// subdomain of the Kommo account: the API is https://<subdomain>.kommo.com.
 	// Set this or baseURL.
@@ -44,8 +46,17 @@ type KommoIntegrationSpec struct {
 	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHostname() != ''",message="baseURL must be an absolute http or https URL"
 	BaseURL string `json:"baseURL,omitempty"`
 
-	// clientID is the integration ID from Kommo's "Keys and scopes".
-	// +required
+	// appRef names a cluster-scoped KommoApp: a public Kommo integration
+	// shared by many tenants, whose client secret tenants cannot read. Set
+	// this or clientID (with clientSecretRef and redirectURI).
+	// +optional
+	AppRef *AppReference `json:"appRef,omitempty"`
+
+	// clientID is the integration ID from Kommo's "Keys and scopes", for an
+	// integration of this tenant's own. Set this or appRef. Several
+	// namespaces sharing one clientID with their own copies of the secret
+	// cannot use the widget: use a KommoApp instead.
+	// +optional
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=256
 	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9._~-]+$`

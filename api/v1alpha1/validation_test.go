@@ -158,8 +158,15 @@ func invalidIntegrations() []invalidCase {
 			"spec.baseURL", "absolute http or https URL"},
 		{"redirectURI relative", integrationWith(func(s *syncv1.KommoIntegrationSpec) { s.RedirectURI = "/oauth/callback" }),
 			"spec.redirectURI", "absolute http or https URL"},
-		{"missing clientID", integrationWith(func(s *syncv1.KommoIntegrationSpec) { s.ClientID = "" }),
-			"spec.clientID", "Required value"},
+		{"neither clientID nor appRef", integrationWith(func(s *syncv1.KommoIntegrationSpec) { s.ClientID = "" }),
+			"spec", "exactly one of appRef"},
+		{"both clientID and appRef", integrationWith(func(s *syncv1.KommoIntegrationSpec) {
+			s.ClientSecretRef, s.RedirectURI = nil, ""
+			s.AppRef = &syncv1.AppReference{Name: "shared"}
+		}), "spec", "exactly one of appRef"},
+		{"appRef with the tenant's own client secret", integrationWith(func(s *syncv1.KommoIntegrationSpec) {
+			s.ClientID, s.AppRef = "", &syncv1.AppReference{Name: "shared"}
+		}), "spec", "with appRef the KommoApp holds the client secret"},
 		{"clientID with spaces", integrationWith(func(s *syncv1.KommoIntegrationSpec) { s.ClientID = "my client" }),
 			"spec.clientID", "should match"},
 		{"no first-token source", integrationWith(func(s *syncv1.KommoIntegrationSpec) { s.AuthorizationCodeRef = nil }),
@@ -347,6 +354,11 @@ func TestValidVariantsAreAccepted(t *testing.T) {
 		"oauth callback": integrationWith(func(s *syncv1.KommoIntegrationSpec) {
 			s.AuthorizationCodeRef, s.OAuthCallback = nil, &syncv1.OAuthCallbackSource{}
 		}),
+		"oauth callback through a shared KommoApp": integrationWith(func(s *syncv1.KommoIntegrationSpec) {
+			s.AuthorizationCodeRef, s.OAuthCallback = nil, &syncv1.OAuthCallbackSource{}
+			s.ClientID, s.ClientSecretRef, s.RedirectURI = "", nil, ""
+			s.AppRef = &syncv1.AppReference{Name: "shared"}
+		}),
 		"long-lived token without client secret or redirect": integrationWith(func(s *syncv1.KommoIntegrationSpec) {
 			s.AuthorizationCodeRef, s.ClientSecretRef, s.RedirectURI = nil, nil, ""
 			s.LongLivedTokenRef = ref("kommo", "token")
@@ -404,6 +416,31 @@ func TestSamplesAreAccepted(t *testing.T) {
 		if kinds[k] == 0 {
 			t.Errorf("samples hold no %s", k)
 		}
+	}
+}
+
+// TestSharedAppSamplesAreAccepted creates the shared-app samples: the
+// cluster-scoped KommoApp, its Secret (in a test namespace standing for
+// the operator's) and a tenant's integration referencing it.
+func TestSharedAppSamplesAreAccepted(t *testing.T) {
+	c, ns := newClient(t)
+	kinds := map[string]int{}
+	for _, f := range []string{"kommoapp.yaml", "kommointegration.yaml"} {
+		for _, u := range readObjects(t, filepath.Join("../../config/samples/shared-app", f)) {
+			if u.GetKind() != "KommoApp" {
+				u.SetNamespace(ns)
+			} else {
+				u.SetName(u.GetName() + "-" + randomSuffix())
+				t.Cleanup(func() { _ = c.Delete(context.Background(), u) })
+			}
+			if err := c.Create(context.Background(), u, strict); err != nil {
+				t.Errorf("%s: %s %s refused: %v", f, u.GetKind(), u.GetName(), err)
+			}
+			kinds[u.GetKind()]++
+		}
+	}
+	if kinds["KommoApp"] != 1 || kinds["KommoIntegration"] != 1 || kinds["Secret"] != 1 {
+		t.Errorf("objects created: %v", kinds)
 	}
 }
 

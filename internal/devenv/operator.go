@@ -38,9 +38,9 @@ func (e *Env) startOperator(ctx context.Context) error {
 	e.process("manager", common, append([]string{"manager",
 		"--kubeconfig", e.Kubeconfig, "--public-base-url", e.publicBaseURL(),
 		"--metrics-bind-address", hostPort(ports[0]), "--health-probe-bind-address", hostPort(ports[1]),
-		"--leader-election-namespace", "default"}, apis...)...)
+		"--leader-election-namespace", "default", "--operator-namespace", "default"}, apis...)...)
 	e.MetricsURLs["manager"] = "http://" + hostPort(ports[0]) + "/metrics"
-	e.process("webhookserver", common, "webhookserver", "--listen", e.WebhookURL[len("http://"):])
+	e.process("webhookserver", common, "webhookserver", "--listen", e.WebhookURL[len("http://"):], "--operator-namespace", "default")
 	ready := []string{"http://" + hostPort(ports[1]) + "/readyz", e.WebhookURL + "/healthz"}
 	e.WorkerNames = workerNames(e.opts.Workers)
 	for i, name := range e.WorkerNames {

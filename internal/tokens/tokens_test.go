@@ -1,6 +1,7 @@
 package tokens
 
 import (
+	"errors"
 	"net/url"
 	"strings"
 	"testing"
@@ -8,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 func TestPairRoundTripsThroughASecret(t *testing.T) {
@@ -66,36 +68,43 @@ func TestParseClaim(t *testing.T) {
 	}
 }
 
+// TestCallbackState: a state names its integration, verifies only with
+// its key, expires, and its tag vouches for nothing else.
 func TestCallbackState(t *testing.T) {
-	state := CallbackState("team-a", "acme.prod", "client-secret-1")
-	key, err := ParseCallbackState(state)
-	if err != nil || key.Namespace != "team-a" || key.Name != "acme.prod" {
-		t.Fatalf("ParseCallbackState(%q) = %v, %v", state, key, err)
+	key1, key2 := []byte(strings.Repeat("k", 32)), []byte(strings.Repeat("j", 32))
+	now := time.Unix(1_800_000_000, 0)
+	who := types.NamespacedName{Namespace: "team-a", Name: "acme.prod"}
+	state, err := NewCallbackState(key1, who, now.Add(30*time.Minute))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if strings.Contains(state, "client-secret-1") {
-		t.Fatal("state contains the client secret")
+	st, err := VerifyCallbackState(key1, state, now)
+	if err != nil || st.Integration != who || !st.Expires.Equal(now.Add(30*time.Minute)) || st.Nonce == "" {
+		t.Fatalf("VerifyCallbackState(%q) = %+v, %v", state, st, err)
 	}
-	if !VerifyCallbackState(state, "client-secret-1") {
-		t.Fatal("own state refused")
+	if _, err := VerifyCallbackState(key2, state, now); !errors.Is(err, ErrBadState) {
+		t.Fatalf("verified with another key: %v", err)
 	}
-	if VerifyCallbackState(state, "client-secret-2") {
-		t.Fatal("state verified with another client secret")
+	if _, err := VerifyCallbackState(key1, state, now.Add(30*time.Minute)); !errors.Is(err, ErrStateExpired) {
+		t.Fatalf("at its expiry: %v", err)
 	}
-	other := CallbackState("team-a", "acme", "client-secret-1")
-	if other == state {
-		t.Fatal("two integrations share a state")
+	again, _ := NewCallbackState(key1, who, now.Add(30*time.Minute))
+	if again == state {
+		t.Fatal("two states are equal: no nonce")
 	}
-	// The tag of one integration does not vouch for another name.
-	forged := "team-a.evil." + state[strings.LastIndexByte(state, '.')+1:]
-	if VerifyCallbackState(forged, "client-secret-1") {
-		t.Fatal("forged state verified")
+	// The tag of one state vouches for no other name or expiry.
+	i := strings.IndexByte(state, '.')
+	for _, forged := range []string{
+		"team-a.evil" + state[i+len(".acme.prod"):],
+		strings.Replace(state, ".acme.prod.", ".acme.prod.zz", 1),
+	} {
+		if _, err := VerifyCallbackState(key1, forged, now); !errors.Is(err, ErrBadState) {
+			t.Errorf("forged %q verified: %v", forged, err)
+		}
 	}
-	for _, bad := range []string{"", "nodots", "ns.name", ".name." + strings.Repeat("a", stateTagLen), "ns.." + strings.Repeat("a", stateTagLen), "ns.name.short"} {
+	for _, bad := range []string{"", "nodots", "ns.name", ".name.1.aaaaaaaaaaaaaaaa." + strings.Repeat("a", stateTagLen), "ns.name.short"} {
 		if _, err := ParseCallbackState(bad); err == nil {
 			t.Errorf("ParseCallbackState(%q) accepted", bad)
-		}
-		if VerifyCallbackState(bad, "client-secret-1") {
-			t.Errorf("VerifyCallbackState(%q) accepted", bad)
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -64,8 +65,13 @@ type Options struct {
 	// Secrets workers read in each namespace with bindings (empty: no
 	// grant).
 	WorkerServiceAccount types.NamespacedName
-	Kubeconfig           string
-	Zap                  zap.Options
+	// OperatorNamespace holds the operator's own Secrets: the OAuth state
+	// key and the KommoApps' client secrets.
+	OperatorNamespace string
+	// OAuthStateTTL is how long a published OAuth state is accepted.
+	OAuthStateTTL time.Duration
+	Kubeconfig    string
+	Zap           zap.Options
 }
 
 // ParseFlags reads the flags of the subcommand. MYSQL_DSN is the default of
@@ -87,6 +93,8 @@ func ParseFlags(args []string) (Options, error) {
 	fs.Var((*namespaces.List)(&o.Namespaces), "namespaces", namespaces.FlagUsage)
 	workerSA := fs.String("worker-service-account", "",
 		"namespace/name of the workers' ServiceAccount: the manager grants it get on exactly the Secrets workers read, by name, in a Role per namespace with bindings (empty: no grant)")
+	fs.StringVar(&o.OperatorNamespace, "operator-namespace", kubeconfig.PodNamespace(), "namespace of the operator's own Secrets: the OAuth state key and the KommoApps' client secrets (default: $POD_NAMESPACE, else the pod's namespace)")
+	fs.DurationVar(&o.OAuthStateTTL, "oauth-state-ttl", controllers.DefaultStateTTL, "how long the state in a KommoIntegration's status.authorizationURL is accepted; the URL is renewed before")
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster config, or $KUBECONFIG)")
 	o.Zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -240,9 +248,14 @@ func setupReconcilers(ctx context.Context, mgr ctrl.Manager, o Options, st *stor
 	}
 	// Both reconcilers take their Kommo requests from the integrations'
 	// budgets in the store, which the workers share (internal/budget).
-	ki := &controllers.KommoIntegrationReconciler{SecretMetadata: secrets, Store: st, KommoHosts: o.KommoHosts}
+	ki := &controllers.KommoIntegrationReconciler{SecretMetadata: secrets, Store: st, KommoHosts: o.KommoHosts,
+		OperatorNamespace: o.OperatorNamespace, StateTTL: o.OAuthStateTTL}
 	if err := ki.SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("setting up the KommoIntegration reconciler: %w", err)
+	}
+	apps := &controllers.KommoAppReconciler{OperatorNamespace: o.OperatorNamespace}
+	if err := apps.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the KommoApp reconciler: %w", err)
 	}
 	if st == nil {
 		return errors.New("the UnisenderBinding reconciler needs the MySQL store: set --mysql-dsn or MYSQL_DSN")

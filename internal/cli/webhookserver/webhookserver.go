@@ -31,9 +31,12 @@ type Options struct {
 	// INSERTED at once.
 	BeanstalkdConns int
 	Namespaces      []string
-	Kubeconfig      string
-	Server          webhookserver.Config
-	Zap             zap.Options
+	// OperatorNamespace holds the OAuth state key and the KommoApps'
+	// client secrets.
+	OperatorNamespace string
+	Kubeconfig        string
+	Server            webhookserver.Config
+	Zap               zap.Options
 }
 
 // ParseFlags reads the flags. BEANSTALKD_ADDR is the default of
@@ -52,6 +55,7 @@ func ParseFlags(args []string) (Options, error) {
 	origins := fs.String("allowed-origins", strings.Join(def.AllowedOrigins, ","), "comma-separated browser origins allowed to call the widget routes (https://*.domain for any subdomain)")
 	fs.DurationVar(&o.Server.TokenLeeway, "token-leeway", def.TokenLeeway, "clock skew tolerated on widget tokens")
 	fs.Var((*namespaces.List)(&o.Namespaces), "namespaces", namespaces.FlagUsage)
+	fs.StringVar(&o.OperatorNamespace, "operator-namespace", kubeconfig.PodNamespace(), "namespace of the OAuth state key and the KommoApps' client secrets (default: $POD_NAMESPACE, else the pod's namespace)")
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster config, or $KUBECONFIG)")
 	o.Zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -99,7 +103,7 @@ func Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	kube, err := webhookserver.NewKube(cfg, webhookserver.KubeOptions{Namespaces: o.Namespaces})
+	kube, err := webhookserver.NewKube(cfg, webhookserver.KubeOptions{Namespaces: o.Namespaces, OperatorNamespace: o.OperatorNamespace})
 	if err != nil {
 		return err
 	}

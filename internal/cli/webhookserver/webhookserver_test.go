@@ -112,7 +112,7 @@ func TestRunServesAsTheWebhookServerRole(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- Run(runCtx, []string{"--kubeconfig", kubeconfig, "--listen", "127.0.0.1:" + strconv.Itoa(port),
-			"--beanstalkd-addr", testenv.BeanstalkdAddr(t), "--tube", tube, "--namespaces", ns})
+			"--beanstalkd-addr", testenv.BeanstalkdAddr(t), "--tube", tube, "--namespaces", ns, "--operator-namespace", ns})
 	}()
 	stopped := false
 	defer func() {
@@ -159,7 +159,10 @@ func TestRunServesAsTheWebhookServerRole(t *testing.T) {
 		t.Errorf("widget key %q", key.Data["apiKey"])
 	}
 
-	state := tokens.CallbackState(ns, "kommo", clientSecret)
+	stateKey, err := tokens.EnsureStateKey(ctx, c, c, ns)
+	must(t, err)
+	state, err := tokens.NewCallbackState(stateKey, types.NamespacedName{Namespace: ns, Name: "kommo"}, time.Now().Add(time.Minute))
+	must(t, err)
 	if code := send(t, http.MethodGet, base+"/oauth/callback?code=c0de&client_id="+clientID+"&state="+state, "", "", nil); code != http.StatusOK {
 		t.Errorf("oauth callback: status %d", code)
 	}
