@@ -35,6 +35,9 @@ type hostile struct {
 	// send makes the request and returns the answer's status.
 	send func(t *testing.T, h *hostileRig) int
 	want int
+	// setup, if set, runs before the fingerprint: what a legitimate user
+	// did first (a state's first use before its replay).
+	setup func(t *testing.T, h *hostileRig)
 	// queues: the request is well-formed and names contacts, so it is
 	// answered 2xx and queued; the worker reads Kommo and must change
 	// nothing. Otherwise nothing may even reach beanstalkd.
@@ -52,6 +55,9 @@ func TestHostileRequests(t *testing.T) {
 	h := newHostileRig(t, ctx)
 	var rows []string
 	for _, tc := range hostileRequests() {
+		if tc.setup != nil {
+			tc.setup(t, h)
+		}
 		before := h.fingerprint(t)
 		q := h.s.queueStats(t)
 		got := tc.send(t, h)
@@ -201,9 +207,11 @@ func hostileWidgetCalls() []hostile {
 			}
 			return h.do(t, http.MethodGet, h.s.env.WebhookURL+"/widget/status", nil, http.Header{"X-Auth-Token": {tok}})
 		}},
-		{name: "widget: tenant 'evil' signs for the demo account with its copy of the shared client secret", want: 403, send: func(t *testing.T, h *hostileRig) int {
-			return h.widgetPost(t, h.widgetToken(t, []byte(devenv.SandboxClientSecret), nil))
-		}},
+		{name: "widget: tenant 'evil' signs for the demo account with its copy of the shared client secret", want: 403,
+			setup: func(t *testing.T, h *hostileRig) { h.createEvilTenant(t) },
+			send: func(t *testing.T, h *hostileRig) int {
+				return h.widgetPost(t, h.widgetToken(t, []byte(devenv.SandboxClientSecret), nil))
+			}},
 		{name: "widget: CORS preflight from another origin", want: 403, send: func(t *testing.T, h *hostileRig) int {
 			return h.do(t, http.MethodOptions, h.s.env.WebhookURL+"/widget", nil, http.Header{
 				"Origin": {"https://evil.example"}, "Access-Control-Request-Method": {"POST"},
@@ -229,13 +237,47 @@ func hostileOAuthCallbacks() []hostile {
 			return callback(t, h, url.Values{"code": {"c0de"}, "state": {"demo.acme-callback.AAAAAAAAAAAAAAAAAAAAAA"}})
 		}},
 		{name: "oauth: state signed with the tenant-readable client secret", want: 400, send: func(t *testing.T, h *hostileRig) int {
-			state := tokens.CallbackState(devenv.SampleNamespace, callbackIntegration, devenv.SandboxClientSecret)
+			state, err := tokens.NewCallbackState([]byte(devenv.SandboxClientSecret), callbackKey, time.Now().Add(10*time.Minute))
+			must(t, err)
 			return callback(t, h, url.Values{"code": {"c0de"}, "state": {state}})
 		}},
-		{name: "oauth: state for an integration that takes no callback", want: 400, send: func(t *testing.T, h *hostileRig) int {
-			state := tokens.CallbackState(devenv.SampleNamespace, devenv.SampleIntegration, devenv.SandboxClientSecret)
+		{name: "oauth: the published state re-aimed at another integration", want: 400, send: func(t *testing.T, h *hostileRig) int {
+			state := strings.Replace(h.callbackState(t), "."+callbackIntegration+".", "."+devenv.SampleIntegration+".", 1)
 			return callback(t, h, url.Values{"code": {"c0de"}, "state": {state}})
 		}},
+		{name: "oauth: a state signed with the operator's key, expired a minute ago", want: 400, send: func(t *testing.T, h *hostileRig) int {
+			state, err := tokens.NewCallbackState(h.stateKey(t), callbackKey, time.Now().Add(-time.Minute))
+			must(t, err)
+			return callback(t, h, url.Values{"code": {"c0de"}, "state": {state}})
+		}},
+		{name: "oauth: a state signed with the operator's key for an integration that takes no callback", want: 400, send: func(t *testing.T, h *hostileRig) int {
+			state, err := tokens.NewCallbackState(h.stateKey(t), client.ObjectKey{Namespace: devenv.SampleNamespace, Name: devenv.SampleIntegration}, time.Now().Add(10*time.Minute))
+			must(t, err)
+			return callback(t, h, url.Values{"code": {"c0de"}, "state": {state}})
+		}},
+		// The integration it authorized is Ready, so the replay is refused
+		// before its used state is even looked at (webhookserver's
+		// TestCrossTenantOAuthStateForgedReplayedExpired covers the state).
+		{name: "oauth: the published state replayed after the authorization it carried", want: 409,
+			setup: func(t *testing.T, h *hostileRig) {
+				state := h.callbackState(t)
+				var code struct{ Code string }
+				h.s.send(t, http.MethodPost, h.s.kommoAdmin("/codes"), map[string]string{"client_id": devenv.SandboxClientID}, &code)
+				if got := callback(t, h, url.Values{"code": {code.Code}, "state": {state}}); got != 200 {
+					t.Fatalf("the first use of the published state got HTTP %d, want 200", got)
+				}
+				h.usedState = state
+				// Once the reconciler has spent the code the integration is
+				// authorized; a replay must not replace its tokens.
+				devtest.WaitUntil(t, "the first code to be spent", 30*time.Second, func() (bool, string) {
+					var code corev1.Secret
+					must(t, h.s.env.Client.Get(h.ctx, client.ObjectKey{Namespace: devenv.SampleNamespace, Name: tokens.OAuthCodeSecretName(callbackIntegration)}, &code))
+					return len(code.Data[tokens.OAuthCodeKey]) == 0, fmt.Sprintf("the code Secret holds %d bytes", len(code.Data[tokens.OAuthCodeKey]))
+				})
+			},
+			send: func(t *testing.T, h *hostileRig) int {
+				return callback(t, h, url.Values{"code": {"replayed-code"}, "state": {h.usedState}})
+			}},
 		{name: "oauth: code of 5,000 characters", want: 400, send: func(t *testing.T, h *hostileRig) int {
 			return callback(t, h, url.Values{"code": {strings.Repeat("c", 5000)}, "state": {h.callbackState(t)}})
 		}},
@@ -250,6 +292,8 @@ func hostileOAuthCallbacks() []hostile {
 // state would hand a code to.
 const callbackIntegration = "acme-callback"
 
+var callbackKey = client.ObjectKey{Namespace: devenv.SampleNamespace, Name: callbackIntegration}
+
 // hostileRig is the running system seen by the attackers: the sample
 // tenant (demo, taking widget keys), a second integration of it waiting
 // for the OAuth callback, and a tenant "evil" whose integration holds a
@@ -259,7 +303,10 @@ type hostileRig struct {
 	ctx     context.Context
 	contact adminContact // a real person of the account, in the list
 	aud     string       // the widget tokens' audience
-	http    *http.Client
+	sample  *syncv1.KommoIntegration
+	// usedState is a published OAuth state after its legitimate use.
+	usedState string
+	http      *http.Client
 }
 
 func newHostileRig(t *testing.T, ctx context.Context) *hostileRig {
@@ -275,15 +322,16 @@ func newHostileRig(t *testing.T, ctx context.Context) *hostileRig {
 	must(t, s.env.Client.Get(ctx, client.ObjectKey{Namespace: devenv.SampleNamespace, Name: devenv.SampleBinding}, &b))
 	b.Spec.AllowWidgetKey = true
 	must(t, s.env.Client.Update(ctx, &b))
-	h.createCallbackIntegration(t, &ki)
-	h.createEvilTenant(t, &ki)
+	h.sample = &ki
+	h.createCallbackIntegration(t)
 	return h
 }
 
 // createCallbackIntegration adds the demo tenant's second integration,
 // which waits for a code at /oauth/callback.
-func (h *hostileRig) createCallbackIntegration(t *testing.T, sample *syncv1.KommoIntegration) {
+func (h *hostileRig) createCallbackIntegration(t *testing.T) {
 	t.Helper()
+	sample := h.sample
 	must(t, h.s.env.Client.Create(h.ctx, &syncv1.KommoIntegration{
 		ObjectMeta: metav1.ObjectMeta{Name: callbackIntegration, Namespace: devenv.SampleNamespace},
 		Spec: syncv1.KommoIntegrationSpec{
@@ -297,9 +345,12 @@ func (h *hostileRig) createCallbackIntegration(t *testing.T, sample *syncv1.Komm
 // createEvilTenant adds the tenant "evil": its own namespace, its own copy
 // of the public integration's client secret, and an integration of that
 // client id (it need not be authorized: the copy of the secret is all it
-// uses).
-func (h *hostileRig) createEvilTenant(t *testing.T, sample *syncv1.KommoIntegration) {
+// uses). It comes last among the widget requests: once a client id is
+// declared with secrets in two namespaces, every widget write for it is
+// refused.
+func (h *hostileRig) createEvilTenant(t *testing.T) {
 	t.Helper()
+	sample := h.sample
 	for _, o := range []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "evil"}},
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "kommo-oauth", Namespace: "evil"},
@@ -331,6 +382,15 @@ func (h *hostileRig) callbackState(t *testing.T) string {
 		return state != "", "no state in " + ki.Status.AuthorizationURL
 	})
 	return state
+}
+
+// stateKey is the operator's OAuth state key (in the operator's namespace,
+// "default" in dev): what only an old published state could carry.
+func (h *hostileRig) stateKey(t *testing.T) []byte {
+	t.Helper()
+	var s corev1.Secret
+	must(t, h.s.env.Client.Get(h.ctx, client.ObjectKey{Namespace: "default", Name: tokens.StateKeySecretName}, &s))
+	return s.Data[tokens.StateKeyKey]
 }
 
 // --- requests ---
