@@ -55,11 +55,12 @@ func TestHelmTemplate(t *testing.T) {
 				"Ingress/$-webhook", "ServiceMonitor/$", "HorizontalPodAutoscaler/$-worker",
 				"NetworkPolicy/$-manager", "NetworkPolicy/$-worker", "NetworkPolicy/$-mysql", "NetworkPolicy/$-beanstalkd",
 				"Role/$-manager", "RoleBinding/$-manager", "Role/$-worker", "Role/$-webhookserver",
+				"ClusterRole/$-manager-cluster", "Role/$-operator-secrets",
 				"KommoIntegration/acme", "UnisenderBinding/acme", "UnisenderBinding/acme-vip",
 				"StatefulSet/$-mysql",
 			},
 			absent: []string{"ClusterRole/$-manager", "ClusterRoleBinding/$-manager", "ClusterRole/$-worker",
-				"ClusterRole/$-webhookserver", "ClusterRole/$-manager-cluster", "Secret/$-mysql"},
+				"ClusterRole/$-webhookserver", "ClusterRole/$-worker-cluster", "Secret/$-mysql"},
 		},
 	}
 	for _, values := range ciValues {

@@ -2,10 +2,7 @@ package packaging
 
 import (
 	"context"
-	"encoding/json"
-	"os"
-	"os/exec"
-	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -101,6 +98,12 @@ func TestChartRBACWatchNamespaces(t *testing.T) {
 		access{manager, "list", "", "secrets", "", false}, // not cluster-wide
 		access{manager, "get", sync, "unisenderbindings", "default", false},
 		access{manager, "update", "coordination.k8s.io", "leases", "kommo-unisender-full", true},
+		// The operator's own Secrets (OAuth state key, KommoApp client
+		// secrets) live in the release namespace: read and written by name.
+		access{manager, "get", "", "secrets", "kommo-unisender-full", true},
+		access{manager, "create", "", "secrets", "kommo-unisender-full", true},
+		access{manager, "list", "", "secrets", "kommo-unisender-full", false},
+		access{manager, "get", sync, "kommoapps", "", true},
 		access{worker, "get", "", "secrets", "default", false},
 		access{worker, "get", "", "secrets", "kommo-unisender-full", false}, // not even the release's own
 		access{worker, "list", "", "secrets", "", false},
@@ -112,7 +115,7 @@ func TestChartRBACWatchNamespaces(t *testing.T) {
 // The namespaced rendering binds nothing cluster-wide to the operator's
 // ServiceAccounts, and gives each program a Role and RoleBinding in every
 // listed namespace; the only cluster-scoped grants left are the ones on
-// the operator's cluster-scoped kinds (none today).
+// the operator's cluster-scoped kinds (the "-cluster" ClusterRoles).
 func TestChartRBACNamespacedRendering(t *testing.T) {
 	objs := decodeManifests(t, renderCI(t, "full"))
 	const prefix = "full-kommo-unisender-"
@@ -122,6 +125,9 @@ func TestChartRBACNamespacedRendering(t *testing.T) {
 		case "Role", "RoleBinding":
 			roles[o.GetKind()+"/"+o.GetNamespace()+"/"+o.GetName()] = true
 		case "ClusterRoleBinding":
+			if strings.HasSuffix(o.GetName(), "-cluster") {
+				continue // cluster-scoped kinds only: TestChartRBACClusterScopedKindsInNamespacedMode
+			}
 			subjects, _, _ := unstructured.NestedSlice(o.Object, "subjects")
 			for _, s := range subjects {
 				if name, _ := s.(map[string]any)["name"].(string); strings.HasPrefix(name, prefix) {
@@ -141,46 +147,45 @@ func TestChartRBACNamespacedRendering(t *testing.T) {
 	}
 }
 
-// A rule on a cluster-scoped kind of the operator cannot live in a Role: in
-// namespaced mode it goes to a "-cluster" ClusterRole of its own (with only
-// that rule), bound to the program's ServiceAccount.
+// A rule on a cluster-scoped kind of the operator (KommoApp) cannot live in
+// a Role: in namespaced mode it goes to a "-cluster" ClusterRole of its own
+// (with only such rules), bound to the program's ServiceAccount.
 func TestChartRBACClusterScopedKindsInNamespacedMode(t *testing.T) {
-	chart := filepath.Join(t.TempDir(), "chart")
-	if out, err := exec.Command("cp", "-r", chartDir, chart).CombinedOutput(); err != nil {
-		t.Fatalf("copying the chart: %v\n%s", err, out)
-	}
-	rules := filepath.Join(chart, "files", "rbac", "manager.yaml")
-	f, err := os.OpenFile(rules, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = f.WriteString("- apiGroups: [sync.kommo-unisender.io]\n  resources: [kommoapps, kommointegrations]\n  verbs: [get, list, watch]\n")
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := runHelm("template", "x", chart, "--namespace", "ops", "--kube-version", "1.37.0", "--set", "watchNamespaces={a}")
+	out, err := runHelm("template", "x", chartDir, "--namespace", "ops", "--kube-version", "1.37.0", "--set", "watchNamespaces={a}")
 	if err != nil {
 		t.Fatal(err)
 	}
 	idx := byKind(decodeManifests(t, []byte(out)))
-	cr := idx["ClusterRole"]["x-kommo-unisender-manager-cluster"]
-	if cr == nil || idx["ClusterRoleBinding"]["x-kommo-unisender-manager-cluster"] == nil {
-		t.Fatal("no ClusterRole and binding for the rule on the cluster-scoped kommoapps")
-	}
-	got, _ := json.Marshal(cr.Object["rules"])
-	if want := `[{"apiGroups":["sync.kommo-unisender.io"],"resources":["kommoapps"],"verbs":["get","list","watch"]}]`; string(got) != want {
-		t.Errorf("cluster rules = %s, want %s", got, want)
-	}
-	role, _ := json.Marshal(idx["Role"]["x-kommo-unisender-manager"].Object["rules"])
-	if strings.Contains(string(role), "kommoapps") || !strings.Contains(string(role), "kommointegrations") {
-		t.Errorf("Role rules %s: want kommointegrations kept, kommoapps moved out", role)
+	for _, program := range []string{"manager", "webhookserver"} {
+		name := "x-kommo-unisender-" + program
+		cr := idx["ClusterRole"][name+"-cluster"]
+		if cr == nil || idx["ClusterRoleBinding"][name+"-cluster"] == nil {
+			t.Fatalf("no ClusterRole and binding %s-cluster for the rules on the cluster-scoped kommoapps", name)
+		}
+		if res := ruleResources(cr); len(res) == 0 || slices.ContainsFunc(res, func(r string) bool { return !strings.HasPrefix(r, "kommoapps") }) {
+			t.Errorf("%s-cluster grants %v, want kommoapps only", name, res)
+		}
+		if res := ruleResources(idx["Role"][name]); slices.ContainsFunc(res, func(r string) bool { return strings.HasPrefix(r, "kommoapps") }) || !slices.Contains(res, "kommointegrations") {
+			t.Errorf("Role %s grants %v: want kommointegrations kept, kommoapps moved out", name, res)
+		}
 	}
 	if idx["ClusterRole"]["x-kommo-unisender-worker-cluster"] != nil {
 		t.Error("a -cluster ClusterRole is rendered for the worker, which has no cluster-scoped rule")
 	}
+}
+
+// ruleResources lists the resources every rule of a Role or ClusterRole names.
+func ruleResources(role *unstructured.Unstructured) []string {
+	if role == nil {
+		return nil
+	}
+	var out []string
+	rules, _, _ := unstructured.NestedSlice(role.Object, "rules")
+	for _, r := range rules {
+		res, _, _ := unstructured.NestedStringSlice(r.(map[string]any), "resources")
+		out = append(out, res...)
+	}
+	return out
 }
 
 // Impersonating the chart's ServiceAccounts: reading a Secret outside the
