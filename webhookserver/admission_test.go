@@ -228,3 +228,39 @@ func (q *blockingQueue) Put(ctx context.Context, tube string, body []byte, pri u
 	}
 	return q.Queue.Put(ctx, tube, body, pri, delay, ttr)
 }
+
+// TestJobsStayWithinMaxJobSize: with a beanstalkd that takes smaller jobs
+// than 250 contacts make, a webhook's contacts are spread over more jobs,
+// each within the size, none lost; a size below one contact's job is
+// refused at start.
+func TestJobsStayWithinMaxJobSize(t *testing.T) {
+	f := newTenant(t, tenantOpts{})
+	const maxJob = 2000
+	h := newHarness(t, harnessOpts{config: func(c *webhookserver.Config) { c.MaxJobBytes = maxJob }})
+	many, ids := manyContactsBody(f.AccountID, 7_000_000_000, kommo.MaxWebhookContacts)
+	if resp := h.postForm(f.WebhookPath(), many); resp.Status != http.StatusOK {
+		t.Fatalf("2,000 contacts: status %d (%s)", resp.Status, resp.Body)
+	}
+	var named []int64
+	bodies := h.reserveAllBodies()
+	for _, body := range bodies {
+		if len(body) > maxJob {
+			t.Errorf("a job of %d bytes, max-job-size %d", len(body), maxJob)
+		}
+		env, err := queue.Decode(body)
+		must(t, err)
+		for _, c := range contactsOf(t, env) {
+			named = append(named, c.ID)
+		}
+	}
+	slices.Sort(named)
+	if !slices.Equal(named, ids) {
+		t.Fatalf("%d jobs name %d contacts, want the %d once each", len(bodies), len(named), len(ids))
+	}
+	cfg := webhookserver.DefaultConfig()
+	cfg.MaxJobBytes = queue.SmallestContactsJobBound - 1
+	_, err := webhookserver.New(cfg, webhookserver.Deps{})
+	if err == nil || !strings.Contains(err.Error(), "max-job-size") {
+		t.Fatalf("New with a max-job-size below one contact's job: %v, want an error naming it", err)
+	}
+}

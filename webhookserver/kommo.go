@@ -145,8 +145,9 @@ func (s *Server) readPayload(w http.ResponseWriter, r *http.Request) (p *kommo.W
 	return payload, 0, "", ""
 }
 
-// enqueue puts one job per queue.MaxContactsPerJob contacts and returns once
-// beanstalkd answered INSERTED for every one. A failure after some were put
+// enqueue puts one job per queue.MaxContactsPerJob contacts (more if such a
+// job would exceed beanstalkd's max-job-size) and returns once beanstalkd
+// answered INSERTED for every one. A failure after some were put
 // leaves those in the queue: Kommo retries the delivery, and reading a
 // contact twice changes nothing.
 func (s *Server) enqueue(ctx context.Context, info TenantInfo, accountID int64, refs []queue.ContactRef) error {
@@ -156,12 +157,15 @@ func (s *Server) enqueue(ctx context.Context, info TenantInfo, accountID int64, 
 	jobs := (len(refs) + queue.MaxContactsPerJob - 1) / queue.MaxContactsPerJob
 	pri := s.admit.priority(info.ID, receivedAt)
 	s.admit.charge(info.ID, jobs, receivedAt)
+	encode := func(chunk []queue.ContactRef) ([]byte, error) {
+		return queue.AppendContactsJob(buf.AvailableBuffer(), info.ID, accountID, receivedAt, chunk)
+	}
+	put := func(body []byte) error {
+		_, err := s.queue.Put(ctx, s.cfg.Tube, body, pri, 0, s.cfg.JobTTR)
+		return err
+	}
 	for chunk := range slices.Chunk(refs, queue.MaxContactsPerJob) {
-		body, err := queue.AppendContactsJob(buf.AvailableBuffer(), info.ID, accountID, receivedAt, chunk)
-		if err != nil {
-			return err
-		}
-		if _, err := s.queue.Put(ctx, s.cfg.Tube, body, pri, 0, s.cfg.JobTTR); err != nil {
+		if err := queue.PutWithin(chunk, s.cfg.MaxJobBytes, encode, put); err != nil {
 			return err
 		}
 	}

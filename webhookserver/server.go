@@ -9,6 +9,7 @@ package webhookserver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log"
 	"net"
 	"net/http"
@@ -18,6 +19,8 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/kommo-unisender/kommo-unisender/internal/queue"
 )
 
 // Queue is the part of the beanstalkd producer (internal/queue) the server
@@ -71,6 +74,9 @@ type Config struct {
 	// MaxInFlight bounds all webhooks being read and queued at once (503
 	// above it): with MaxBodyBytes, it bounds the memory bodies hold.
 	MaxInFlight int
+	// MaxJobBytes is beanstalkd's max-job-size (the subcommand reads it at
+	// start-up): a job that would be larger is split into smaller ones.
+	MaxJobBytes int
 	// Clock stamps jobs and checks token times; nil means time.Now.
 	Clock func() time.Time
 }
@@ -100,6 +106,7 @@ func DefaultConfig() Config {
 		// 32 bodies of MaxBodyBytes, with their parse, stay well within
 		// the container's 128 MiB.
 		MaxInFlight: 32,
+		MaxJobBytes: queue.DefaultMaxJobSize,
 	}
 }
 
@@ -169,6 +176,10 @@ func checkConfig(cfg Config) error {
 	}
 	if cfg.TenantRate <= 0 || cfg.TenantBurst <= 0 || cfg.TenantInFlight <= 0 || cfg.MaxInFlight <= 0 {
 		problems = append(problems, "TenantRate, TenantBurst, TenantInFlight and MaxInFlight must be positive")
+	}
+	if cfg.MaxJobBytes < queue.SmallestContactsJobBound {
+		problems = append(problems, fmt.Sprintf("beanstalkd's max-job-size %d is below %d bytes, the largest job naming one contact: start beanstalkd with -z %d or more",
+			cfg.MaxJobBytes, queue.SmallestContactsJobBound, queue.DefaultMaxJobSize))
 	}
 	if cfg.MaxTokenLifetime <= 0 {
 		problems = append(problems, "MaxTokenLifetime must be positive")

@@ -113,6 +113,9 @@ func Run(ctx context.Context, args []string) error {
 	}
 	producer := queue.NewProducer(o.BeanstalkdAddr, queue.ProducerOptions{Conns: o.BeanstalkdConns})
 	defer producer.Close()
+	if o.Server.MaxJobBytes, err = queue.WaitMaxJobSize(ctx, producer, log); err != nil {
+		return err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := webhookserver.New(o.Server, webhookserver.Deps{
@@ -121,6 +124,6 @@ func Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log.Info("serving", "listen", o.Listen, "tube", o.Server.Tube, "namespace", o.Namespace)
+	log.Info("serving", "listen", o.Listen, "tube", o.Server.Tube, "namespace", o.Namespace, "maxJobBytes", o.Server.MaxJobBytes)
 	return srv.ListenAndServe(ctx, o.Listen)
 }
