@@ -756,3 +756,48 @@ func TestRecheckJobsStayWithinMaxJobSize(t *testing.T) {
 		t.Fatalf("%d recheck jobs for 40 addresses of %d bytes at most, want them split", rechecks, cfg.MaxJobBytes)
 	}
 }
+
+// Within a batch, a tenant's jobs with a more urgent priority (a quiet
+// tenant, as the webhook server marks it) are applied before those of a
+// tenant whose jobs were reserved first but sank (a flooding tenant).
+func TestBatchAppliesTheMoreUrgentTenantFirst(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	noisy, quiet := h.addTenant(acme), h.addTenant(tenant.Key{Namespace: "shop", Name: "quiet"})
+	n, q := h.kommoAdd(noisy, "noisy@example.com"), h.kommoAdd(quiet, "quiet@example.com")
+	var mu sync.Mutex
+	var order []string
+	hook := func(w http.ResponseWriter, r *http.Request) bool {
+		if !strings.HasSuffix(r.URL.Path, "/importContacts") || r.ParseForm() != nil {
+			return false
+		}
+		name := map[bool]string{true: "quiet", false: "noisy"}[r.PostForm.Get("api_key") == quiet.APIKey]
+		mu.Lock()
+		order = append(order, name)
+		mu.Unlock()
+		h.emu.ServeHTTP(w, r)
+		return true
+	}
+	h.intercept.Store(&hook)
+	cfg := h.config()
+	cfg.Concurrency, cfg.BatchWindow = 1, 2*time.Second
+	h.start(cfg)
+	_, err := h.producer.Put(context.Background(), h.tube, contactsJob(t, noisy, time.Now(), ref(n.ID, kommo.ActionUpdate)), 1536, 0, jobTTR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, func() (bool, string) {
+		s := h.tubeStats()
+		return s.Reserved == 1, fmt.Sprintf("tube %+v: want the noisy job reserved, its batch window open", s)
+	})
+	_, err = h.producer.Put(context.Background(), h.tube, contactsJob(t, quiet, time.Now(), ref(q.ID, kommo.ActionUpdate)), 1024, 0, jobTTR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.waitDrained(15 * time.Second)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(order) < 2 || order[0] != "quiet" {
+		t.Fatalf("imports by tenant %v, want the quiet tenant's first", order)
+	}
+}
