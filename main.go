@@ -17,6 +17,7 @@ import (
 	"github.com/kommo-unisender/kommo-unisender/internal/cli/sandbox"
 	"github.com/kommo-unisender/kommo-unisender/internal/cli/webhookserver"
 	"github.com/kommo-unisender/kommo-unisender/internal/cli/worker"
+	"github.com/kommo-unisender/kommo-unisender/internal/memlimit"
 )
 
 // command is one subcommand of the binary.
@@ -63,6 +64,11 @@ func main() {
 		fmt.Fprintf(os.Stderr, "unknown command %q\n\n", os.Args[1])
 		usage()
 		os.Exit(2)
+	}
+	// Manager, webhook server and worker alike: the heap gives way before
+	// the container's memory limit is reached.
+	if _, err := memlimit.FromCgroup("/sys/fs/cgroup"); err != nil {
+		fmt.Fprintf(os.Stderr, "GOMEMLIMIT from the container's limit: %v (left unset)\n", err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

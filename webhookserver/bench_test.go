@@ -54,6 +54,9 @@ func startBenchTarget(b *testing.B) *benchTarget {
 	b.Cleanup(bs.Stop)
 	cfg := webhookserver.DefaultConfig()
 	cfg.Tube = testenv.Tube("bench")
+	// One tenant at full speed: the benchmark measures ingestion, not the
+	// admission (its own tests are in admission_test.go).
+	withoutAdmission(&cfg)
 	producer := queue.NewProducer(bs.Addr(), queue.ProducerOptions{Conns: 32})
 	b.Cleanup(func() { _ = producer.Close() })
 	srv, err := webhookserver.New(cfg, webhookserver.Deps{

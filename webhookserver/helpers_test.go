@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -341,6 +342,12 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 	ts := httptest.NewServer(handler)
 	t.Cleanup(ts.Close)
 	return &harness{t: t, URL: ts.URL, Tube: cfg.Tube, Addr: o.beanstalkd, Logs: o.logs, Producer: producer, Server: srv}
+}
+
+// withoutAdmission lifts the admission's bounds, for tests that send one
+// tenant's webhooks as fast as they can and look at something else.
+func withoutAdmission(c *webhookserver.Config) {
+	c.TenantRate, c.TenantBurst, c.TenantInFlight, c.MaxInFlight = math.Inf(1), 1, 1<<20, 1<<20
 }
 
 // response is what a test looks at in an answer.

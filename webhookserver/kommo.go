@@ -20,10 +20,6 @@ import (
 // unknown tenant and a wrong secret cost the same and look the same.
 var dummySecret = make([]byte, 64)
 
-// jobPriority is beanstalkd's priority for webhook jobs (lower is sooner);
-// resyncs and re-enqueued dead letters may use a lower priority.
-const jobPriority = 1024
-
 const formContentType = "application/x-www-form-urlencoded"
 
 // handleKommoWebhook accepts a Kommo delivery: authenticate, read and parse
@@ -41,6 +37,12 @@ func (s *Server) handleKommoWebhook(w http.ResponseWriter, r *http.Request) {
 		s.refuseWebhook(w, start, "", http.StatusNotFound, "not found", "")
 		return
 	}
+	release, refused := s.admit.admit(info.ID, s.now())
+	if refused != nil {
+		s.refuseAdmission(w, start, info.ID, refused)
+		return
+	}
+	defer release()
 	payload, status, reason, logReason := s.readPayload(w, r)
 	if status != 0 {
 		s.refuseWebhook(w, start, info.ID, status, reason, logReason)
@@ -143,20 +145,27 @@ func (s *Server) readPayload(w http.ResponseWriter, r *http.Request) (p *kommo.W
 	return payload, 0, "", ""
 }
 
-// enqueue puts one job per queue.MaxContactsPerJob contacts and returns once
-// beanstalkd answered INSERTED for every one. A failure after some were put
+// enqueue puts one job per queue.MaxContactsPerJob contacts (more if such a
+// job would exceed beanstalkd's max-job-size) and returns once beanstalkd
+// answered INSERTED for every one. A failure after some were put
 // leaves those in the queue: Kommo retries the delivery, and reading a
 // contact twice changes nothing.
 func (s *Server) enqueue(ctx context.Context, info TenantInfo, accountID int64, refs []queue.ContactRef) error {
 	buf := jobBuffers.Get().(*bytes.Buffer)
 	defer recycle(&jobBuffers, buf)
 	receivedAt := s.now()
+	jobs := (len(refs) + queue.MaxContactsPerJob - 1) / queue.MaxContactsPerJob
+	pri := s.admit.priority(info.ID, receivedAt)
+	s.admit.charge(info.ID, jobs, receivedAt)
+	encode := func(chunk []queue.ContactRef) ([]byte, error) {
+		return queue.AppendContactsJob(buf.AvailableBuffer(), info.ID, accountID, receivedAt, chunk)
+	}
+	put := func(body []byte) error {
+		_, err := s.queue.Put(ctx, s.cfg.Tube, body, pri, 0, s.cfg.JobTTR)
+		return err
+	}
 	for chunk := range slices.Chunk(refs, queue.MaxContactsPerJob) {
-		body, err := queue.AppendContactsJob(buf.AvailableBuffer(), info.ID, accountID, receivedAt, chunk)
-		if err != nil {
-			return err
-		}
-		if _, err := s.queue.Put(ctx, s.cfg.Tube, body, jobPriority, 0, s.cfg.JobTTR); err != nil {
+		if err := queue.PutWithin(chunk, s.cfg.MaxJobBytes, encode, put); err != nil {
 			return err
 		}
 	}
@@ -189,6 +198,15 @@ func (s *Server) refuseWebhook(w http.ResponseWriter, start time.Time, tenantID 
 		w.Header().Set("Retry-After", "5")
 	}
 	http.Error(w, reason, status)
+}
+
+// refuseAdmission answers a webhook the admission refused, with when to
+// retry.
+func (s *Server) refuseAdmission(w http.ResponseWriter, start time.Time, tenantID string, r *refusal) {
+	s.metrics.refused.WithLabelValues(tenantID, r.reason).Inc()
+	s.metrics.observeWebhook(tenantID, r.status, 0, start)
+	w.Header().Set("Retry-After", retryAfterSeconds(r.retryAfter))
+	http.Error(w, "too many webhooks ("+r.reason+"), retry later", r.status)
 }
 
 func truncate(s string, n int) string {

@@ -15,6 +15,7 @@ type metrics struct {
 	events      *prometheus.CounterVec
 	duration    prometheus.Histogram
 	queueErrors prometheus.Counter
+	refused     *prometheus.CounterVec
 	routes      *prometheus.CounterVec
 }
 
@@ -37,12 +38,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "kommo_unisender_webhook_queue_errors_total",
 			Help: "Webhooks answered 503 because beanstalkd did not store the job.",
 		}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kommo_unisender_webhook_refused_total",
+			Help: "Webhooks refused by the admission before their body was read, by tenant and reason (tenant_rate, tenant_in_flight: 429; server_in_flight: 503).",
+		}, []string{"tenant", "reason"}),
 		routes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kommo_unisender_webhookserver_requests_total",
 			Help: "Requests to the OAuth callback and widget routes, by route and HTTP status.",
 		}, []string{"route", "code"}),
 	}
-	reg.MustRegister(m.requests, m.events, m.duration, m.queueErrors, m.routes)
+	reg.MustRegister(m.requests, m.events, m.duration, m.queueErrors, m.refused, m.routes)
 	return m
 }
 

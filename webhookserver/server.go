@@ -9,6 +9,7 @@ package webhookserver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log"
 	"net"
 	"net/http"
@@ -18,6 +19,8 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/kommo-unisender/kommo-unisender/internal/queue"
 )
 
 // Queue is the part of the beanstalkd producer (internal/queue) the server
@@ -58,6 +61,22 @@ type Config struct {
 	MaxTokenLifetime time.Duration
 	// ReplayCacheSize bounds the jti entries remembered (per replica).
 	ReplayCacheSize int
+	// TenantRate is the jobs per second one tenant may queue (per
+	// replica): a webhook costs one, a body naming more than
+	// queue.MaxContactsPerJob contacts one per job. Above it, 429.
+	TenantRate float64
+	// TenantBurst is how many jobs a tenant may queue at once on top of
+	// TenantRate (a bulk edit in Kommo sends many webhooks together).
+	TenantBurst int
+	// TenantInFlight bounds one tenant's webhooks being read and queued at
+	// once (429 above it).
+	TenantInFlight int
+	// MaxInFlight bounds all webhooks being read and queued at once (503
+	// above it): with MaxBodyBytes, it bounds the memory bodies hold.
+	MaxInFlight int
+	// MaxJobBytes is beanstalkd's max-job-size (the subcommand reads it at
+	// start-up): a job that would be larger is split into smaller ones.
+	MaxJobBytes int
 	// Clock stamps jobs and checks token times; nil means time.Now.
 	Clock func() time.Time
 }
@@ -76,6 +95,18 @@ func DefaultConfig() Config {
 		TokenLeeway:      30 * time.Second,
 		MaxTokenLifetime: time.Hour,
 		ReplayCacheSize:  100_000,
+		// A busy account's Kommo sends a few webhooks a second; a bulk
+		// edit of thousands of contacts sends a few hundred at once. 20
+		// jobs a second is already 5,000 contacts a second, more than the
+		// worker can read with the account's Kommo budget (7 requests a
+		// second of 250 ids).
+		TenantRate:     20,
+		TenantBurst:    200,
+		TenantInFlight: 8,
+		// 32 bodies of MaxBodyBytes, with their parse, stay well within
+		// the container's 128 MiB.
+		MaxInFlight: 32,
+		MaxJobBytes: queue.DefaultMaxJobSize,
 	}
 }
 
@@ -102,6 +133,7 @@ type Server struct {
 	metrics *metrics
 	cors    corsPolicy
 	replays *replaySet
+	admit   *admission
 	mux     *http.ServeMux
 }
 
@@ -117,7 +149,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	s := &Server{
 		cfg: cfg, dir: d.Tenants, cluster: d.Cluster, queue: d.Queue, log: d.Log,
 		metrics: newMetrics(d.Registry), cors: cors, replays: newReplaySet(cfg.ReplayCacheSize),
-		mux: http.NewServeMux(),
+		admit: newAdmission(cfg), mux: http.NewServeMux(),
 	}
 	s.mux.HandleFunc("POST /kommo/webhooks/{tenant}/{secret}", s.handleKommoWebhook)
 	s.mux.HandleFunc("GET /oauth/callback", s.handleOAuthCallback)
@@ -141,6 +173,13 @@ func checkConfig(cfg Config) error {
 	}
 	if cfg.AnswerWithin <= 0 || cfg.AnswerWithin >= 2*time.Second {
 		problems = append(problems, "AnswerWithin must be between 0 and Kommo's 2s")
+	}
+	if cfg.TenantRate <= 0 || cfg.TenantBurst <= 0 || cfg.TenantInFlight <= 0 || cfg.MaxInFlight <= 0 {
+		problems = append(problems, "TenantRate, TenantBurst, TenantInFlight and MaxInFlight must be positive")
+	}
+	if cfg.MaxJobBytes < queue.SmallestContactsJobBound {
+		problems = append(problems, fmt.Sprintf("beanstalkd's max-job-size %d is below %d bytes, the largest job naming one contact: start beanstalkd with -z %d or more",
+			cfg.MaxJobBytes, queue.SmallestContactsJobBound, queue.DefaultMaxJobSize))
 	}
 	if cfg.MaxTokenLifetime <= 0 {
 		problems = append(problems, "MaxTokenLifetime must be positive")

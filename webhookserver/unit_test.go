@@ -198,7 +198,7 @@ func TestEnqueueSplitsAndBoundsJobs(t *testing.T) {
 		}
 		refs := contactRefs(p)
 		q := &recordingQueue{}
-		s := &Server{cfg: DefaultConfig(), queue: q}
+		s := &Server{cfg: DefaultConfig(), queue: q, admit: newAdmission(DefaultConfig())}
 		info := TenantInfo{ID: "shop/news.letter"}
 		if err := s.enqueue(context.Background(), info, p.AccountID, refs); err != nil {
 			t.Fatal(err)

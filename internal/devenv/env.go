@@ -53,6 +53,9 @@ type Options struct {
 	// own process with its own metrics and probe ports, sharing the queue,
 	// the database and the integrations' Kommo budgets as replicas do.
 	Workers int
+	// WebhookServerArgs are extra flags of the webhook server (a test's
+	// admission bounds, say).
+	WebhookServerArgs []string
 }
 
 // Sandbox identities used by the sample tenant.

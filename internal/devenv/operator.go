@@ -40,7 +40,8 @@ func (e *Env) startOperator(ctx context.Context) error {
 		"--metrics-bind-address", hostPort(ports[0]), "--health-probe-bind-address", hostPort(ports[1]),
 		"--leader-election-namespace", "default", "--operator-namespace", "default"}, apis...)...)
 	e.MetricsURLs["manager"] = "http://" + hostPort(ports[0]) + "/metrics"
-	e.process("webhookserver", common, "webhookserver", "--listen", e.WebhookURL[len("http://"):], "--operator-namespace", "default")
+	e.process("webhookserver", common, append([]string{"webhookserver", "--listen", e.WebhookURL[len("http://"):],
+		"--operator-namespace", "default"}, e.opts.WebhookServerArgs...)...)
 	ready := []string{"http://" + hostPort(ports[1]) + "/readyz", e.WebhookURL + "/healthz"}
 	e.WorkerNames = workerNames(e.opts.Workers)
 	for i, name := range e.WorkerNames {

@@ -22,34 +22,55 @@ const (
 	SampleBinding     = "acme-newsletter"
 )
 
-// ApplySampleTenant creates the sample tenant against the sandbox: its
-// Secrets (client secret, a fresh authorization code, the Unisender key), a
+// Tenant names the objects of one sandbox tenant and its Kommo account.
+type Tenant struct {
+	Namespace, Integration, Binding string
+	// Subdomain is the tenant's sandbox Kommo account; it is created when
+	// it does not exist yet.
+	Subdomain string
+	// ListTitle is the Unisender list the binding creates (in the sandbox's
+	// one Unisender account).
+	ListTitle string
+}
+
+// SampleTenant is the tenant `make dev` applies.
+var SampleTenant = Tenant{Namespace: SampleNamespace, Integration: SampleIntegration, Binding: SampleBinding,
+	Subdomain: SandboxSubdomain, ListTitle: "Kommo contacts"}
+
+// ApplySampleTenant creates the sample tenant against the sandbox.
+func (e *Env) ApplySampleTenant(ctx context.Context) error { return e.ApplyTenant(ctx, SampleTenant) }
+
+// ApplyTenant creates a tenant against the sandbox: its Secrets (client
+// secret, a fresh authorization code, the Unisender key), a
 // KommoIntegration that exchanges the code, and a UnisenderBinding that
-// creates its list and imports the seeded contacts.
-func (e *Env) ApplySampleTenant(ctx context.Context) error {
-	code, err := e.sandboxAuthCode(ctx)
+// creates its list and imports the account's contacts.
+func (e *Env) ApplyTenant(ctx context.Context, tn Tenant) error {
+	if err := e.ensureSandboxAccount(ctx, tn.Subdomain); err != nil {
+		return err
+	}
+	code, err := e.sandboxAuthCode(ctx, tn.Subdomain)
 	if err != nil {
 		return err
 	}
 	objs := []client.Object{
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: SampleNamespace}},
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "kommo-oauth", Namespace: SampleNamespace},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: tn.Namespace}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "kommo-oauth", Namespace: tn.Namespace},
 			StringData: map[string]string{"client-secret": SandboxClientSecret, "code": code}},
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "unisender", Namespace: SampleNamespace},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "unisender", Namespace: tn.Namespace},
 			StringData: map[string]string{"api-key": SandboxUnisenderKey}},
-		&syncv1.KommoIntegration{ObjectMeta: metav1.ObjectMeta{Name: SampleIntegration, Namespace: SampleNamespace},
+		&syncv1.KommoIntegration{ObjectMeta: metav1.ObjectMeta{Name: tn.Integration, Namespace: tn.Namespace},
 			Spec: syncv1.KommoIntegrationSpec{
-				BaseURL: e.KommoURL + "/_acct/" + SandboxSubdomain, ClientID: SandboxClientID,
+				BaseURL: e.KommoURL + "/_acct/" + tn.Subdomain, ClientID: SandboxClientID,
 				ClientSecretRef:      &syncv1.SecretKeySelector{Name: "kommo-oauth", Key: "client-secret"},
 				RedirectURI:          e.redirectURI(),
 				AuthorizationCodeRef: &syncv1.SecretKeySelector{Name: "kommo-oauth", Key: "code"},
 				RefreshBefore:        e.refreshBefore(),
 			}},
-		&syncv1.UnisenderBinding{ObjectMeta: metav1.ObjectMeta{Name: SampleBinding, Namespace: SampleNamespace},
+		&syncv1.UnisenderBinding{ObjectMeta: metav1.ObjectMeta{Name: tn.Binding, Namespace: tn.Namespace},
 			Spec: syncv1.UnisenderBindingSpec{
-				IntegrationRef:  syncv1.IntegrationReference{Name: SampleIntegration},
+				IntegrationRef:  syncv1.IntegrationReference{Name: tn.Integration},
 				APIKeySecretRef: syncv1.SecretKeySelector{Name: "unisender", Key: "api-key"},
-				List:            syncv1.ListSelector{Title: "Kommo contacts"},
+				List:            syncv1.ListSelector{Title: tn.ListTitle},
 			}},
 	}
 	for _, o := range objs {
@@ -58,6 +79,21 @@ func (e *Env) ApplySampleTenant(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// ensureSandboxAccount creates the sandbox Kommo account unless it exists
+// (the sample account is seeded at start-up).
+func (e *Env) ensureSandboxAccount(ctx context.Context, subdomain string) error {
+	var accounts []struct{ Subdomain string }
+	if err := SandboxJSON(http.MethodGet, e.KommoURL+"/_admin/accounts", nil, &accounts); err != nil {
+		return err
+	}
+	for _, a := range accounts {
+		if a.Subdomain == subdomain {
+			return nil
+		}
+	}
+	return SandboxJSON(http.MethodPost, e.KommoURL+"/_admin/accounts", map[string]string{"subdomain": subdomain}, nil)
 }
 
 // refreshBefore makes short sandbox token lifetimes refresh a third of the
@@ -71,10 +107,10 @@ func (e *Env) refreshBefore() *metav1.Duration {
 
 // sandboxAuthCode asks the Kommo emulator for an authorization code, as an
 // admin installing the integration would get one.
-func (e *Env) sandboxAuthCode(ctx context.Context) (string, error) {
+func (e *Env) sandboxAuthCode(ctx context.Context, subdomain string) (string, error) {
 	body, _ := json.Marshal(map[string]string{"client_id": SandboxClientID})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost,
-		e.KommoURL+"/_admin/accounts/"+SandboxSubdomain+"/codes", bytes.NewReader(body))
+		e.KommoURL+"/_admin/accounts/"+subdomain+"/codes", bytes.NewReader(body))
 	if err != nil {
 		return "", err
 	}

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -134,10 +135,16 @@ func (b *batch) add(e *entry) {
 type group struct {
 	tenant  tenant.Key
 	entries []*entry
+	// pri is the most urgent (lowest) beanstalkd priority of its jobs.
+	pri uint32
 }
 
-// split returns the poison jobs and the good ones grouped by tenant, the
-// groups in the order their tenants first appear.
+// split returns the poison jobs and the good ones grouped by tenant. The
+// groups are applied one after another, so they are ordered by priority:
+// the webhook server gives a tenant that drained its admission bucket a
+// later priority, and a quiet tenant's job that joined the batch after a
+// flooding tenant's is applied first. Equal priorities keep the order
+// their tenants first appear in.
 func (b *batch) split() (poison []*entry, groups []*group) {
 	byTenant := map[tenant.Key]*group{}
 	for _, e := range b.entries {
@@ -147,12 +154,14 @@ func (b *batch) split() (poison []*entry, groups []*group) {
 		}
 		g := byTenant[e.tenant]
 		if g == nil {
-			g = &group{tenant: e.tenant}
+			g = &group{tenant: e.tenant, pri: e.job.Pri}
 			byTenant[e.tenant] = g
 			groups = append(groups, g)
 		}
 		g.entries = append(g.entries, e)
+		g.pri = min(g.pri, e.job.Pri)
 	}
+	slices.SortStableFunc(groups, func(a, b *group) int { return cmp.Compare(a.pri, b.pri) })
 	return poison, groups
 }
 

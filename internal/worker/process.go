@@ -50,6 +50,10 @@ func (w *Worker) processGroup(ctx context.Context, s *settler, g *group) {
 		log.Info("tenant is gone; dropping its events", "jobs", len(g.entries), "reason", err.Error())
 		s.drop(g.entries)
 		return
+	case errors.Is(err, ErrTenantSuspended):
+		log.V(1).Info("binding suspended; dropping its events (lifting suspend resyncs)", "jobs", len(g.entries))
+		s.drop(g.entries)
+		return
 	case errors.Is(err, ErrTenantNotReady):
 		log.V(1).Info("tenant not ready; its events wait", "jobs", len(g.entries), "reason", err.Error(), "delay", w.cfg.NotReadyDelay)
 		s.park(s.expire(g.entries, err.Error()), w.cfg.NotReadyDelay)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -65,17 +66,22 @@ func (r *recheckWriter) ImportContacts(ctx context.Context, req unisender.Import
 	for _, row := range req.Rows {
 		emails = append(emails, row[col])
 	}
-	body, err := recheckEnvelope(r.tenant, emails)
-	if err != nil {
-		return nil, err
+	encode := func(emails []string) ([]byte, error) { return recheckEnvelope(r.tenant, emails) }
+	put := func(body []byte) error {
+		id, err := r.w.cfg.Producer.Put(ctx, r.w.cfg.Tube, body, recheckPriority, r.w.cfg.RecheckDelay, recheckTTR)
+		if err != nil {
+			return err
+		}
+		r.mu.Lock()
+		r.jobs = append(r.jobs, id)
+		r.mu.Unlock()
+		return nil
 	}
-	id, err := r.w.cfg.Producer.Put(ctx, r.w.cfg.Tube, body, recheckPriority, r.w.cfg.RecheckDelay, recheckTTR)
-	if err != nil {
+	// A push's addresses can outgrow beanstalkd's max-job-size (long,
+	// escaped addresses): they are split over as many jobs as needed.
+	if err := queue.PutWithin(emails, r.w.cfg.MaxJobBytes, encode, put); err != nil {
 		return nil, fmt.Errorf("putting the recheck job before the push: %w", err)
 	}
-	r.mu.Lock()
-	r.jobs = append(r.jobs, id)
-	r.mu.Unlock()
 	return r.next.ImportContacts(ctx, req)
 }
 
@@ -100,6 +106,18 @@ const (
 	recheckPriority = 2048
 	recheckTTR      = 2 * time.Minute
 )
+
+// smallestRecheckJobBound is the size of the largest recheck job naming
+// one address: the longest tenant id and an address of 254 characters
+// that JSON escapes six-fold.
+var smallestRecheckJobBound = func() int {
+	key := tenant.Key{Namespace: strings.Repeat("n", 63), Name: strings.Repeat("b", 253)}
+	body, err := recheckEnvelope(key, []string{strings.Repeat("\x01", 254)})
+	if err != nil {
+		panic(err)
+	}
+	return len(body)
+}()
 
 func recheckEnvelope(key tenant.Key, emails []string) ([]byte, error) {
 	raw, err := json.Marshal(recheckPayload{Emails: emails})

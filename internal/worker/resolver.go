@@ -14,12 +14,20 @@ import (
 var ErrTenantGone = errors.New("tenant gone")
 
 // ErrTenantNotReady is returned (wrapped, with the reason) when the tenant
-// exists but its events must wait: suspended, no Unisender list yet, no API
-// key yet, or a spec change the operator has not applied yet.
+// exists but its events must wait: no Unisender list yet, no API key yet, a
+// suspended integration, or a spec change the operator has not applied yet.
 var ErrTenantNotReady = errors.New("tenant not ready")
 
+// ErrTenantSuspended is returned (wrapped) when the tenant's
+// UnisenderBinding is suspended: its events are deleted rather than parked
+// (they would come back every NotReadyDelay until MaxJobAge), since
+// lifting spec.suspend starts a resync that lists what Kommo changed
+// meanwhile and sweeps what it deleted.
+var ErrTenantSuspended = errors.New("tenant suspended")
+
 // TenantResolver gives the worker what the sync needs to know of a tenant.
-// Any error other than ErrTenantGone and ErrTenantNotReady is retried with
+// Any error other than ErrTenantGone, ErrTenantSuspended and
+// ErrTenantNotReady is retried with
 // backoff. It is called once per tenant per batch, so it should be cheap
 // (read from a cache).
 type TenantResolver interface {

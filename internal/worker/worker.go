@@ -8,14 +8,15 @@
 // events with syncer.Apply, which commits the stored state only after
 // Unisender accepted the calls. Then every job is settled:
 //
-//   - applied (or the tenant is gone): deleted;
+//   - applied (or the tenant is gone, or its binding suspended): deleted;
 //   - transient failure (Unisender, MySQL, timeouts): released with an
 //     exponential backoff on the job's release count, buried with a dead
 //     letter after MaxReleases;
 //   - Unisender refused the tenant's key or account (invalid key, no
 //     money): parked for TenantFailureDelay — never buried: the events are
 //     good and apply as soon as the user fixes the key;
-//   - tenant suspended or not ready yet: parked for NotReadyDelay;
+//   - tenant not ready yet (or its integration suspended): parked for
+//     NotReadyDelay;
 //   - tenant locked by another worker for longer than LockWait: parked for
 //     LockBusyDelay (order does not matter: the store is last write wins by
 //     Kommo's updated_at);
@@ -86,7 +87,7 @@ type Config struct {
 	BackoffMax  time.Duration // cap of the retry delay, default 5m
 	MaxReleases int           // releases after which a failing job is buried, default 20
 
-	NotReadyDelay      time.Duration // park delay for a suspended or not-ready tenant, default 30s
+	NotReadyDelay      time.Duration // park delay for a not-ready tenant, default 30s
 	TenantFailureDelay time.Duration // park delay after Unisender refused the tenant's key, default 10m
 
 	ShutdownGrace time.Duration // time to finish the in-flight batch on shutdown, default 25s
@@ -96,6 +97,10 @@ type Config struct {
 	// received it, default 24h. An older job that fails again is dropped
 	// and a resync of its tenant is requested instead (see expire).
 	MaxJobAge time.Duration
+
+	// MaxJobBytes is beanstalkd's max-job-size: recheck jobs are split to
+	// stay within it. Zero means read it from beanstalkd when Run starts.
+	MaxJobBytes int
 
 	// RecheckDelay is when the recheck job put before each push runs if the
 	// batch's commit does not delete it first (see recheck.go), default 1m.
@@ -201,6 +206,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	if w.ownProducer {
 		defer w.cfg.Producer.Close()
 	}
+	if err := w.readMaxJobBytes(ctx); err != nil {
+		return err
+	}
 	w.cfg.Log.Info("worker started", "tube", w.cfg.Tube, "concurrency", w.cfg.Concurrency,
 		"maxEvents", w.cfg.MaxEvents, "batchWindow", w.cfg.BatchWindow)
 	var wg sync.WaitGroup
@@ -215,6 +223,23 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	wg.Wait()
 	w.cfg.Log.Info("worker stopped")
+	return nil
+}
+
+// readMaxJobBytes reads beanstalkd's max-job-size unless it was
+// configured, and checks that a recheck job of one address fits.
+func (w *Worker) readMaxJobBytes(ctx context.Context) error {
+	if w.cfg.MaxJobBytes == 0 {
+		n, err := queue.WaitMaxJobSize(ctx, w.cfg.Producer, w.cfg.Log)
+		if err != nil {
+			return fmt.Errorf("worker: reading beanstalkd's max-job-size: %w", err)
+		}
+		w.cfg.MaxJobBytes = n
+	}
+	if w.cfg.MaxJobBytes < smallestRecheckJobBound {
+		return fmt.Errorf("worker: beanstalkd's max-job-size %d is below %d bytes, the largest recheck job of one address: start beanstalkd with -z %d or more",
+			w.cfg.MaxJobBytes, smallestRecheckJobBound, queue.DefaultMaxJobSize)
+	}
 	return nil
 }
 

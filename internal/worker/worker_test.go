@@ -201,8 +201,29 @@ func TestTenantGoneDropsItsJobs(t *testing.T) {
 	}
 }
 
-// A suspended or not-ready tenant's jobs wait (parked with a delay, their
-// release count untouched) and apply once the tenant is ready.
+// A suspended binding's jobs are dropped at once, not parked again and
+// again until MaxJobAge: lifting suspend resyncs the tenant.
+func TestSuspendedBindingDropsItsJobs(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	ts := h.addTenant(acme)
+	c := h.kommoAdd(ts, "suspended@example.com")
+	h.resolver.set(acme, fmt.Errorf("%w: UnisenderBinding is suspended", worker.ErrTenantSuspended))
+	h.putContacts(ts, kommo.ActionAdd, c.ID)
+	cfg := h.config()
+	cfg.NotReadyDelay = time.Hour
+	h.start(cfg)
+	s := h.waitDrained(10 * time.Second)
+	if s.Buried != 0 || s.TotalJobs != 1 {
+		t.Fatalf("tube %+v: want the one job deleted, neither parked (re-put) nor buried", s)
+	}
+	if got := h.members(ts); len(got) != 0 {
+		t.Fatalf("members = %v: a suspended binding's events are not applied", got)
+	}
+}
+
+// A not-ready tenant's jobs wait (parked with a delay, their release count
+// untouched) and apply once the tenant is ready.
 func TestNotReadyTenantParksItsJobs(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, harnessOptions{})
@@ -709,5 +730,74 @@ func TestExpiredJobsAreDroppedAndAResyncRequested(t *testing.T) {
 	}
 	if !strings.Contains(h.logs.String(), "requested a resync of the tenant") {
 		t.Fatal("the drop is not logged")
+	}
+}
+
+// The addresses of one push are named by recheck jobs that each stay within
+// beanstalkd's max-job-size: a push of 40 long addresses is covered by
+// several recheck jobs rather than one beanstalkd would refuse.
+func TestRecheckJobsStayWithinMaxJobSize(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	ts := h.addTenant(acme)
+	var ids []int64
+	for i := range 40 {
+		ids = append(ids, h.kommoAdd(ts, fmt.Sprintf("a-rather-long-address-for-the-recheck-job-split-test-%02d@example.com", i)).ID)
+	}
+	h.putContacts(ts, kommo.ActionAdd, ids...)
+	cfg := h.config()
+	cfg.MaxJobBytes = 2500 // one job of the 40 addresses is about 3,000 bytes
+	h.start(cfg)
+	s := h.waitDrained(30 * time.Second)
+	if got := h.members(ts); len(got) != 40 {
+		t.Fatalf("%d members, want the 40 pushed", len(got))
+	}
+	if rechecks := s.TotalJobs - 1; rechecks < 2 {
+		t.Fatalf("%d recheck jobs for 40 addresses of %d bytes at most, want them split", rechecks, cfg.MaxJobBytes)
+	}
+}
+
+// Within a batch, a tenant's jobs with a more urgent priority (a quiet
+// tenant, as the webhook server marks it) are applied before those of a
+// tenant whose jobs were reserved first but sank (a flooding tenant).
+func TestBatchAppliesTheMoreUrgentTenantFirst(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	noisy, quiet := h.addTenant(acme), h.addTenant(tenant.Key{Namespace: "shop", Name: "quiet"})
+	n, q := h.kommoAdd(noisy, "noisy@example.com"), h.kommoAdd(quiet, "quiet@example.com")
+	var mu sync.Mutex
+	var order []string
+	hook := func(w http.ResponseWriter, r *http.Request) bool {
+		if !strings.HasSuffix(r.URL.Path, "/importContacts") || r.ParseForm() != nil {
+			return false
+		}
+		name := map[bool]string{true: "quiet", false: "noisy"}[r.PostForm.Get("api_key") == quiet.APIKey]
+		mu.Lock()
+		order = append(order, name)
+		mu.Unlock()
+		h.emu.ServeHTTP(w, r)
+		return true
+	}
+	h.intercept.Store(&hook)
+	cfg := h.config()
+	cfg.Concurrency, cfg.BatchWindow = 1, 2*time.Second
+	h.start(cfg)
+	_, err := h.producer.Put(context.Background(), h.tube, contactsJob(t, noisy, time.Now(), ref(n.ID, kommo.ActionUpdate)), 1536, 0, jobTTR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, func() (bool, string) {
+		s := h.tubeStats()
+		return s.Reserved == 1, fmt.Sprintf("tube %+v: want the noisy job reserved, its batch window open", s)
+	})
+	_, err = h.producer.Put(context.Background(), h.tube, contactsJob(t, quiet, time.Now(), ref(q.ID, kommo.ActionUpdate)), 1024, 0, jobTTR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.waitDrained(15 * time.Second)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(order) < 2 || order[0] != "quiet" {
+		t.Fatalf("imports by tenant %v, want the quiet tenant's first", order)
 	}
 }

@@ -53,6 +53,10 @@ func ParseFlags(args []string) (Options, error) {
 	fs.DurationVar(&o.Server.AnswerWithin, "answer-within", def.AnswerWithin, "time budget of one webhook once its headers are read (Kommo waits 2s)")
 	fs.DurationVar(&o.Server.JobTTR, "job-ttr", def.JobTTR, "beanstalkd TTR of webhook jobs")
 	origins := fs.String("allowed-origins", strings.Join(def.AllowedOrigins, ","), "comma-separated browser origins allowed to call the widget routes (https://*.domain for any subdomain)")
+	fs.Float64Var(&o.Server.TenantRate, "tenant-rate", def.TenantRate, "jobs per second one tenant may queue, per replica (a webhook is one job per 250 contacts it names; 429 above)")
+	fs.IntVar(&o.Server.TenantBurst, "tenant-burst", def.TenantBurst, "jobs one tenant may queue at once above --tenant-rate")
+	fs.IntVar(&o.Server.TenantInFlight, "tenant-in-flight", def.TenantInFlight, "webhooks of one tenant read and queued at once (429 above)")
+	fs.IntVar(&o.Server.MaxInFlight, "max-in-flight", def.MaxInFlight, "webhooks read and queued at once, all tenants (503 above; bounds the memory of bodies)")
 	fs.DurationVar(&o.Server.TokenLeeway, "token-leeway", def.TokenLeeway, "clock skew tolerated on widget tokens")
 	fs.Var((*namespaces.List)(&o.Namespaces), "namespaces", namespaces.FlagUsage)
 	fs.StringVar(&o.OperatorNamespace, "operator-namespace", kubeconfig.PodNamespace(), "namespace of the OAuth state key and the KommoApps' client secrets (default: $POD_NAMESPACE, else the pod's namespace)")
@@ -114,6 +118,9 @@ func Run(ctx context.Context, args []string) error {
 	}
 	producer := queue.NewProducer(o.BeanstalkdAddr, queue.ProducerOptions{Conns: o.BeanstalkdConns})
 	defer producer.Close()
+	if o.Server.MaxJobBytes, err = queue.WaitMaxJobSize(ctx, producer, log); err != nil {
+		return err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := webhookserver.New(o.Server, webhookserver.Deps{
@@ -122,6 +129,6 @@ func Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log.Info("serving", "listen", o.Listen, "tube", o.Server.Tube, "namespaces", o.Namespaces)
+	log.Info("serving", "listen", o.Listen, "tube", o.Server.Tube, "namespaces", o.Namespaces, "maxJobBytes", o.Server.MaxJobBytes)
 	return srv.ListenAndServe(ctx, o.Listen)
 }

@@ -120,8 +120,8 @@ func New(o Options) *Resolver {
 }
 
 // Resolve returns the sync configuration of the tenant's UnisenderBinding.
-// A binding that is gone or being deleted is worker.ErrTenantGone; one
-// that is suspended, has no list yet, has a spec change the operator has
+// A binding that is gone or being deleted is worker.ErrTenantGone, one
+// that is suspended worker.ErrTenantSuspended; one that has no list yet, has a spec change the operator has
 // not reconciled yet (the list or the fields may not exist), or whose API
 // key Secret is missing is worker.ErrTenantNotReady.
 func (r *Resolver) Resolve(ctx context.Context, key tenant.Key) (syncer.Tenant, error) {
@@ -136,7 +136,7 @@ func (r *Resolver) Resolve(ctx context.Context, key tenant.Key) (syncer.Tenant, 
 	case !b.DeletionTimestamp.IsZero():
 		return syncer.Tenant{}, fmt.Errorf("%w: UnisenderBinding %s is being deleted", worker.ErrTenantGone, key)
 	case b.Spec.Suspend:
-		return syncer.Tenant{}, fmt.Errorf("%w: UnisenderBinding %s is suspended", worker.ErrTenantNotReady, key)
+		return syncer.Tenant{}, fmt.Errorf("%w: UnisenderBinding %s is suspended", worker.ErrTenantSuspended, key)
 	case b.Status.ListID == 0:
 		return syncer.Tenant{}, fmt.Errorf("%w: UnisenderBinding %s has no Unisender list yet", worker.ErrTenantNotReady, key)
 	case b.Status.ObservedGeneration != b.Generation:

@@ -393,7 +393,7 @@ func TestTenantsThatCannotSyncYet(t *testing.T) {
 	})
 
 	for name, want := range map[string]error{
-		"suspended": worker.ErrTenantNotReady, "nolist": worker.ErrTenantNotReady, "changed": worker.ErrTenantNotReady,
+		"suspended": worker.ErrTenantSuspended, "nolist": worker.ErrTenantNotReady, "changed": worker.ErrTenantNotReady,
 		"nokey": worker.ErrTenantNotReady, "deleting": worker.ErrTenantGone, "absent": worker.ErrTenantGone,
 	} {
 		_, err := e.resolver.Resolve(ctx, tenant.Key{Namespace: e.ns, Name: name})
