@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -163,12 +164,63 @@ func hostileWebhooks() []hostile {
 		{name: "webhook: GET of the URL", want: 405, send: func(t *testing.T, h *hostileRig) int {
 			return h.do(t, http.MethodGet, h.s.hookURL, nil, nil)
 		}},
+		{name: "webhook: 400 deliveries at once from the URL holder (over the tenant's burst)", want: 429, queues: 1, send: floodWebhooks},
 		{name: "webhook: 100 KiB header", want: 431, send: func(t *testing.T, h *hostileRig) int {
 			hdr := formHeaders()
 			hdr.Set("X-Pad", strings.Repeat("h", 100<<10))
 			return h.do(t, http.MethodPost, h.s.hookURL, strings.NewReader(h.contactBody()), hdr)
 		}},
 	}
+}
+
+// floodWebhooks posts 400 well-formed deliveries, 32 at a time: more than
+// the tenant's admission burst (200 jobs by default). It answers 429 when
+// every answer was 200 or 429, some were 429 and each 429 said when to
+// retry; otherwise the first other status.
+func floodWebhooks(t *testing.T, h *hostileRig) int {
+	codes := make(chan int, 400)
+	var wg sync.WaitGroup
+	body := h.contactBody()
+	for range 32 {
+		wg.Go(func() {
+			for range 400 / 32 {
+				req, err := http.NewRequestWithContext(h.ctx, http.MethodPost, h.s.hookURL, strings.NewReader(body))
+				if err != nil {
+					codes <- 0
+					continue
+				}
+				req.Header.Set("Content-Type", formContentType)
+				resp, err := h.http.Do(req)
+				if err != nil {
+					codes <- 0
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusTooManyRequests && resp.Header.Get("Retry-After") == "" {
+					codes <- -1
+					continue
+				}
+				codes <- resp.StatusCode
+			}
+		})
+	}
+	wg.Wait()
+	close(codes)
+	counts := map[int]int{}
+	for c := range codes {
+		counts[c]++
+	}
+	t.Logf("flood: answers by status %v (-1: a 429 without Retry-After)", counts)
+	for c := range counts {
+		if c != 200 && c != 429 {
+			return c
+		}
+	}
+	if counts[429] == 0 {
+		return 200
+	}
+	return 429
 }
 
 // hostileWidgetCalls: the widget routes, called with tokens nobody at
