@@ -164,7 +164,7 @@ func hostileWebhooks() []hostile {
 		{name: "webhook: GET of the URL", want: 405, send: func(t *testing.T, h *hostileRig) int {
 			return h.do(t, http.MethodGet, h.s.hookURL, nil, nil)
 		}},
-		{name: "webhook: 400 deliveries at once from the URL holder (over the tenant's burst)", want: 429, queues: 1, send: floodWebhooks},
+		{name: "webhook: 384 deliveries, 32 at a time, from the URL holder (over the tenant's burst)", want: 429, queues: 1, send: floodWebhooks},
 		{name: "webhook: 100 KiB header", want: 431, send: func(t *testing.T, h *hostileRig) int {
 			hdr := formHeaders()
 			hdr.Set("X-Pad", strings.Repeat("h", 100<<10))
@@ -173,17 +173,17 @@ func hostileWebhooks() []hostile {
 	}
 }
 
-// floodWebhooks posts 400 well-formed deliveries, 32 at a time: more than
+// floodWebhooks posts 384 well-formed deliveries, 32 at a time: more than
 // the tenant's admission burst (200 jobs by default). It answers 429 when
 // every answer was 200 or 429, some were 429 and each 429 said when to
 // retry; otherwise the first other status.
 func floodWebhooks(t *testing.T, h *hostileRig) int {
-	codes := make(chan int, 400)
+	codes := make(chan int, 32*12)
 	var wg sync.WaitGroup
 	body := h.contactBody()
 	for range 32 {
 		wg.Go(func() {
-			for range 400 / 32 {
+			for range 12 {
 				req, err := http.NewRequestWithContext(h.ctx, http.MethodPost, h.s.hookURL, strings.NewReader(body))
 				if err != nil {
 					codes <- 0
