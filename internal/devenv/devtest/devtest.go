@@ -1,6 +1,7 @@
 // Package devtest starts the whole system (internal/devenv) for the system
 // tests in test/: from the binary `make test-binaries` built, with the
-// processes' logs shown when the test fails, stopped when it ends.
+// processes' logs shown when the test fails and scanned for secrets when it
+// ends, stopped when it ends.
 package devtest
 
 import (
@@ -8,11 +9,15 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/kommo-unisender/kommo-unisender/internal/devenv"
 	"github.com/kommo-unisender/kommo-unisender/internal/testenv"
+	"github.com/kommo-unisender/kommo-unisender/internal/tokens"
 )
 
 // crdDir is config/crd/bases of this checkout, found from this file.
@@ -49,7 +54,53 @@ func StartWithLogs(t *testing.T, ctx context.Context, o devenv.Options) (*devenv
 		t.Fatalf("starting the system: %v\n%s", err, logs.String())
 	}
 	t.Cleanup(env.Stop)
+	// Registered after Stop, so it runs first: the API server still answers.
+	t.Cleanup(func() { AssertNoSecretInLogs(t, env, logs) })
 	return env, logs
+}
+
+// secretKeys are the Secret keys whose values are credentials: tokens,
+// codes, API keys, client secrets and webhook URL secrets.
+var secretKeys = []string{
+	tokens.KeyAccessToken, tokens.KeyRefreshToken, tokens.OAuthCodeKey, tokens.StateKeyKey,
+	"api-key", "apiKey", "client-secret", "secret",
+}
+
+// AssertNoSecretInLogs scans every line the operator's processes logged
+// (manager, webhook server, workers; not the emulators) for the sandbox's
+// credentials, every credential a Secret of the cluster holds now, and
+// extra. Every system test runs it when it ends; a test may run it earlier
+// with values only it knows. It returns the number of lines scanned.
+func AssertNoSecretInLogs(t *testing.T, env *devenv.Env, logs *devenv.LogBuffer, extra ...string) int {
+	t.Helper()
+	secrets := append([]string{devenv.SandboxClientSecret, devenv.SandboxUnisenderKey}, extra...)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var list corev1.SecretList
+	if err := env.Client.List(ctx, &list); err != nil {
+		t.Errorf("listing Secrets for the log scan: %v", err)
+	}
+	for _, s := range list.Items {
+		for _, k := range secretKeys {
+			if v := s.Data[k]; len(v) >= 8 {
+				secrets = append(secrets, string(v))
+			}
+		}
+	}
+	scanned := 0
+	for line := range strings.Lines(logs.All()) {
+		name, _, _ := strings.Cut(line, "|")
+		if name = strings.TrimSpace(name); name == "sandbox" || name == "dev" {
+			continue
+		}
+		scanned++
+		for _, s := range secrets {
+			if strings.Contains(line, s) {
+				t.Errorf("a secret of %d characters is in the log: %.300s", len(s), strings.ReplaceAll(line, s, "<SECRET>"))
+			}
+		}
+	}
+	return scanned
 }
 
 // WaitUntil polls cond until it holds, failing the test with cond's last
