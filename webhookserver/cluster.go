@@ -322,8 +322,24 @@ func (k *Kube) OAuthClient(ctx context.Context, ki *syncv1.KommoIntegration) (*O
 }
 
 // StateKey implements Cluster.
+//
+// The key is random bytes, read as they are: the user Secrets secretValue
+// reads are text and get trimmed, which would change a key that starts or
+// ends with a whitespace byte (about one in twenty) and refuse every state.
 func (k *Kube) StateKey(ctx context.Context) ([]byte, error) {
-	return k.secretValue(ctx, k.opNS, &syncv1.SecretKeySelector{Name: tokens.StateKeySecretName, Key: tokens.StateKeyKey})
+	const id = "\x00oauth-state-key" // no namespace/name/key id can start with NUL
+	if v, ok := k.secrets.get(id); ok {
+		return v, nil
+	}
+	v, err := tokens.LoadStateKey(ctx, k.direct, k.opNS)
+	if errors.Is(err, tokens.ErrNoStateKey) {
+		return nil, ErrNoClientSecret
+	}
+	if err != nil {
+		return nil, err
+	}
+	k.secrets.put(id, v)
+	return v, nil
 }
 
 // secretValue reads one key of a Secret that is not in the cache (it
