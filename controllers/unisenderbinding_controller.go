@@ -23,6 +23,7 @@ import (
 	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/importer"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
+	"github.com/kommo-unisender/kommo-unisender/internal/segment"
 	"github.com/kommo-unisender/kommo-unisender/internal/status"
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
 	"github.com/kommo-unisender/kommo-unisender/internal/tenant"
@@ -126,9 +127,10 @@ type bindingPass struct {
 	uni         *unisender.Client
 	keySource   string // "Secret \"x\" key \"y\"", for messages
 	lists       []unisender.List
-	destination string // the webhook URL, with its secret: never logged or shown
-	catchUp     bool   // the webhook was re-registered: resync now
-	importing   bool   // an initial import runs: keep Reconciling=True
+	destination string           // the webhook URL, with its secret: never logged or shown
+	catchUp     bool             // the webhook was re-registered: resync now
+	importing   bool             // an initial import runs: keep Reconciling=True
+	segment     *segment.Segment // spec.selector compiled; nil selects every contact
 }
 
 // Reconcile follows Flux's shape: get, one deferred summarize-and-patch,
@@ -175,6 +177,7 @@ func (r *UnisenderBindingReconciler) Reconcile(ctx context.Context, req ctrl.Req
 func (r *UnisenderBindingReconciler) reconcileBindingSteps(ctx context.Context, p *bindingPass) (time.Duration, error) {
 	steps := []func(context.Context, *bindingPass) (time.Duration, error){
 		r.reconcileIntegrationRef,
+		r.reconcileSelector,
 		r.reconcileAPIKey,
 		r.reconcileList,
 		r.reconcileFields,

@@ -16,6 +16,7 @@ import (
 	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/importer"
 	"github.com/kommo-unisender/kommo-unisender/internal/mapping"
+	"github.com/kommo-unisender/kommo-unisender/internal/segment"
 	"github.com/kommo-unisender/kommo-unisender/internal/status"
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
 )
@@ -274,11 +275,12 @@ func (r *UnisenderBindingReconciler) launch(p *bindingPass, runID string, kind i
 	job := importer.Job{
 		Tenant: p.tenant, RunID: runID, Kind: kind, From: from,
 		Mapper:           mapping.New(obj.Spec, obj.Status.ListID),
+		Segment:          p.segment,
 		DeletionPolicy:   obj.Spec.DeletionPolicy,
 		DoubleOptin:      obj.Spec.DoubleOptin,
 		Sweep:            kind == importer.KindResync,
 		SweepHoldPercent: obj.Spec.SweepHoldPercent(),
-		Kommo:            p.kommoBulk, Unisender: p.uni,
+		Kommo:            segment.ReaderFor(p.segment, p.kommoBulk), Unisender: p.uni,
 	}
 	if _, err := r.runner.Launch(job); err != nil {
 		if errors.Is(err, importer.ErrNotStarted) {

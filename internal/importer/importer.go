@@ -50,6 +50,7 @@ import (
 	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/mapping"
+	"github.com/kommo-unisender/kommo-unisender/internal/segment"
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
 	"github.com/kommo-unisender/kommo-unisender/internal/tenant"
 	"github.com/kommo-unisender/kommo-unisender/internal/unisender"
@@ -102,8 +103,11 @@ type Job struct {
 	Kind  Kind
 	// From is the lower bound on Kommo's updated_at (Unix seconds,
 	// inclusive); 0 lists every contact.
-	From           int64
-	Mapper         *mapping.Mapper
+	From   int64
+	Mapper *mapping.Mapper
+	// Segment is the binding's selector (nil: every contact); a segment on
+	// leads needs Kommo to read the leads too (segment.ReaderFor).
+	Segment        *segment.Segment
 	DeletionPolicy syncv1.DeletionPolicy
 	// DoubleOptin is the binding's spec.doubleOptin: when it invites, each
 	// batch queues an invitation for every address it brings into the

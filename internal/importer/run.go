@@ -222,7 +222,7 @@ func (r *run) count(batch []pendingContact, applied []bool) {
 // syncTenant is the job's tenant as syncer.Commit needs it.
 func (r *run) syncTenant() syncer.Tenant {
 	return syncer.Tenant{
-		Key: r.job.Tenant.String(), Mapper: r.job.Mapper, DeletionPolicy: r.job.DeletionPolicy,
+		Key: r.job.Tenant.String(), Mapper: r.job.Mapper, Segment: r.job.Segment, DeletionPolicy: r.job.DeletionPolicy,
 		Unisender: r.job.Unisender, DoubleOptin: r.job.DoubleOptin,
 	}
 }

@@ -24,6 +24,7 @@ import (
 	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/mapping"
+	"github.com/kommo-unisender/kommo-unisender/internal/segment"
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
 	"github.com/kommo-unisender/kommo-unisender/internal/unisender"
 )
@@ -45,8 +46,13 @@ type Inviter interface {
 
 // Tenant is what the sync needs to know of one UnisenderBinding.
 type Tenant struct {
-	Key            string // "namespace/name"
-	Mapper         *mapping.Mapper
+	Key    string // "namespace/name"
+	Mapper *mapping.Mapper
+	// Segment is the binding's selector; nil selects every contact. A
+	// contact outside it is committed as holding no address of the list,
+	// so its addresses leave the list (unless another matching contact
+	// holds them) and come back when it matches again.
+	Segment        *segment.Segment
 	DeletionPolicy syncv1.DeletionPolicy
 	Unisender      Importer
 	// Kommo reads the tenant's contacts, within the account's shared
@@ -118,6 +124,9 @@ func Commit(ctx context.Context, st *store.Store, t Tenant, contacts []Current, 
 		if err := p.addUnheld(ctx, tx, t.Key, verify); err != nil {
 			return err
 		}
+		if err := recordLeads(ctx, tx, t, contacts); err != nil {
+			return err
+		}
 		if err := push(ctx, t, p, &out); err != nil {
 			return err
 		}
@@ -138,7 +147,7 @@ type plan struct {
 // (Tx.ApplyContacts) and decides orphaned addresses after all of them: an
 // address one contact drops and another takes up stays in the list.
 func planCommit(ctx context.Context, tx *store.Tx, t Tenant, contacts []Current, out *Outcome) (*plan, error) {
-	states, profiles, index := storedForms(t.Mapper, contacts, out)
+	states, profiles, index := storedForms(t, contacts, out)
 	results, err := tx.ApplyContacts(ctx, t.Key, states)
 	if err != nil {
 		return nil, fmt.Errorf("apply %d contacts: %w", len(states), err)
@@ -167,7 +176,7 @@ func planCommit(ctx context.Context, tx *store.Tx, t Tenant, contacts []Current,
 // storedForms turns the contacts into the store's form, skipping companies
 // and keeping the latest read of a contact named twice; index maps each
 // state back to its contact's position.
-func storedForms(m *mapping.Mapper, contacts []Current, out *Outcome) ([]store.ContactState, []mapping.Profile, []int) {
+func storedForms(t Tenant, contacts []Current, out *Outcome) ([]store.ContactState, []mapping.Profile, []int) {
 	states := make([]store.ContactState, 0, len(contacts))
 	profiles := make([]mapping.Profile, 0, len(contacts))
 	index := make([]int, 0, len(contacts))
@@ -177,7 +186,7 @@ func storedForms(m *mapping.Mapper, contacts []Current, out *Outcome) ([]store.C
 			out.Companies++
 			continue
 		}
-		state, profile := storedForm(m, c)
+		state, profile := storedForm(t, c)
 		if j, ok := seen[c.ID]; ok {
 			out.Stale++
 			if state.ReadAt < states[j].ReadAt {
@@ -194,15 +203,39 @@ func storedForms(m *mapping.Mapper, contacts []Current, out *Outcome) ([]store.C
 	return states, profiles, index
 }
 
-func storedForm(m *mapping.Mapper, c Current) (store.ContactState, mapping.Profile) {
+// storedForm is the contact as the store keeps it and the profile pushed
+// for it. A contact outside the segment keeps its data but holds no
+// address: the store then takes its addresses out of the e-mail map.
+func storedForm(t Tenant, c Current) (store.ContactState, mapping.Profile) {
 	if c.Gone() {
 		return store.ContactState{ID: c.ID, Deleted: true, ReadAt: c.ReadAt}, mapping.Profile{}
 	}
-	p := m.Profile(c.Contact)
+	p := t.Mapper.Profile(c.Contact)
+	outside := !t.Segment.Matches(c.Contact)
+	if outside {
+		p.Emails = nil
+	}
 	return store.ContactState{
-		ID: c.ID, UpdatedAt: c.Contact.UpdatedAt, ReadAt: c.ReadAt, Emails: p.Emails,
+		ID: c.ID, UpdatedAt: c.Contact.UpdatedAt, ReadAt: c.ReadAt, Emails: p.Emails, OutsideSegment: outside,
 		Name: p.Name, Phone: p.Phone, Tags: p.Tags, Fields: p.Fields,
 	}, p
+}
+
+// recordLeads keeps, for a segment on leads, which leads each contact read
+// has: a lead event names leads, and a deleted lead's contacts are known
+// only from here.
+func recordLeads(ctx context.Context, tx *store.Tx, t Tenant, contacts []Current) error {
+	if !t.Segment.UsesLeads() {
+		return nil
+	}
+	links := make(map[int64][]int64, len(contacts))
+	for _, c := range contacts {
+		links[c.ID] = nil
+		if !c.Gone() {
+			links[c.ID] = c.Contact.LeadIDs
+		}
+	}
+	return tx.SetContactLeads(ctx, t.Key, links)
 }
 
 // addUnheld adds to the removals each address of verify that no live
