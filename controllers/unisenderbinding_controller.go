@@ -131,6 +131,7 @@ type bindingPass struct {
 	catchUp     bool             // the webhook was re-registered: resync now
 	importing   bool             // an initial import runs: keep Reconciling=True
 	segment     *segment.Segment // spec.selector compiled; nil selects every contact
+	reevaluate  bool             // spec.selector changed: the resync evaluates every synced contact again
 }
 
 // Reconcile follows Flux's shape: get, one deferred summarize-and-patch,

@@ -1,5 +1,11 @@
 package v1alpha1
 
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+)
+
 // Kommo's closing statuses, the same ids in every pipeline.
 const (
 	StatusWon  int64 = 142
@@ -158,6 +164,12 @@ type SelectorStatus struct {
 	// keeps in its list.
 	// +optional
 	InList int64 `json:"inList,omitempty"`
+
+	// evaluated: a digest of the spec.selector the synced contacts were
+	// last evaluated with; a change starts a resync that evaluates every
+	// synced contact again.
+	// +optional
+	Evaluated string `json:"evaluated,omitempty"`
 }
 
 // ResolvedPipeline is one pipeline of spec.selector.leads with its ids.
@@ -173,6 +185,19 @@ type ResolvedPipeline struct {
 	// +optional
 	// +listType=atomic
 	StatusIDs []int64 `json:"statusIDs,omitempty"`
+}
+
+// Digest names the selector's content: "" for none.
+func (s *Selector) Digest() string {
+	if s == nil {
+		return ""
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
 }
 
 // UsesLeads reports whether the selector looks at contacts' leads.

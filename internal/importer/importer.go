@@ -52,6 +52,7 @@ import (
 	"github.com/kommo-unisender/kommo-unisender/internal/mapping"
 	"github.com/kommo-unisender/kommo-unisender/internal/segment"
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
+	"github.com/kommo-unisender/kommo-unisender/internal/syncer"
 	"github.com/kommo-unisender/kommo-unisender/internal/tenant"
 	"github.com/kommo-unisender/kommo-unisender/internal/unisender"
 )
@@ -107,7 +108,10 @@ type Job struct {
 	Mapper *mapping.Mapper
 	// Segment is the binding's selector (nil: every contact); a segment on
 	// leads needs Kommo to read the leads too (segment.ReaderFor).
-	Segment        *segment.Segment
+	Segment *segment.Segment
+	// Reevaluate: the sweep also commits the live contacts it reads, so
+	// that each is evaluated against Segment again (see sweep.go).
+	Reevaluate     bool
 	DeletionPolicy syncv1.DeletionPolicy
 	// DoubleOptin is the binding's spec.doubleOptin: when it invites, each
 	// batch queues an invitation for every address it brings into the
@@ -123,6 +127,9 @@ type Job struct {
 	SweepHoldPercent int
 	Kommo            ContactSource
 	Unisender        ContactSink
+	// Tags reads tags in Unisender so that tags dropped in Kommo leave it
+	// (syncer.Tenant.Tags); nil leaves them.
+	Tags syncer.TagReader
 }
 
 func (j *Job) validate() error {

@@ -55,6 +55,9 @@ type pendingContact struct {
 	current syncer.Current
 	rows    int
 	page    int
+	// reevaluated: read by the sweep to evaluate the selector again, not
+	// listed; it counts toward no progress figure.
+	reevaluated bool
 }
 
 // walk lists the contacts, one keyset listing after another, feeding pages
@@ -206,6 +209,9 @@ func (r *run) commitOnce(ctx context.Context, batch []pendingContact) error {
 // contacts; a sweep's tombstones have none).
 func (r *run) count(batch []pendingContact, applied []bool) {
 	for i, c := range batch {
+		if c.reevaluated {
+			continue
+		}
 		if c.current.Gone() {
 			if applied[i] {
 				r.p.Deleted++
@@ -223,7 +229,7 @@ func (r *run) count(batch []pendingContact, applied []bool) {
 func (r *run) syncTenant() syncer.Tenant {
 	return syncer.Tenant{
 		Key: r.job.Tenant.String(), Mapper: r.job.Mapper, Segment: r.job.Segment, DeletionPolicy: r.job.DeletionPolicy,
-		Unisender: r.job.Unisender, DoubleOptin: r.job.DoubleOptin,
+		Unisender: r.job.Unisender, DoubleOptin: r.job.DoubleOptin, Tags: r.job.Tags,
 	}
 }
 

@@ -143,3 +143,61 @@ func (e *env) compile(sel *syncv1.Selector) *segment.Segment {
 	}
 	return seg
 }
+
+// TestSegmentResyncEvaluatesEverySyncedContactAgain: a deal moved to won
+// whose webhook never arrived (its contact's updated_at does not move), and
+// a changed selector, are both caught by the next resync: its sweep
+// evaluates every synced contact again through the commit path.
+func TestSegmentResyncEvaluatesEverySyncedContactAgain(t *testing.T) {
+	e := newEnv(t)
+	seedSegments(t, e)
+	won := &syncv1.Selector{Leads: &syncv1.LeadSelector{Pipelines: []syncv1.PipelineSelector{
+		{Name: "Sales", Statuses: []syncv1.StatusSelector{{ID: syncv1.StatusWon}}}}}}
+	job := e.job("initial", 0)
+	job.Segment = e.compile(won)
+	job.Kommo = segment.ReaderFor(job.Segment, e.source)
+	p, err := e.importer().Run(t.Context(), job, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := slices.Sorted(maps.Keys(e.activeMembers())); !slices.Equal(got, []string{"bob@example.com"}) {
+		t.Fatalf("after the import: %v, want bob", got)
+	}
+
+	// Ann's deal is won; no webhook is registered, so none arrives.
+	leads, err := e.kommo.Leads("acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range leads {
+		if l.Name == "Ann's deal" {
+			if _, err := e.kommo.MoveLead("acme", l.ID, 0, kommoemu.StatusWon); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// The resync lists from after the seeded contacts' updated_at: none is
+	// listed (a stage change does not move a contact's updated_at), only
+	// the sweep reads them.
+	e.clock.Advance(time.Second)
+	resync := e.resyncJob("resync-1", p.Cursor+1)
+	resync.Segment, resync.Kommo, resync.Reevaluate = job.Segment, job.Kommo, true
+	if _, err := e.importer().Run(t.Context(), resync, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := slices.Sorted(maps.Keys(e.activeMembers())); !slices.Equal(got, []string{"ann@example.com", "bob@example.com"}) {
+		t.Fatalf("after a resync: %v, want ann (her deal was won) and bob", got)
+	}
+
+	// The selector changes to the vip tag: the next resync moves the list
+	// to it (bob leaves, cat comes in), though no contact changed.
+	resync = e.resyncJob("resync-2", p.Cursor+1)
+	resync.Segment = e.compile(&syncv1.Selector{Tags: &syncv1.TagSelector{AnyOf: []string{"vip"}}})
+	resync.Kommo, resync.Reevaluate = segment.ReaderFor(resync.Segment, e.source), true
+	if _, err := e.importer().Run(t.Context(), resync, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := slices.Sorted(maps.Keys(e.activeMembers())); !slices.Equal(got, []string{"ann@example.com", "cat@example.com"}) {
+		t.Fatalf("after the selector changed: %v, want the vip contacts ann and cat", got)
+	}
+}

@@ -66,6 +66,10 @@ type Tenant struct {
 	// Inviter sends the queued invitations; Commit does not use it. Nil
 	// when the tenant's invitations cannot be sent.
 	Inviter Inviter
+	// Tags reads addresses' tags in Unisender, so that tags dropped in
+	// Kommo leave Unisender while tags set by others stay (see tags.go).
+	// Nil: dropped tags stay in Unisender.
+	Tags TagReader
 }
 
 // Current is one contact as Kommo holds it, read at ReadAt (microseconds on
@@ -140,6 +144,7 @@ type plan struct {
 	upserts  map[int64]mapping.Profile // profile of every changed live contact
 	orphaned map[string]bool           // addresses no live contact holds any more
 	added    []string                  // addresses the commit brings into the list
+	dropped  map[int64][]string        // tags a changed contact no longer has (tags.go)
 }
 
 // planCommit applies the contacts to the stored state and gathers the net
@@ -153,7 +158,7 @@ func planCommit(ctx context.Context, tx *store.Tx, t Tenant, contacts []Current,
 		return nil, fmt.Errorf("apply %d contacts: %w", len(states), err)
 	}
 	out.Applied = make([]bool, len(contacts))
-	p := &plan{upserts: map[int64]mapping.Profile{}, orphaned: map[string]bool{}}
+	p := &plan{upserts: map[int64]mapping.Profile{}, orphaned: map[string]bool{}, dropped: map[int64][]string{}}
 	for i, res := range results {
 		if !res.Applied {
 			out.Stale++
@@ -169,6 +174,9 @@ func planCommit(ctx context.Context, tx *store.Tx, t Tenant, contacts []Current,
 		}
 		p.upserts[states[i].ID] = profiles[i]
 		p.added = append(p.added, res.NewEmails...)
+		if t.Tags != nil {
+			p.noteDroppedTags(t.Mapper, res.Previous, states[i])
+		}
 	}
 	return p, nil
 }
@@ -260,14 +268,26 @@ func (p *plan) addUnheld(ctx context.Context, tx *store.Tx, tenant string, verif
 // push sends the plan: one importContacts for the upserts (the client splits
 // past 500 rows) and one for the removals.
 func push(ctx context.Context, t Tenant, p *plan, out *Outcome) error {
-	if batch := upsertBatch(t.Mapper, p.upserts); len(batch.Rows) > 0 {
-		if err := send(ctx, t, batch, out); err != nil {
+	if batch := upsertBatch(t.Mapper, p.upserts, p.dropped); len(batch.Rows) > 0 {
+		if err := send(ctx, t, batch, false, out); err != nil {
 			return err
 		}
 		out.Upserted = len(batch.Rows)
 	}
+	if len(p.dropped) > 0 {
+		batch, err := retagBatch(ctx, t, p)
+		if err != nil {
+			return err
+		}
+		if len(batch.Rows) > 0 {
+			if err := send(ctx, t, batch, true, out); err != nil {
+				return err
+			}
+			out.Upserted += len(batch.Rows)
+		}
+	}
 	if batch := t.Mapper.RemovalBatch(slices.Sorted(maps.Keys(p.orphaned)), t.DeletionPolicy); batch != nil {
-		if err := send(ctx, t, *batch, out); err != nil {
+		if err := send(ctx, t, *batch, false, out); err != nil {
 			return err
 		}
 		out.Removed = len(batch.Rows)
@@ -290,18 +310,21 @@ func queueInvitations(ctx context.Context, tx *store.Tx, t Tenant, p *plan, out 
 	return nil
 }
 
-// upsertBatch is the rows of the changed contacts, by ascending id.
-func upsertBatch(m *mapping.Mapper, profiles map[int64]mapping.Profile) mapping.Batch {
+// upsertBatch is the rows of the changed contacts, by ascending id, but
+// those that dropped tags (retagBatch sends them).
+func upsertBatch(m *mapping.Mapper, profiles map[int64]mapping.Profile, dropped map[int64][]string) mapping.Batch {
 	b := mapping.Batch{FieldNames: m.UpsertColumns()}
 	for _, id := range slices.Sorted(maps.Keys(profiles)) {
-		b.Rows = append(b.Rows, m.UpsertRows(profiles[id])...)
+		if _, retag := dropped[id]; !retag {
+			b.Rows = append(b.Rows, m.UpsertRows(profiles[id])...)
+		}
 	}
 	return b
 }
 
-func send(ctx context.Context, t Tenant, b mapping.Batch, out *Outcome) error {
+func send(ctx context.Context, t Tenant, b mapping.Batch, overwriteTags bool, out *Outcome) error {
 	out.Calls += (len(b.Rows) + unisender.MaxImportRows - 1) / unisender.MaxImportRows
-	res, err := t.Unisender.ImportContacts(ctx, unisender.ImportRequest{FieldNames: b.FieldNames, Rows: b.Rows})
+	res, err := t.Unisender.ImportContacts(ctx, unisender.ImportRequest{FieldNames: b.FieldNames, Rows: b.Rows, OverwriteTags: overwriteTags})
 	if err != nil {
 		return fmt.Errorf("unisender importContacts (%d rows): %w", len(b.Rows), err)
 	}

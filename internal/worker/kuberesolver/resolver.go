@@ -154,7 +154,7 @@ func (r *Resolver) Resolve(ctx context.Context, key tenant.Key) (syncer.Tenant, 
 	return syncer.Tenant{
 		Key: key.String(), Mapper: mapping.New(b.Spec, b.Status.ListID), Segment: seg,
 		DeletionPolicy: policy, Unisender: c, Kommo: segment.ReaderFor(seg, reader),
-		DoubleOptin: b.Spec.DoubleOptin, Inviter: c,
+		DoubleOptin: b.Spec.DoubleOptin, Inviter: c, Tags: c,
 	}, nil
 }
 
