@@ -42,7 +42,7 @@ type system struct {
 // removing the newsletter tag or unticking the consent box takes the
 // address out of the newsletter list (excluded, not unsubscribed), ticking
 // it again brings it back; an address unsubscribed in Unisender never
-// returns.
+// returns; a deleted deal takes its contact out of the customers.
 func TestSegmentRoutingFollowsKommoThroughTheSystem(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
 	defer cancel()
@@ -92,6 +92,17 @@ func TestSegmentRoutingFollowsKommoThroughTheSystem(t *testing.T) {
 	if st := s.contact(t, "zed@example.com").Lists[s.lists["newsletter"]]; st != unisenderemu.ListUnsubscribed {
 		t.Fatalf("zed's newsletter membership is %q after coming back into the segment; want it to stay unsubscribed", st)
 	}
+
+	// The deal is deleted: Kommo can no longer say whose it was, the
+	// store's lead links can, and Zed leaves the customers. (Each lead
+	// binding has applied the last contact change first, so that only the
+	// lead event can take him out.)
+	for _, b := range []string{"customers", "open-deals"} {
+		s.waitStored(t, b, zed, "Zed Again")
+	}
+	s.waitStatus(t, "zed@example.com", map[string]string{"customers": "active"})
+	s.kommo(t, http.MethodDelete, fmt.Sprintf("/leads/%d", lead.ID), nil, nil)
+	s.waitStatus(t, "zed@example.com", map[string]string{"customers": "excluded", "open-deals": "excluded"})
 }
 
 func consent(v string) map[string]any {
@@ -173,22 +184,36 @@ func (s *system) waitStatus(t *testing.T, email string, want map[string]string) 
 	})
 }
 
-// waitOutside waits until the binding's worker committed the contact as
-// outside its segment (the store's row says so): nothing shows in
-// Unisender for an address that left a list it had unsubscribed from.
-func (s *system) waitOutside(t *testing.T, binding string, id int64) {
+// waitStored waits until the binding's worker committed the contact's
+// version with the name.
+func (s *system) waitStored(t *testing.T, binding string, id int64, name string) {
+	t.Helper()
+	s.waitRow(t, fmt.Sprintf("contact %d named %q in %s's store", id, name, binding),
+		`SELECT name = ? FROM contact_state WHERE tenant = ? AND contact_id = ?`, name, devenv.SampleNamespace+"/"+binding, id)
+}
+
+// waitRow waits until the query's one boolean answers true.
+func (s *system) waitRow(t *testing.T, what, query string, args ...any) {
 	t.Helper()
 	db, err := sql.Open("mysql", s.env.MySQLDSN())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	devtest.WaitUntil(t, fmt.Sprintf("contact %d outside %s's segment", id, binding), routeWithin, func() (bool, string) {
-		var outside bool
-		err := db.QueryRowContext(t.Context(), `SELECT outside_segment FROM contact_state WHERE tenant = ? AND contact_id = ?`,
-			devenv.SampleNamespace+"/"+binding, id).Scan(&outside)
-		return err == nil && outside, fmt.Sprintf("outside_segment %v (%v)", outside, err)
+	devtest.WaitUntil(t, what, routeWithin, func() (bool, string) {
+		var ok bool
+		err := db.QueryRowContext(t.Context(), query, args...).Scan(&ok)
+		return err == nil && ok, fmt.Sprintf("%v (%v)", ok, err)
 	})
+}
+
+// waitOutside waits until the binding's worker committed the contact as
+// outside its segment (the store's row says so): nothing shows in
+// Unisender for an address that left a list it had unsubscribed from.
+func (s *system) waitOutside(t *testing.T, binding string, id int64) {
+	t.Helper()
+	s.waitRow(t, fmt.Sprintf("contact %d outside %s's segment", id, binding),
+		`SELECT outside_segment FROM contact_state WHERE tenant = ? AND contact_id = ?`, devenv.SampleNamespace+"/"+binding, id)
 }
 
 func (s *system) contact(t *testing.T, email string) unisenderemu.Contact {
