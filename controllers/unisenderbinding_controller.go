@@ -23,6 +23,7 @@ import (
 	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/importer"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
+	"github.com/kommo-unisender/kommo-unisender/internal/segment"
 	"github.com/kommo-unisender/kommo-unisender/internal/status"
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
 	"github.com/kommo-unisender/kommo-unisender/internal/tenant"
@@ -129,10 +130,12 @@ type bindingPass struct {
 	uni         *unisender.Client
 	keySource   string // "Secret \"x\" key \"y\"", for messages
 	lists       []unisender.List
-	listSharers []string // tenants sharing the list (spec.list.shared on both)
-	destination string   // the webhook URL, with its secret: never logged or shown
-	catchUp     bool     // the webhook was re-registered: resync now
-	importing   bool     // an initial import runs: keep Reconciling=True
+	listSharers []string         // tenants sharing the list (spec.list.shared on both)
+	destination string           // the webhook URL, with its secret: never logged or shown
+	catchUp     bool             // the webhook was re-registered: resync now
+	importing   bool             // an initial import runs: keep Reconciling=True
+	segment     *segment.Segment // spec.selector compiled; nil selects every contact
+	reevaluate  bool             // spec.selector changed: the resync evaluates every synced contact again
 }
 
 // Reconcile follows Flux's shape: get, one deferred summarize-and-patch,
@@ -179,6 +182,7 @@ func (r *UnisenderBindingReconciler) Reconcile(ctx context.Context, req ctrl.Req
 func (r *UnisenderBindingReconciler) reconcileBindingSteps(ctx context.Context, p *bindingPass) (time.Duration, error) {
 	steps := []func(context.Context, *bindingPass) (time.Duration, error){
 		r.reconcileIntegrationRef,
+		r.reconcileSelector,
 		r.reconcileAPIKey,
 		r.reconcileList,
 		r.reconcileListClaim,

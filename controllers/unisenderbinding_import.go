@@ -16,6 +16,7 @@ import (
 	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/importer"
 	"github.com/kommo-unisender/kommo-unisender/internal/mapping"
+	"github.com/kommo-unisender/kommo-unisender/internal/segment"
 	"github.com/kommo-unisender/kommo-unisender/internal/status"
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
 )
@@ -249,12 +250,18 @@ func (r *UnisenderBindingReconciler) startDueRun(ctx context.Context, p *binding
 			return r.launch(p, cp.RunID, kind, cp.UpdatedFrom)
 		}
 	}
+	selector := obj.Spec.Selector.Digest()
 	if obj.Spec.InitialImport.IsEnabled() && (obj.Status.Import == nil || obj.Status.Import.Phase != v1alpha1.ImportCompleted) {
 		r.event(obj, corev1.EventTypeNormal, "ImportStarted", "Import", "initial import of the Kommo contacts into Unisender list %d started", obj.Status.ListID)
+		obj.Status.Selector.Evaluated = selector
 		return r.launch(p, initialRunID(obj), importer.KindInitial, 0)
 	}
 	r.markImportSettled(obj)
-	if p.catchUp || p.forced || r.resyncDue(obj) {
+	// A changed selector is evaluated again over every synced contact
+	// (the resync's sweep), at once.
+	p.reevaluate = selector != obj.Status.Selector.Evaluated
+	if p.catchUp || p.forced || p.reevaluate || r.resyncDue(obj) {
+		obj.Status.Selector.Evaluated = selector
 		return r.launch(p, resyncRunID(obj), importer.KindResync, obj.Status.LastSyncedUpdatedAt)
 	}
 	return status.Jitter(r.untilResync(obj), 0.05), nil
@@ -283,13 +290,15 @@ func (r *UnisenderBindingReconciler) launch(p *bindingPass, runID string, kind i
 	job := importer.Job{
 		Tenant: p.tenant, RunID: runID, Kind: kind, From: from,
 		Mapper:           mapping.New(obj.Spec, obj.Status.ListID),
+		Segment:          p.segment,
+		Reevaluate:       p.segment != nil || p.reevaluate,
 		DeletionPolicy:   obj.Spec.DeletionPolicy,
 		DoubleOptin:      obj.Spec.DoubleOptin,
 		Sweep:            kind == importer.KindResync,
 		SweepHoldPercent: obj.Spec.SweepHoldPercent(),
 		AccountID:        p.integration.Status.AccountID,
 		ListSharers:      p.listSharers,
-		Kommo:            p.kommoBulk, Unisender: p.uni,
+		Kommo:            segment.ReaderFor(p.segment, p.kommoBulk), Unisender: p.uni, Tags: p.uni,
 	}
 	if _, err := r.runner.Launch(job); err != nil {
 		if errors.Is(err, importer.ErrNotStarted) {

@@ -37,8 +37,18 @@ const (
 	maskedSecret               = "****"
 )
 
-// WebhookSettings are the Kommo events the binding subscribes to.
+// WebhookSettings are the Kommo events every binding subscribes to.
 var WebhookSettings = []string{kommo.SettingAddContact, kommo.SettingUpdateContact, kommo.SettingDeleteContact}
+
+// webhookSettings are the events the binding subscribes to: a selector on
+// leads also needs every lead event, since each can change the stage of a
+// contact's leads or which leads it has.
+func webhookSettings(spec *v1alpha1.UnisenderBindingSpec) []string {
+	if !spec.Selector.UsesLeads() {
+		return WebhookSettings
+	}
+	return append(slices.Clone(WebhookSettings), kommo.LeadSettings()...)
+}
 
 // WebhookSecretName is the Secret holding a binding's webhook URL secret.
 func WebhookSecretName(binding string) string { return binding + "-webhook" }
@@ -186,7 +196,7 @@ func (r *UnisenderBindingReconciler) reconcileWebhook(ctx context.Context, p *bi
 			}
 		}
 	}
-	if ours != nil && !ours.Disabled && coversSettings(ours.Settings) {
+	if ours != nil && !ours.Disabled && coversSettings(ours.Settings, webhookSettings(&obj.Spec)) {
 		status.MarkTrue(obj, v1alpha1.ConditionWebhookRegistered, v1alpha1.ReasonSucceeded, "Kommo webhook registered at %s", masked)
 		return 0, nil
 	}
@@ -217,7 +227,7 @@ func (r *UnisenderBindingReconciler) registerWebhook(ctx context.Context, p *bin
 			return fmt.Errorf("removing the disabled Kommo webhook: %w", err)
 		}
 	}
-	if _, err := p.kommo.SubscribeWebhook(ctx, p.destination, WebhookSettings); err != nil {
+	if _, err := p.kommo.SubscribeWebhook(ctx, p.destination, webhookSettings(&obj.Spec)); err != nil {
 		return fmt.Errorf("registering the Kommo webhook: %w", err)
 	}
 	if registeredBefore {
@@ -232,8 +242,8 @@ func (r *UnisenderBindingReconciler) registerWebhook(ctx context.Context, p *bin
 	return nil
 }
 
-func coversSettings(have []string) bool {
-	for _, s := range WebhookSettings {
+func coversSettings(have, want []string) bool {
+	for _, s := range want {
 		if !slices.Contains(have, s) {
 			return false
 		}

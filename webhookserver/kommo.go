@@ -53,12 +53,15 @@ func (s *Server) handleKommoWebhook(w http.ResponseWriter, r *http.Request) {
 			"the payload's account[id] is not this tenant's Kommo account", "account mismatch")
 		return
 	}
-	refs := contactRefs(payload)
+	refs, leads := contactRefs(payload), leadRefs(payload)
 	// A suspended binding's events are not queued: resuming runs a resync,
 	// which catches up with everything, deletes included.
-	if len(refs) > 0 && !info.Suspended {
+	if len(refs)+len(leads) > 0 && !info.Suspended {
 		ctx, cancel := context.WithDeadline(r.Context(), deadline)
 		err := s.enqueue(ctx, info, payload.AccountID, refs)
+		if err == nil {
+			err = s.enqueueLeads(ctx, info, payload.AccountID, leads)
+		}
 		cancel()
 		if err != nil {
 			s.log.Error(err, "enqueue failed; answered 503", "tenant", info.ID)
@@ -90,6 +93,37 @@ func contactRefs(p *kommo.WebhookPayload) []queue.ContactRef {
 		refs = append(refs, queue.ContactRef{ID: ev.Contact.ID, Action: string(ev.Action)})
 	}
 	return refs
+}
+
+// leadRefs names the leads the payload says changed, each once (its last
+// action): the worker re-reads their contacts.
+func leadRefs(p *kommo.WebhookPayload) []queue.LeadRef {
+	refs := make([]queue.LeadRef, 0, len(p.Leads))
+	index := make(map[int64]int, len(p.Leads))
+	for _, ev := range p.Leads {
+		if i, ok := index[ev.Lead.ID]; ok {
+			refs[i].Action = string(ev.Action)
+			continue
+		}
+		index[ev.Lead.ID] = len(refs)
+		refs = append(refs, queue.LeadRef{ID: ev.Lead.ID, Action: string(ev.Action)})
+	}
+	return refs
+}
+
+// enqueueLeads puts one job per queue.MaxLeadsPerJob leads, like enqueue.
+func (s *Server) enqueueLeads(ctx context.Context, info TenantInfo, accountID int64, refs []queue.LeadRef) error {
+	receivedAt := s.now()
+	for chunk := range slices.Chunk(refs, queue.MaxLeadsPerJob) {
+		body, err := queue.EncodeLeadsJob(info.ID, accountID, receivedAt, chunk)
+		if err != nil {
+			return err
+		}
+		if _, err := s.queue.Put(ctx, s.cfg.Tube, body, jobPriority, 0, s.cfg.JobTTR); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // authenticate resolves the tenant and checks the path secret in constant

@@ -84,7 +84,7 @@ func TestEveryFixtureIsQueued(t *testing.T) {
 }
 
 // TestWellFormedBodiesWithoutPeopleAreAccepted: a company, a contact
-// without an e-mail, and a body with only leads are all 2xx — a refusal
+// without an e-mail, and a body with only lead notes are all 2xx — a refusal
 // would count towards Kommo disabling the hook — and only people are
 // queued.
 func TestWellFormedBodiesWithoutPeopleAreAccepted(t *testing.T) {
@@ -121,8 +121,8 @@ func TestWellFormedBodiesWithoutPeopleAreAccepted(t *testing.T) {
 			"contacts[update][0][custom_fields][0][code]":             {"PHONE"},
 			"contacts[update][0][custom_fields][0][values][0][value]": {"+100200300"},
 		}, []queue.ContactRef{{ID: 502, Action: "update"}}},
-		{"only leads", url.Values{
-			"account[id]": {account}, "leads[add][0][id]": {"9001"}, "leads[add][0][name]": {"Deal"},
+		{"only lead notes", url.Values{
+			"account[id]": {account}, "leads[note][0][id]": {"9001"}, "leads[note][0][text]": {"Called"},
 		}, nil},
 		{"one contact added, changed and deleted", url.Values{
 			"account[id]":             {account},

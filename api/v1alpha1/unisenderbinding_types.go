@@ -38,6 +38,11 @@ type UnisenderBindingSpec struct {
 	// +kubebuilder:default={}
 	FieldMapping FieldMapping `json:"fieldMapping,omitzero"`
 
+	// selector: which contacts of the account belong in the list (by tag,
+	// custom field, or the stage of their leads); omitted: every contact.
+	// +optional
+	Selector *Selector `json:"selector,omitempty"`
+
 	// emails: which of a contact's e-mail addresses are synced.
 	// +optional
 	// +kubebuilder:default=All
@@ -72,8 +77,9 @@ type UnisenderBindingSpec struct {
 	DoubleOptin DoubleOptin `json:"doubleOptin,omitempty"`
 
 	// deletionPolicy: what becomes of an address in Unisender when it leaves
-	// Kommo (contact deleted, or the address removed from it, and no other
-	// live contact of the tenant has it), and of the synced addresses when
+	// Kommo or the selector (contact deleted, the address removed from it,
+	// or the contact no longer matching spec.selector, and no other live
+	// matching contact of the tenant has it), and of the synced addresses when
 	// this binding is deleted.
 	// +optional
 	// +kubebuilder:default=Exclude
@@ -349,6 +355,10 @@ type UnisenderBindingStatus struct {
 	// +optional
 	LastSyncedUpdatedAt int64 `json:"lastSyncedUpdatedAt,omitempty"`
 
+	// selector: spec.selector resolved, and how many contacts it selects.
+	// +optional
+	Selector *SelectorStatus `json:"selector,omitempty"`
+
 	// lastHandledReconcileAt: the last value of the
 	// sync.kommo-unisender.io/reconcile-requested-at annotation handled.
 	// +optional
@@ -404,6 +414,8 @@ type ImportStatus struct {
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="List",type=integer,JSONPath=`.status.listID`
+// +kubebuilder:printcolumn:name="Matching",type=integer,JSONPath=`.status.selector.matching`
+// +kubebuilder:printcolumn:name="In-List",type=integer,JSONPath=`.status.selector.inList`
 // +kubebuilder:printcolumn:name="Import",type=string,JSONPath=`.status.import.phase`
 // +kubebuilder:printcolumn:name="Imported",type=integer,JSONPath=`.status.import.imported`
 // +kubebuilder:printcolumn:name="Total",type=integer,JSONPath=`.status.import.total`,priority=1

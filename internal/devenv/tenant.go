@@ -4,15 +4,20 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/config/samples"
 )
 
 // Names of the sample tenant's objects.
@@ -94,6 +99,48 @@ func (e *Env) ensureSandboxAccount(ctx context.Context, subdomain string) error 
 		}
 	}
 	return SandboxJSON(http.MethodPost, e.KommoURL+"/_admin/accounts", map[string]string{"subdomain": subdomain}, nil)
+}
+
+// ApplyRoutedSample adds to the sample tenant the routed bindings of
+// config/samples: won deals of the sandbox account go to "Customers", lost
+// ones to "Win-back" (the sandbox seeds leads for about one contact in five).
+func (e *Env) ApplyRoutedSample(ctx context.Context) error {
+	routed, err := RoutedSampleBindings()
+	if err != nil {
+		return err
+	}
+	for _, b := range routed {
+		if err := e.Client.Create(ctx, b); err != nil {
+			return fmt.Errorf("create UnisenderBinding %s: %w", b.Name, err)
+		}
+	}
+	return nil
+}
+
+// RoutedSampleBindings are the routed bindings of config/samples (won deals
+// to "Customers", lost ones to "Win-back") for the sample tenant: in its
+// namespace, on its integration and Unisender key.
+func RoutedSampleBindings() ([]*syncv1.UnisenderBinding, error) {
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(samples.RoutedBindings), 4096)
+	var out []*syncv1.UnisenderBinding
+	for {
+		var b syncv1.UnisenderBinding
+		err := dec.Decode(&b)
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("config/samples routed bindings: %w", err)
+		}
+		if b.Kind != "UnisenderBinding" {
+			continue
+		}
+		b.Namespace = SampleNamespace
+		b.Name = strings.Replace(b.Name, "example", SampleIntegration, 1)
+		b.Spec.IntegrationRef.Name = SampleIntegration
+		b.Spec.APIKeySecretRef = syncv1.SecretKeySelector{Name: "unisender", Key: "api-key"}
+		out = append(out, &b)
+	}
 }
 
 // refreshBefore makes short sandbox token lifetimes refresh a third of the

@@ -50,7 +50,9 @@ import (
 	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/mapping"
+	"github.com/kommo-unisender/kommo-unisender/internal/segment"
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
+	"github.com/kommo-unisender/kommo-unisender/internal/syncer"
 	"github.com/kommo-unisender/kommo-unisender/internal/tenant"
 	"github.com/kommo-unisender/kommo-unisender/internal/unisender"
 )
@@ -104,8 +106,14 @@ type Job struct {
 	Kind  Kind
 	// From is the lower bound on Kommo's updated_at (Unix seconds,
 	// inclusive); 0 lists every contact.
-	From           int64
-	Mapper         *mapping.Mapper
+	From   int64
+	Mapper *mapping.Mapper
+	// Segment is the binding's selector (nil: every contact); a segment on
+	// leads needs Kommo to read the leads too (segment.ReaderFor).
+	Segment *segment.Segment
+	// Reevaluate: the sweep also commits the live contacts it reads, so
+	// that each is evaluated against Segment again (see sweep.go).
+	Reevaluate     bool
 	DeletionPolicy syncv1.DeletionPolicy
 	// DoubleOptin is the binding's spec.doubleOptin: when it invites, each
 	// batch queues an invitation for every address it brings into the
@@ -129,6 +137,9 @@ type Job struct {
 	ListSharers []string
 	Kommo       ContactSource
 	Unisender   ContactSink
+	// Tags reads tags in Unisender so that tags dropped in Kommo leave it
+	// (syncer.Tenant.Tags); nil leaves them.
+	Tags syncer.TagReader
 }
 
 func (j *Job) validate() error {

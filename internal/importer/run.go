@@ -55,6 +55,9 @@ type pendingContact struct {
 	current syncer.Current
 	rows    int
 	page    int
+	// reevaluated: read by the sweep to evaluate the selector again, not
+	// listed; it counts toward no progress figure.
+	reevaluated bool
 }
 
 // walk lists the contacts, one keyset listing after another, feeding pages
@@ -206,6 +209,9 @@ func (r *run) commitOnce(ctx context.Context, batch []pendingContact) error {
 // contacts; a sweep's tombstones have none).
 func (r *run) count(batch []pendingContact, applied []bool) {
 	for i, c := range batch {
+		if c.reevaluated {
+			continue
+		}
 		if c.current.Gone() {
 			if applied[i] {
 				r.p.Deleted++
@@ -222,8 +228,8 @@ func (r *run) count(batch []pendingContact, applied []bool) {
 // syncTenant is the job's tenant as syncer.Commit needs it.
 func (r *run) syncTenant() syncer.Tenant {
 	return syncer.Tenant{
-		Key: r.job.Tenant.String(), Mapper: r.job.Mapper, DeletionPolicy: r.job.DeletionPolicy,
-		Unisender: r.job.Unisender, DoubleOptin: r.job.DoubleOptin, ListSharers: r.job.ListSharers,
+		Key: r.job.Tenant.String(), Mapper: r.job.Mapper, Segment: r.job.Segment, DeletionPolicy: r.job.DeletionPolicy,
+		Unisender: r.job.Unisender, DoubleOptin: r.job.DoubleOptin, ListSharers: r.job.ListSharers, Tags: r.job.Tags,
 	}
 }
 

@@ -40,6 +40,13 @@ import (
 //
 // The cost is one Kommo request per sweepChunk live contacts per resync,
 // plus one per gone contact.
+//
+// A binding with a selector, or whose selector changed, also commits the
+// live contacts the sweep read (Job.Reevaluate): whether a contact matches can change without its
+// updated_at moving (a deal's stage, a lost webhook, a changed selector),
+// so every resync evaluates every synced contact again through the one
+// commit path. A contact whose membership did not change costs a store
+// update of its read time, no Unisender call.
 
 const sweepChunk = kommo.MaxPageLimit
 
@@ -85,16 +92,25 @@ func (r *run) sweep(ctx context.Context) error {
 
 // missingFromKommo reads ids (contacts the store holds as live) from Kommo
 // and returns those it says are gone (syncer.ReadContacts confirms each
-// one the listing leaves out with a read of it alone).
+// one the listing leaves out with a read of it alone); with a selector, it
+// commits the others, evaluated again.
 func (r *run) missingFromKommo(ctx context.Context, ids []int64) ([]syncer.Current, error) {
 	read, err := syncer.ReadContacts(ctx, r.im.Store, r.job.Kommo, ids, func(int64) bool { return true })
 	if err != nil {
 		return nil, err
 	}
 	var gone []syncer.Current
+	var live []pendingContact
 	for _, c := range read {
 		if c.Gone() {
 			gone = append(gone, c)
+		} else if r.job.Reevaluate {
+			live = append(live, pendingContact{current: c, reevaluated: true})
+		}
+	}
+	if len(live) > 0 {
+		if err := r.commit(ctx, live); err != nil {
+			return nil, err
 		}
 	}
 	return gone, nil

@@ -35,9 +35,14 @@ type Contact struct {
 	Tags              []string // tag names
 	CustomFields      []CustomField
 	ResponsibleUserID int64
-	CreatedAt         int64 // unix seconds
-	UpdatedAt         int64 // unix seconds
-	AccountID         int64
+	// LeadIDs are the contact's leads, listed only when asked for
+	// (ListContactsOptions.WithLeads); Leads are those leads with their
+	// stage, filled by whoever reads them (package segment).
+	LeadIDs   []int64
+	Leads     []Lead
+	CreatedAt int64 // unix seconds
+	UpdatedAt int64 // unix seconds
+	AccountID int64
 }
 
 // CustomField is one custom (or system) field of a contact with its values.

@@ -30,6 +30,8 @@ type ListContactsOptions struct {
 	IDs         []int64 // only these contacts; nil = all
 	Order       string  // "field:asc|desc" with field updated_at, id or created_at; "" = Kommo's default
 	Limit       int     // page size; 0 or more than MaxPageLimit means MaxPageLimit
+	// WithLeads asks for each contact's lead ids (with=leads): Contact.LeadIDs.
+	WithLeads bool
 }
 
 func (o ListContactsOptions) query() (url.Values, error) {
@@ -48,6 +50,9 @@ func (o ListContactsOptions) query() (url.Values, error) {
 	}
 	for _, id := range o.IDs {
 		q.Add("filter[id][]", strconv.FormatInt(id, 10))
+	}
+	if o.WithLeads {
+		q.Set("with", "leads")
 	}
 	if o.Order != "" {
 		field, dir, ok := strings.Cut(o.Order, ":")
@@ -68,7 +73,27 @@ func (c *Client) ListContacts(ctx context.Context, opts ListContactsOptions, fn 
 	if err != nil {
 		return err
 	}
-	ref := "/api/v4/contacts?" + q.Encode()
+	return c.listPages(ctx, "/api/v4/contacts?"+q.Encode(), func(body []byte) (string, error) {
+		var p contactsPage
+		if err := json.Unmarshal(body, &p); err != nil {
+			return "", fmt.Errorf("kommo: GET /api/v4/contacts: decoding page: %w", err)
+		}
+		if len(p.Embedded.Contacts) == 0 {
+			return "", nil
+		}
+		page := make([]Contact, len(p.Embedded.Contacts))
+		for i, v := range p.Embedded.Contacts {
+			page[i] = v.toContact()
+		}
+		return p.Links.Next.Href, fn(page)
+	})
+}
+
+// listPages GETs ref and the pages its answers link to (_links.next) until
+// one has no next link or is empty (HTTP 204). page decodes one answer and
+// returns the next link ("" ends the listing); its error stops the listing
+// and is returned as is.
+func (c *Client) listPages(ctx context.Context, ref string, page func(body []byte) (next string, err error)) error {
 	for ref != "" {
 		rep, err := c.do(ctx, call{method: "GET", ref: ref, auth: true})
 		if err != nil {
@@ -77,23 +102,13 @@ func (c *Client) ListContacts(ctx context.Context, opts ListContactsOptions, fn 
 		if rep.status == http.StatusNoContent {
 			return nil
 		}
-		var p contactsPage
-		if err := json.Unmarshal(rep.body, &p); err != nil {
-			return fmt.Errorf("kommo: GET /api/v4/contacts: decoding page: %w", err)
-		}
-		if len(p.Embedded.Contacts) == 0 {
-			return nil
-		}
-		page := make([]Contact, len(p.Embedded.Contacts))
-		for i, v := range p.Embedded.Contacts {
-			page[i] = v.toContact()
-		}
-		if err := fn(page); err != nil {
+		next, err := page(rep.body)
+		if err != nil {
 			return err
 		}
-		next := p.Links.Next.Href
 		if next == ref {
-			return fmt.Errorf("kommo: GET /api/v4/contacts: next link repeats the current page")
+			path, _, _ := strings.Cut(ref, "?")
+			return fmt.Errorf("kommo: GET %s: next link repeats the current page", path)
 		}
 		ref = next
 	}

@@ -22,6 +22,9 @@ type v4Contact struct {
 			ID   int64  `json:"id"`
 			Name string `json:"name"`
 		} `json:"tags"`
+		Leads []struct {
+			ID int64 `json:"id"`
+		} `json:"leads"`
 	} `json:"_embedded"`
 }
 
@@ -41,12 +44,8 @@ type v4Value struct {
 
 // contactsPage is one HAL page of GET /api/v4/contacts.
 type contactsPage struct {
-	Page  int `json:"_page"`
-	Links struct {
-		Next struct {
-			Href string `json:"href"`
-		} `json:"next"`
-	} `json:"_links"`
+	Page     int       `json:"_page"`
+	Links    pageLinks `json:"_links"`
 	Embedded struct {
 		Contacts []v4Contact `json:"contacts"`
 	} `json:"_embedded"`
@@ -77,6 +76,11 @@ func (v v4Contact) toContact() Contact {
 	for _, t := range v.Embedded.Tags {
 		c.Tags = append(c.Tags, t.Name)
 	}
+	for _, l := range v.Embedded.Leads {
+		if l.ID > 0 {
+			c.LeadIDs = append(c.LeadIDs, l.ID)
+		}
+	}
 	return c
 }
 
@@ -104,4 +108,11 @@ func rawText(raw json.RawMessage) string {
 		return string(raw)
 	}
 	return ""
+}
+
+// pageLinks are the HAL links of a page; Next is absent on the last one.
+type pageLinks struct {
+	Next struct {
+		Href string `json:"href"`
+	} `json:"next"`
 }

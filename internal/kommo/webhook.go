@@ -42,6 +42,9 @@ type WebhookPayload struct {
 	AccountID int64
 	Subdomain string
 	Events    []WebhookEvent
+	// Leads are the leads the body names (leads[action][index][id]), by
+	// action then index.
+	Leads []LeadEvent
 }
 
 // WebhookEvent is one contact (or company, see Contact.Type) and what
@@ -89,8 +92,10 @@ func malformed(key, format string, args ...any) error {
 // ParseWebhookBody parses a raw application/x-www-form-urlencoded Kommo
 // webhook body into typed events, in one pass over the body and without
 // building a url.Values. It reads every contact under
-// contacts[add|update|delete][index], whatever the indexes; keys of other
-// entities (leads[…], …) and of other contact actions (restore, note, …) are
+// contacts[add|update|delete][index], whatever the indexes, and the id of
+// every lead under leads[add|update|status|responsible|restore|delete][index]
+// (the sync re-reads the contacts of those leads); keys of other entities
+// and of other actions (restore of contacts, note, …) are
 // ignored. The body must be valid form encoding throughout, as
 // url.ParseQuery demands (no bad %-escapes, no ';' separators, at most
 // 10000 pairs). Any malformed key or value under "contacts" or "account", or
@@ -135,6 +140,7 @@ func EncodeWebhook(p *WebhookPayload) url.Values {
 		prefix := fmt.Sprintf("contacts[%s][%d]", ev.Action, i)
 		encodeContact(form, prefix, ev.Action, &ev.Contact, p.AccountID)
 	}
+	encodeLeads(form, p.AccountID, p.Leads)
 	return form
 }
 

@@ -331,7 +331,7 @@ func unhex(c byte) byte {
 // "account", the only entities the parser reads. The root ends at the first
 // bracket of either kind so that "contacts]x" is inspected (and refused) too.
 func isOurRoot(key []byte) bool {
-	return hasRoot(key, "contacts") || hasRoot(key, "account")
+	return hasRoot(key, "contacts") || hasRoot(key, "account") || hasRoot(key, "leads")
 }
 
 func hasRoot(key []byte, root string) bool {

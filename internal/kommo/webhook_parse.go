@@ -25,6 +25,9 @@ type bodyParser struct {
 	values   []valueDraft
 	tags     []tagDraft
 	order    [numKinds][]int32 // drafts sorted by slot, see sortKind
+
+	leads     []leadDraft
+	leadIndex map[leadSlot]int // leads[action][index] → position in leads
 }
 
 var bodyParsers = sync.Pool{New: func() any { return new(bodyParser) }}
@@ -45,11 +48,13 @@ func (p *bodyParser) reset(body []byte) {
 	}
 	p.table.reset()
 	p.contacts, p.fields, p.values, p.tags = p.contacts[:0], p.fields[:0], p.values[:0], p.tags[:0]
+	p.leads = p.leads[:0]
+	clear(p.leadIndex)
 }
 
 func (p *bodyParser) release() {
 	p.form.body = nil // do not hold on to the caller's body
-	drafts := len(p.contacts) + len(p.fields) + len(p.values) + len(p.tags)
+	drafts := len(p.contacts) + len(p.fields) + len(p.values) + len(p.tags) + len(p.leads)
 	if drafts > maxPooledDrafts || cap(p.arena)+cap(p.form.buf)+cap(p.num) > maxPooledBytes {
 		return
 	}
@@ -76,10 +81,13 @@ func (p *bodyParser) scan(body []byte) error {
 	}
 }
 
-// take routes one key to the account or the contact it belongs to.
+// take routes one key to the account, the contact or the lead it belongs to.
 func (p *bodyParser) take() error {
-	if string(p.seg(0)) == "account" {
+	switch string(p.seg(0)) {
+	case "account":
 		return p.takeAccount()
+	case "leads":
+		return p.takeLead()
 	}
 	return p.takeContact()
 }

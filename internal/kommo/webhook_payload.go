@@ -17,6 +17,11 @@ func (p *bodyParser) payload() (*WebhookPayload, error) {
 	}
 	strs := string(p.arena)
 	out := &WebhookPayload{AccountID: p.accountID, Subdomain: p.subdomain.in(strs)}
+	leads, err := p.leadEvents()
+	if err != nil {
+		return nil, err
+	}
+	out.Leads = leads
 	if len(p.contacts) == 0 {
 		return out, nil
 	}

@@ -190,8 +190,9 @@ func TestParseWebhookEveryFixtureFromTheWire(t *testing.T) {
 func TestParseWebhookIgnoresWhatItDoesNotRead(t *testing.T) {
 	p := mustParse(t, form(
 		"account[id]=7",
-		"leads[add][0][id]=900",           // another entity
-		"leads[add][x]][[=whatever",       // another entity, however shaped
+		"customers[add][0][id]=900",       // another entity
+		"customers[add][x]][[=whatever",   // another entity, however shaped
+		"leads[note][0][id]=900",          // a lead action not read
 		"contacts[restore][0][id]=1",      // an action not subscribed to
 		"contacts[note][0][note][text]=x", // idem, other shape
 		"contacts[responsible][zz]=1",     // idem, bad index: still not ours
@@ -473,6 +474,7 @@ func TestParseWebhookBodyRefusesRepeatedKeys(t *testing.T) {
 		c + "[updated_at]", c + "[last_modified]", c + "[custom_fields][0][name]", c + "[custom_fields][0][code]",
 		c + "[custom_fields][0][values][0]", c + "[custom_fields][0][values][0][value]",
 		c + "[custom_fields][0][values][0][enum]", c + "[tags][0][id]", c + "[tags][0][name]",
+		"leads[status][0][id]",
 	} {
 		value := "1"
 		if strings.HasSuffix(key, "[type]") {
@@ -488,8 +490,9 @@ func TestParseWebhookBodyRefusesRepeatedKeys(t *testing.T) {
 		}
 	}
 	for _, key := range []string{"account[_links][self]", c + "[group_id]", c + "[custom_fields][0][field_type]",
-		c + "[custom_fields][0][values][0][subtype]", c + "[tags][0][color]", "contacts[note][0][id]", "leads[add][0][id]"} {
-		mustParseBody(t, base+"&"+key+"=1&"+key+"=1")
+		c + "[custom_fields][0][values][0][subtype]", c + "[tags][0][color]", "contacts[note][0][id]", "leads[note][0][id]",
+		"leads[status][0][status_id]"} {
+		mustParseBody(t, base+"&leads[status][0][id]=5&"+key+"=1&"+key+"=1")
 	}
 }
 

@@ -23,8 +23,8 @@ const (
 	ColumnTags          = "tags"
 )
 
-// maxTags is Unisender's limit of tags per contact.
-const maxTags = 10
+// MaxTags is Unisender's limit of tags per contact.
+const MaxTags = 10
 
 // Profile is what the sync pushes for a contact: its addresses and the data
 // every one of them carries.
@@ -58,6 +58,9 @@ func (m *Mapper) ListID() int64 {
 	id, _ := strconv.ParseInt(m.listID, 10, 64)
 	return id
 }
+
+// TagsEnabled reports whether the binding syncs tags.
+func (m *Mapper) TagsEnabled() bool { return m.spec.FieldMapping.TagsEnabled() }
 
 // NameField is the Unisender field that carries the contact's name.
 func (m *Mapper) NameField() string { return m.spec.FieldMapping.NameField() }
@@ -209,8 +212,8 @@ func cleanTags(tags []string) []string {
 		}
 	}
 	sort.Strings(out)
-	if len(out) > maxTags {
-		out = out[:maxTags]
+	if len(out) > MaxTags {
+		out = out[:MaxTags]
 	}
 	return out
 }

@@ -26,6 +26,9 @@ type ContactState struct {
 	// answered that the contact is gone.
 	ReadAt  int64
 	Deleted bool
+	// OutsideSegment is set when the contact does not match its binding's
+	// selector: it then holds no address of the list (Emails is empty).
+	OutsideSegment bool
 	// Emails are normalised by the store (trimmed, lower-cased, de-duplicated,
 	// sorted); a deleted contact has none.
 	Emails []string
@@ -181,7 +184,7 @@ func touchContact(ctx context.Context, q querier, tenant string, c ContactState)
 }
 
 func sameContent(a, b ContactState) bool {
-	return a.Deleted == b.Deleted && a.Name == b.Name && a.Phone == b.Phone &&
+	return a.Deleted == b.Deleted && a.OutsideSegment == b.OutsideSegment && a.Name == b.Name && a.Phone == b.Phone &&
 		slices.Equal(a.Emails, b.Emails) && slices.Equal(a.Tags, b.Tags) &&
 		maps.Equal(a.Fields, b.Fields)
 }
@@ -196,7 +199,8 @@ func normalizeContact(c ContactState) (ContactState, error) {
 	out := c
 	out.SyncedAt = time.Time{}
 	out.Emails = nil
-	if !c.Deleted {
+	out.OutsideSegment = c.OutsideSegment && !c.Deleted
+	if !c.Deleted && !out.OutsideSegment {
 		for _, e := range c.Emails {
 			e = NormalizeEmail(e)
 			if e == "" {
@@ -253,7 +257,7 @@ func diffSorted(before, after []string) (added, removed []string) {
 // readContact loads one contact with its e-mails; forUpdate locks the row
 // (or, for a contact never seen, the gap where it would go).
 func readContact(ctx context.Context, q querier, tenant string, id int64, forUpdate bool) (*ContactState, error) {
-	query := `SELECT contact_id, updated_at, read_at, deleted, name, phone, tags, fields, synced_at
+	query := `SELECT contact_id, updated_at, read_at, deleted, outside_segment, name, phone, tags, fields, synced_at
 		FROM contact_state WHERE tenant = ? AND contact_id = ?`
 	if forUpdate {
 		query += " FOR UPDATE"
@@ -286,7 +290,7 @@ type rowScanner interface{ Scan(dest ...any) error }
 func scanContact(r rowScanner) (ContactState, error) {
 	var c ContactState
 	var tags, fields string
-	if err := r.Scan(&c.ID, &c.UpdatedAt, &c.ReadAt, &c.Deleted, &c.Name, &c.Phone, &tags, &fields, &c.SyncedAt); err != nil {
+	if err := r.Scan(&c.ID, &c.UpdatedAt, &c.ReadAt, &c.Deleted, &c.OutsideSegment, &c.Name, &c.Phone, &tags, &fields, &c.SyncedAt); err != nil {
 		return ContactState{}, err
 	}
 	if err := json.Unmarshal([]byte(tags), &c.Tags); err != nil {
@@ -318,12 +322,12 @@ func writeContact(ctx context.Context, q querier, tenant string, c ContactState)
 	}
 	at := now()
 	_, err = q.ExecContext(ctx, `
-		INSERT INTO contact_state (tenant, contact_id, updated_at, read_at, deleted, name, phone, tags, fields, synced_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		INSERT INTO contact_state (tenant, contact_id, updated_at, read_at, deleted, outside_segment, name, phone, tags, fields, synced_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON DUPLICATE KEY UPDATE
-			updated_at = ?, read_at = ?, deleted = ?, name = ?, phone = ?, tags = ?, fields = ?, synced_at = ?`,
-		tenant, c.ID, c.UpdatedAt, c.ReadAt, c.Deleted, c.Name, c.Phone, tags, fields, at,
-		c.UpdatedAt, c.ReadAt, c.Deleted, c.Name, c.Phone, tags, fields, at)
+			updated_at = ?, read_at = ?, deleted = ?, outside_segment = ?, name = ?, phone = ?, tags = ?, fields = ?, synced_at = ?`,
+		tenant, c.ID, c.UpdatedAt, c.ReadAt, c.Deleted, c.OutsideSegment, c.Name, c.Phone, tags, fields, at,
+		c.UpdatedAt, c.ReadAt, c.Deleted, c.OutsideSegment, c.Name, c.Phone, tags, fields, at)
 	if err != nil {
 		return fmt.Errorf("store: write contact %d: %w", c.ID, err)
 	}
@@ -438,7 +442,7 @@ func (s *Store) LiveContacts(ctx context.Context, tenant string) ([]ContactState
 		return nil, err
 	}
 	rows, err := s.db.QueryContext(ctx, `
-		SELECT contact_id, updated_at, read_at, deleted, name, phone, tags, fields, synced_at
+		SELECT contact_id, updated_at, read_at, deleted, outside_segment, name, phone, tags, fields, synced_at
 		FROM contact_state WHERE tenant = ? AND deleted = FALSE ORDER BY contact_id`, tenant)
 	if err != nil {
 		return nil, fmt.Errorf("store: live contacts: %w", err)

@@ -149,7 +149,7 @@ func readContacts(ctx context.Context, q querier, tenant string, ids []int64) (m
 	slices.Sort(sorted)
 	for chunk := range slices.Chunk(sorted, maxRowsPerStatement) {
 		args := append([]any{tenant}, int64Args(chunk)...)
-		rows, err := q.QueryContext(ctx, `SELECT contact_id, updated_at, read_at, deleted, name, phone, tags, fields, synced_at
+		rows, err := q.QueryContext(ctx, `SELECT contact_id, updated_at, read_at, deleted, outside_segment, name, phone, tags, fields, synced_at
 			FROM contact_state WHERE tenant = ? AND contact_id IN (`+placeholders("?", len(chunk))+`)
 			ORDER BY contact_id FOR UPDATE`, args...)
 		if err != nil {
@@ -200,7 +200,7 @@ func attachEmailsOf(ctx context.Context, q querier, tenant string, ids []int64, 
 func writeContacts(ctx context.Context, q querier, tenant string, cs []ContactState) error {
 	at := now()
 	for chunk := range slices.Chunk(cs, maxRowsPerStatement) {
-		args := make([]any, 0, 10*len(chunk))
+		args := make([]any, 0, 11*len(chunk))
 		for _, c := range chunk {
 			tags, err := json.Marshal(nonNil(c.Tags))
 			if err != nil {
@@ -212,11 +212,11 @@ func writeContacts(ctx context.Context, q querier, tenant string, cs []ContactSt
 					return err
 				}
 			}
-			args = append(args, tenant, c.ID, c.UpdatedAt, c.ReadAt, c.Deleted, c.Name, c.Phone, tags, fields, at)
+			args = append(args, tenant, c.ID, c.UpdatedAt, c.ReadAt, c.Deleted, c.OutsideSegment, c.Name, c.Phone, tags, fields, at)
 		}
 		if _, err := q.ExecContext(ctx, `REPLACE INTO contact_state
-			(tenant, contact_id, updated_at, read_at, deleted, name, phone, tags, fields, synced_at) VALUES `+
-			placeholders("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", len(chunk)), args...); err != nil {
+			(tenant, contact_id, updated_at, read_at, deleted, outside_segment, name, phone, tags, fields, synced_at) VALUES `+
+			placeholders("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", len(chunk)), args...); err != nil {
 			return fmt.Errorf("store: write contacts: %w", err)
 		}
 	}

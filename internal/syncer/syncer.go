@@ -24,6 +24,7 @@ import (
 	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/mapping"
+	"github.com/kommo-unisender/kommo-unisender/internal/segment"
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
 	"github.com/kommo-unisender/kommo-unisender/internal/unisender"
 )
@@ -45,8 +46,13 @@ type Inviter interface {
 
 // Tenant is what the sync needs to know of one UnisenderBinding.
 type Tenant struct {
-	Key            string // "namespace/name"
-	Mapper         *mapping.Mapper
+	Key    string // "namespace/name"
+	Mapper *mapping.Mapper
+	// Segment is the binding's selector; nil selects every contact. A
+	// contact outside it is committed as holding no address of the list,
+	// so its addresses leave the list (unless another matching contact
+	// holds them) and come back when it matches again.
+	Segment        *segment.Segment
 	DeletionPolicy syncv1.DeletionPolicy
 	Unisender      Importer
 	// Kommo reads the tenant's contacts, within the account's shared
@@ -64,6 +70,10 @@ type Tenant struct {
 	// list (bindings that all set spec.list.shared): an address this
 	// tenant drops stays in the list while one of them holds it.
 	ListSharers []string
+	// Tags reads addresses' tags in Unisender, so that tags dropped in
+	// Kommo leave Unisender while tags set by others stay (see tags.go).
+	// Nil: dropped tags stay in Unisender.
+	Tags TagReader
 }
 
 // Current is one contact as Kommo holds it, read at ReadAt (microseconds on
@@ -126,6 +136,9 @@ func Commit(ctx context.Context, st *store.Store, t Tenant, contacts []Current, 
 		if err := p.keepShared(ctx, tx, t.ListSharers); err != nil {
 			return err
 		}
+		if err := recordLeads(ctx, tx, t, contacts); err != nil {
+			return err
+		}
 		if err := push(ctx, t, p, &out); err != nil {
 			return err
 		}
@@ -139,6 +152,7 @@ type plan struct {
 	upserts  map[int64]mapping.Profile // profile of every changed live contact
 	orphaned map[string]bool           // addresses no live contact holds any more
 	added    []string                  // addresses the commit brings into the list
+	dropped  map[int64][]string        // tags a changed contact no longer has (tags.go)
 }
 
 // planCommit applies the contacts to the stored state and gathers the net
@@ -146,13 +160,13 @@ type plan struct {
 // (Tx.ApplyContacts) and decides orphaned addresses after all of them: an
 // address one contact drops and another takes up stays in the list.
 func planCommit(ctx context.Context, tx *store.Tx, t Tenant, contacts []Current, out *Outcome) (*plan, error) {
-	states, profiles, index := storedForms(t.Mapper, contacts, out)
+	states, profiles, index := storedForms(t, contacts, out)
 	results, err := tx.ApplyContacts(ctx, t.Key, states)
 	if err != nil {
 		return nil, fmt.Errorf("apply %d contacts: %w", len(states), err)
 	}
 	out.Applied = make([]bool, len(contacts))
-	p := &plan{upserts: map[int64]mapping.Profile{}, orphaned: map[string]bool{}}
+	p := &plan{upserts: map[int64]mapping.Profile{}, orphaned: map[string]bool{}, dropped: map[int64][]string{}}
 	for i, res := range results {
 		if !res.Applied {
 			out.Stale++
@@ -168,6 +182,9 @@ func planCommit(ctx context.Context, tx *store.Tx, t Tenant, contacts []Current,
 		}
 		p.upserts[states[i].ID] = profiles[i]
 		p.added = append(p.added, res.NewEmails...)
+		if t.Tags != nil {
+			p.noteDroppedTags(t.Mapper, res.Previous, states[i])
+		}
 	}
 	return p, nil
 }
@@ -175,7 +192,7 @@ func planCommit(ctx context.Context, tx *store.Tx, t Tenant, contacts []Current,
 // storedForms turns the contacts into the store's form, skipping companies
 // and keeping the latest read of a contact named twice; index maps each
 // state back to its contact's position.
-func storedForms(m *mapping.Mapper, contacts []Current, out *Outcome) ([]store.ContactState, []mapping.Profile, []int) {
+func storedForms(t Tenant, contacts []Current, out *Outcome) ([]store.ContactState, []mapping.Profile, []int) {
 	states := make([]store.ContactState, 0, len(contacts))
 	profiles := make([]mapping.Profile, 0, len(contacts))
 	index := make([]int, 0, len(contacts))
@@ -185,7 +202,7 @@ func storedForms(m *mapping.Mapper, contacts []Current, out *Outcome) ([]store.C
 			out.Companies++
 			continue
 		}
-		state, profile := storedForm(m, c)
+		state, profile := storedForm(t, c)
 		if j, ok := seen[c.ID]; ok {
 			out.Stale++
 			if state.ReadAt < states[j].ReadAt {
@@ -202,15 +219,39 @@ func storedForms(m *mapping.Mapper, contacts []Current, out *Outcome) ([]store.C
 	return states, profiles, index
 }
 
-func storedForm(m *mapping.Mapper, c Current) (store.ContactState, mapping.Profile) {
+// storedForm is the contact as the store keeps it and the profile pushed
+// for it. A contact outside the segment keeps its data but holds no
+// address: the store then takes its addresses out of the e-mail map.
+func storedForm(t Tenant, c Current) (store.ContactState, mapping.Profile) {
 	if c.Gone() {
 		return store.ContactState{ID: c.ID, Deleted: true, ReadAt: c.ReadAt}, mapping.Profile{}
 	}
-	p := m.Profile(c.Contact)
+	p := t.Mapper.Profile(c.Contact)
+	outside := !t.Segment.Matches(c.Contact)
+	if outside {
+		p.Emails = nil
+	}
 	return store.ContactState{
-		ID: c.ID, UpdatedAt: c.Contact.UpdatedAt, ReadAt: c.ReadAt, Emails: p.Emails,
+		ID: c.ID, UpdatedAt: c.Contact.UpdatedAt, ReadAt: c.ReadAt, Emails: p.Emails, OutsideSegment: outside,
 		Name: p.Name, Phone: p.Phone, Tags: p.Tags, Fields: p.Fields,
 	}, p
+}
+
+// recordLeads keeps, for a segment on leads, which leads each contact read
+// has: a lead event names leads, and a deleted lead's contacts are known
+// only from here.
+func recordLeads(ctx context.Context, tx *store.Tx, t Tenant, contacts []Current) error {
+	if !t.Segment.UsesLeads() {
+		return nil
+	}
+	links := make(map[int64][]int64, len(contacts))
+	for _, c := range contacts {
+		links[c.ID] = nil
+		if !c.Gone() {
+			links[c.ID] = c.Contact.LeadIDs
+		}
+	}
+	return tx.SetContactLeads(ctx, t.Key, links)
 }
 
 // addUnheld adds to the removals each address of verify that no live
@@ -252,14 +293,26 @@ func (p *plan) keepShared(ctx context.Context, tx *store.Tx, sharers []string) e
 // push sends the plan: one importContacts for the upserts (the client splits
 // past 500 rows) and one for the removals.
 func push(ctx context.Context, t Tenant, p *plan, out *Outcome) error {
-	if batch := upsertBatch(t.Mapper, p.upserts); len(batch.Rows) > 0 {
-		if err := send(ctx, t, batch, out); err != nil {
+	if batch := upsertBatch(t.Mapper, p.upserts, p.dropped); len(batch.Rows) > 0 {
+		if err := send(ctx, t, batch, false, out); err != nil {
 			return err
 		}
 		out.Upserted = len(batch.Rows)
 	}
+	if len(p.dropped) > 0 {
+		batch, err := retagBatch(ctx, t, p)
+		if err != nil {
+			return err
+		}
+		if len(batch.Rows) > 0 {
+			if err := send(ctx, t, batch, true, out); err != nil {
+				return err
+			}
+			out.Upserted += len(batch.Rows)
+		}
+	}
 	if batch := t.Mapper.RemovalBatch(slices.Sorted(maps.Keys(p.orphaned)), t.DeletionPolicy); batch != nil {
-		if err := send(ctx, t, *batch, out); err != nil {
+		if err := send(ctx, t, *batch, false, out); err != nil {
 			return err
 		}
 		out.Removed = len(batch.Rows)
@@ -282,18 +335,21 @@ func queueInvitations(ctx context.Context, tx *store.Tx, t Tenant, p *plan, out 
 	return nil
 }
 
-// upsertBatch is the rows of the changed contacts, by ascending id.
-func upsertBatch(m *mapping.Mapper, profiles map[int64]mapping.Profile) mapping.Batch {
+// upsertBatch is the rows of the changed contacts, by ascending id, but
+// those that dropped tags (retagBatch sends them).
+func upsertBatch(m *mapping.Mapper, profiles map[int64]mapping.Profile, dropped map[int64][]string) mapping.Batch {
 	b := mapping.Batch{FieldNames: m.UpsertColumns()}
 	for _, id := range slices.Sorted(maps.Keys(profiles)) {
-		b.Rows = append(b.Rows, m.UpsertRows(profiles[id])...)
+		if _, retag := dropped[id]; !retag {
+			b.Rows = append(b.Rows, m.UpsertRows(profiles[id])...)
+		}
 	}
 	return b
 }
 
-func send(ctx context.Context, t Tenant, b mapping.Batch, out *Outcome) error {
+func send(ctx context.Context, t Tenant, b mapping.Batch, overwriteTags bool, out *Outcome) error {
 	out.Calls += (len(b.Rows) + unisender.MaxImportRows - 1) / unisender.MaxImportRows
-	res, err := t.Unisender.ImportContacts(ctx, unisender.ImportRequest{FieldNames: b.FieldNames, Rows: b.Rows})
+	res, err := t.Unisender.ImportContacts(ctx, unisender.ImportRequest{FieldNames: b.FieldNames, Rows: b.Rows, OverwriteTags: overwriteTags})
 	if err != nil {
 		return fmt.Errorf("unisender importContacts (%d rows): %w", len(b.Rows), err)
 	}

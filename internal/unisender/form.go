@@ -121,3 +121,25 @@ func (f *flexMap) UnmarshalJSON(b []byte) error {
 	}
 	return nil
 }
+
+// flexList decodes an array of strings or one comma-separated string.
+type flexList []string
+
+func (f *flexList) UnmarshalJSON(b []byte) error {
+	var list []string
+	if err := json.Unmarshal(b, &list); err == nil {
+		*f = list
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	*f = nil
+	for _, t := range strings.Split(s, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			*f = append(*f, t)
+		}
+	}
+	return nil
+}

@@ -183,6 +183,9 @@ type Contact struct {
 	Status string // global: new, invited, active, inactive, unsubscribed, blocked, activation_requested
 	Lists  []ListMembership
 	Fields map[string]string
+	// Tags are the contact's tags, with IncludeDetails (an array or a
+	// comma-separated string: which one Unisender sends is unverified).
+	Tags []string
 }
 
 // ListMembership is a contact's status in one list.
@@ -210,11 +213,12 @@ func (c *Client) GetContact(ctx context.Context, email string, opts GetContactOp
 			ID     flexInt `json:"id"`
 			Status string  `json:"status"`
 		} `json:"lists"`
+		Tags flexList `json:"tags"`
 	}
 	if _, err := c.call(ctx, "getContact", form, c.maxRetries, &res); err != nil {
 		return nil, err
 	}
-	out := &Contact{Email: res.Email.Email, Status: res.Email.Status, Fields: map[string]string(res.Fields)}
+	out := &Contact{Email: res.Email.Email, Status: res.Email.Status, Fields: map[string]string(res.Fields), Tags: res.Tags}
 	for _, l := range res.Lists {
 		out.Lists = append(out.Lists, ListMembership{ID: int64(l.ID), Status: l.Status})
 	}

@@ -33,6 +33,9 @@ type entry struct {
 	contacts []int64
 	// recheck holds the addresses of a recheck job (KindRecheck).
 	recheck []string
+	// leads are the ids a leads job names (queue.KindLeads): their
+	// contacts are re-read.
+	leads []int64
 	// poison says why the job can never be processed; nil for a good job.
 	poison error
 	// settled is set once the job was deleted, released or buried, so the
@@ -43,7 +46,7 @@ type entry struct {
 // weight is what the job counts toward MaxEvents: the contacts it names,
 // and at least one so that empty or poison jobs cannot grow a batch
 // unbounded.
-func (e *entry) weight() int { return max(1, len(e.contacts)) }
+func (e *entry) weight() int { return max(1, len(e.contacts)+len(e.leads)) }
 
 // decodeEntry decodes a job's envelope and payload. Anything this binary
 // cannot read is poison.
@@ -55,7 +58,7 @@ func decodeEntry(j *queue.Job) *entry {
 		return e
 	}
 	e.env = env
-	if env.Kind != queue.KindContacts && env.Kind != queue.KindWebhook && env.Kind != KindRecheck {
+	if env.Kind != queue.KindContacts && env.Kind != queue.KindWebhook && env.Kind != KindRecheck && env.Kind != queue.KindLeads {
 		e.poison = fmt.Errorf("%w: job kind %q is not one this worker processes", queue.ErrBadEnvelope, truncate(env.Kind, 40))
 		return e
 	}
@@ -68,6 +71,8 @@ func decodeEntry(j *queue.Job) *entry {
 		e.recheck, err = decodeRecheck(env)
 	case queue.KindContacts:
 		e.contacts, err = decodeContacts(env)
+	case queue.KindLeads:
+		e.leads, err = decodeLeads(env)
 	default:
 		e.contacts, err = decodeWebhookIDs(env)
 	}
@@ -79,6 +84,18 @@ func decodeEntry(j *queue.Job) *entry {
 
 func decodeContacts(env queue.Envelope) ([]int64, error) {
 	refs, err := queue.DecodeContacts(env)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]int64, len(refs))
+	for i, r := range refs {
+		ids[i] = r.ID
+	}
+	return ids, nil
+}
+
+func decodeLeads(env queue.Envelope) ([]int64, error) {
+	refs, err := queue.DecodeLeads(env)
 	if err != nil {
 		return nil, err
 	}
@@ -165,16 +182,18 @@ func (b *batch) split() (poison []*entry, groups []*group) {
 	return poison, groups
 }
 
-// named gathers what entries name: the contact ids, and the addresses of
-// recheck jobs, each once.
-func named(entries []*entry) (ids []int64, emails []string) {
+// named gathers what entries name: the contact ids, the addresses of
+// recheck jobs and the ids of leads, each once.
+func named(entries []*entry) (ids []int64, emails []string, leads []int64) {
 	for _, e := range entries {
 		ids = append(ids, e.contacts...)
 		emails = append(emails, e.recheck...)
+		leads = append(leads, e.leads...)
 	}
 	slices.Sort(ids)
 	slices.Sort(emails)
-	return slices.Compact(ids), slices.Compact(emails)
+	slices.Sort(leads)
+	return slices.Compact(ids), slices.Compact(emails), slices.Compact(leads)
 }
 
 // errIdle is gather's answer when no job came within idleReserveWait, or

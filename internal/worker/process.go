@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -11,6 +12,7 @@ import (
 	"github.com/kommo-unisender/kommo-unisender/internal/importer"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/queue"
+	"github.com/kommo-unisender/kommo-unisender/internal/segment"
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
 	"github.com/kommo-unisender/kommo-unisender/internal/syncer"
 	"github.com/kommo-unisender/kommo-unisender/internal/tokens"
@@ -123,7 +125,12 @@ func (w *Worker) sync(ctx context.Context, c *queue.Consumer, t syncer.Tenant, e
 	if t.Kommo == nil {
 		return syncer.Outcome{}, fmt.Errorf("tenant %s has no Kommo reader", t.Key)
 	}
-	ids, verify := named(entries)
+	ids, verify, leads := named(entries)
+	ofLeads, err := w.contactsOfLeads(ctx, t, leads)
+	if err != nil {
+		return syncer.Outcome{}, err
+	}
+	ids = append(ids, ofLeads...)
 	for _, email := range verify {
 		holders, err := w.cfg.Store.EmailHolders(ctx, t.Key, email)
 		if err != nil {
@@ -157,6 +164,39 @@ func (w *Worker) sync(ctx context.Context, c *queue.Consumer, t syncer.Tenant, e
 		rw.committed(c)
 	}
 	return out, err
+}
+
+// contactsOfLeads are the contacts whose leads the entries name, for a
+// tenant whose selector looks at leads: those Kommo links to the leads now,
+// and those the store recorded as having them (a deleted lead, or one moved
+// to another contact, is not listed with its former contacts). For other
+// tenants a lead changes nothing.
+func (w *Worker) contactsOfLeads(ctx context.Context, t syncer.Tenant, leads []int64) ([]int64, error) {
+	if len(leads) == 0 || !t.Segment.UsesLeads() {
+		return nil, nil
+	}
+	lister, ok := t.Kommo.(segment.Source)
+	if !ok {
+		return nil, fmt.Errorf("tenant %s: its Kommo reader cannot list leads", t.Key)
+	}
+	ids, err := w.cfg.Store.ContactsOfLeads(ctx, t.Key, leads)
+	if err != nil {
+		return nil, err
+	}
+	for chunk := range slices.Chunk(leads, kommo.MaxPageLimit) {
+		err := lister.ListLeads(ctx, chunk, func(page []kommo.Lead) error {
+			for _, l := range page {
+				if slices.Contains(chunk, l.ID) { // never trust an answer naming other leads
+					ids = append(ids, l.ContactIDs...)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, &kommoReadError{err: fmt.Errorf("kommo: reading %d leads: %w", len(chunk), err)}
+		}
+	}
+	return ids, nil
 }
 
 func onlyRechecks(entries []*entry) bool {

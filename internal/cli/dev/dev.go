@@ -92,6 +92,9 @@ func runSandboxDemo(ctx context.Context, out io.Writer, env *devenv.Env) error {
 	if err := env.ApplySampleTenant(ctx); err != nil {
 		return err
 	}
+	if err := env.ApplyRoutedSample(ctx); err != nil {
+		return err
+	}
 	if err := showImport(ctx, out, env); err != nil {
 		return err
 	}
@@ -170,6 +173,12 @@ The operator is running. In another terminal:
   curl -s -X PUT %[3]s/_admin/accounts/acme/contacts/<id> -H 'Content-Type: application/json' \
        -d '{"name":"Ada King","emails":["ada.king@example.com"]}'
   curl -s -X DELETE %[3]s/_admin/accounts/acme/contacts/<id>
+
+  # routing (bindings acme-customers / acme-win-back): a deal moved to won (142) or lost (143)
+  # moves its contact between the lists "Customers" and "Win-back"
+  curl -s %[3]s/_admin/accounts/acme/leads
+  curl -s -X PUT %[3]s/_admin/accounts/acme/leads/<lead id>/status -H 'Content-Type: application/json' \
+       -d '{"status_id":142}'
 
   # the Unisender side: lists, then the members of the list (id from the first call)
   curl -s -H 'X-Unisender-Api-Key: %[4]s' %[5]s/_admin/lists

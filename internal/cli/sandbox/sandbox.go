@@ -117,6 +117,9 @@ func seed(k *kommoemu.Server, u *unisenderemu.Server, o seedOptions) error {
 		if err := k.SeedContacts(o.subdomain, o.contacts); err != nil {
 			return fmt.Errorf("seed contacts: %w", err)
 		}
+		if err := k.SeedLeads(o.subdomain); err != nil {
+			return fmt.Errorf("seed leads: %w", err)
+		}
 	}
 	return nil
 }

@@ -29,6 +29,8 @@ type account struct {
 	fieldIDs  map[string]int64 // user field name → id, for fields created without one
 	views     contactViews
 	hooks     []*hook
+	leads     map[int64]*Lead
+	pipelines []kommo.Pipeline
 
 	limiter   *rate.Limiter
 	recent429 []time.Time // wall time of rate-limit 429s within the block window
@@ -56,7 +58,11 @@ func (s *Server) AddAccount(subdomain string) (Account, error) {
 		companies: map[int64]*kommo.Contact{},
 		tags:      map[string]int64{},
 		fieldIDs:  map[string]int64{},
+		leads:     map[int64]*Lead{},
 		limiter:   s.newLimiter(),
+	}
+	if _, err := s.addPipeline(a, DefaultPipelineName, DefaultStatusNames); err != nil {
+		return Account{}, err
 	}
 	a.deliveries.init()
 	s.accounts[subdomain] = a

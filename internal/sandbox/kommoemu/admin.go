@@ -22,6 +22,7 @@ import (
 //	PUT    /_admin/accounts/{sub}/contacts/{id} AdminContact → AdminContact
 //	DELETE /_admin/accounts/{sub}/contacts/{id}
 //	POST   /_admin/accounts/{sub}/seed   {n}
+//	… pipelines and leads: see registerAdminLeads
 //	GET    /_admin/accounts/{sub}/webhooks           → [Webhook]
 //	PUT    /_admin/accounts/{sub}/webhooks/disabled {destination, disabled}
 //	GET    /_admin/stats → Stats      DELETE /_admin/stats (reset)
@@ -43,6 +44,7 @@ func (s *Server) registerAdmin(m *http.ServeMux) {
 	}))
 	s.registerAdminAccount(m)
 	s.registerAdminContacts(m)
+	s.registerAdminLeads(m)
 	s.registerAdminRuntime(m)
 }
 

@@ -1,9 +1,9 @@
 package kommoemu
 
 import (
-	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -38,8 +38,9 @@ type v4Contact struct {
 }
 
 type v4ContactEmbeds struct {
-	Tags      []v4Tag `json:"tags"`
-	Companies []any   `json:"companies"`
+	Tags      []v4Tag     `json:"tags"`
+	Companies []any       `json:"companies"`
+	Leads     []v4LeadRef `json:"leads,omitempty"` // with=leads only
 }
 
 type v4Tag struct {
@@ -102,8 +103,15 @@ func (s *Server) serveContacts(w http.ResponseWriter, r *request) {
 	s.mu.Lock()
 	items, more := page(r.acct.sorted(lq.order), lq.filter, lq.page, lq.limit)
 	contacts := make([]v4Contact, len(items))
+	var leads map[int64][]int64
+	if slices.Contains(strings.Split(q.Get("with"), ","), "leads") {
+		leads = r.acct.leadsByContact()
+	}
 	for i, c := range items {
 		contacts[i] = renderContact(r.acct, c, r.base)
+		if leads != nil {
+			contacts[i].Embedded.Leads = leadRefs(r, leads[c.ID])
+		}
 	}
 	s.mu.Unlock()
 	if len(contacts) == 0 {
@@ -126,9 +134,7 @@ func (s *Server) serveContacts(w http.ResponseWriter, r *request) {
 
 // pageURL is the absolute link to another page of the same listing.
 func pageURL(r *request, q url.Values, pageNo int) string {
-	next := maps.Clone(q)
-	next.Set("page", strconv.Itoa(pageNo))
-	return r.base + "/api/v4/contacts?" + next.Encode()
+	return listURL(r, "/api/v4/contacts", q, pageNo)
 }
 
 // serveContact is GET /api/v4/contacts/{id}. Like Kommo's v4 API it answers

@@ -15,6 +15,7 @@ import (
 // One worker per account sends them in order.
 type deliveryQueue struct {
 	events []kommo.WebhookEvent
+	leads  []kommo.LeadEvent
 	wake   chan struct{} // capacity 1: "there is something to send"
 	flush  chan struct{} // capacity 1: "end the batch window now"
 	busy   bool          // the worker holds a batch it has not finished
@@ -50,7 +51,7 @@ func (s *Server) Flush() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, a := range s.accounts {
-		if len(a.deliveries.events) > 0 {
+		if len(a.deliveries.events)+len(a.deliveries.leads) > 0 {
 			signal(a.deliveries.flush)
 		}
 	}
@@ -90,12 +91,12 @@ func (s *Server) deliver(a *account) {
 			s.batchWindow(a, d)
 		}
 		for s.ctx.Err() == nil {
-			batch, targets := s.takeBatch(a)
-			if len(batch) == 0 {
+			batch, leads, targets := s.takeBatch(a)
+			if len(batch)+len(leads) == 0 {
 				break
 			}
 			for _, t := range targets {
-				s.deliverTo(a, t, batch)
+				s.deliverTo(a, t, batch, leads)
 			}
 			s.mu.Lock()
 			a.deliveries.busy = false
@@ -115,16 +116,20 @@ func (s *Server) batchWindow(a *account, d time.Duration) {
 	}
 }
 
-func (s *Server) takeBatch(a *account) ([]kommo.WebhookEvent, []target) {
+// takeBatch takes up to WebhookMaxBatch queued events, contacts' first.
+func (s *Server) takeBatch(a *account) ([]kommo.WebhookEvent, []kommo.LeadEvent, []target) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	q := &a.deliveries
 	n := min(len(q.events), s.opts.WebhookMaxBatch)
-	if n == 0 {
-		return nil, nil
+	m := min(len(q.leads), s.opts.WebhookMaxBatch-n)
+	if n+m == 0 {
+		return nil, nil, nil
 	}
 	batch := slices.Clone(q.events[:n])
 	q.events = slices.Delete(q.events, 0, n)
+	leads := slices.Clone(q.leads[:m])
+	q.leads = slices.Delete(q.leads, 0, m)
 	q.busy = true
 	var targets []target
 	for _, h := range a.sortedHooks() {
@@ -132,10 +137,10 @@ func (s *Server) takeBatch(a *account) ([]kommo.WebhookEvent, []target) {
 			targets = append(targets, target{h: h, destination: h.destination, settings: slices.Clone(h.settings)})
 		}
 	}
-	return batch, targets
+	return batch, leads, targets
 }
 
-func (s *Server) deliverTo(a *account, t target, batch []kommo.WebhookEvent) {
+func (s *Server) deliverTo(a *account, t target, batch []kommo.WebhookEvent, leadBatch []kommo.LeadEvent) {
 	probe := hook{settings: t.settings}
 	var events []kommo.WebhookEvent
 	for _, ev := range batch {
@@ -143,12 +148,18 @@ func (s *Server) deliverTo(a *account, t target, batch []kommo.WebhookEvent) {
 			events = append(events, ev)
 		}
 	}
-	if len(events) == 0 {
+	var leads []kommo.LeadEvent
+	for _, ev := range leadBatch {
+		if probe.wantsLead(ev.Action) {
+			leads = append(leads, ev)
+		}
+	}
+	if len(events)+len(leads) == 0 {
 		return
 	}
-	body := kommo.EncodeWebhook(&kommo.WebhookPayload{AccountID: a.ID, Subdomain: a.Subdomain, Events: events}).Encode()
+	body := kommo.EncodeWebhook(&kommo.WebhookPayload{AccountID: a.ID, Subdomain: a.Subdomain, Events: events, Leads: leads}).Encode()
 	ok := s.post(t.destination, body)
-	s.recordDelivery(t.h, ok, len(events))
+	s.recordDelivery(t.h, ok, len(events)+len(leads))
 }
 
 // post sends one delivery. Success is a 2xx answer within WebhookTimeout.
@@ -215,7 +226,7 @@ func (s *Server) idle() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, a := range s.accounts {
-		if len(a.deliveries.events) > 0 || a.deliveries.busy {
+		if len(a.deliveries.events)+len(a.deliveries.leads) > 0 || a.deliveries.busy {
 			return false
 		}
 	}

@@ -31,6 +31,10 @@ func route(method, path string) (string, handlerFunc) {
 		return "GET /api/v4/contacts", (*Server).serveContacts
 	case strings.HasPrefix(path, "/api/v4/contacts/") && method == http.MethodGet:
 		return "GET /api/v4/contacts/{id}", (*Server).serveContact
+	case path == "/api/v4/leads" && method == http.MethodGet:
+		return "GET /api/v4/leads", (*Server).serveLeads
+	case path == "/api/v4/leads/pipelines" && method == http.MethodGet:
+		return "GET /api/v4/leads/pipelines", (*Server).servePipelines
 	case path == "/api/v4/webhooks" && method == http.MethodGet:
 		return "GET /api/v4/webhooks", (*Server).serveListWebhooks
 	case path == "/api/v4/webhooks" && method == http.MethodPost:

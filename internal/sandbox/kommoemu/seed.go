@@ -2,6 +2,8 @@ package kommoemu
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
@@ -71,4 +73,36 @@ func (s *Server) seedContact(a *account) kommo.Contact {
 		c.Tags = []string{seedTags[r.IntN(len(seedTags))]}
 	}
 	return c
+}
+
+// SeedLeads gives about one seeded contact in five a lead in the first
+// pipeline: a third of them won, a third lost, the rest open. Like
+// SeedContacts it delivers no webhooks, and its data depends only on
+// Options.Seed and the order of calls.
+func (s *Server) SeedLeads(subdomain string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, err := s.account(subdomain)
+	if err != nil {
+		return err
+	}
+	p := a.pipelines[0]
+	open := p.Statuses[:len(p.Statuses)-2]
+	for _, id := range slices.Sorted(maps.Keys(a.contacts)) {
+		if s.rng.IntN(5) != 0 {
+			continue
+		}
+		status := open[s.rng.IntN(len(open))].ID
+		switch s.rng.IntN(3) {
+		case 0:
+			status = StatusWon
+		case 1:
+			status = StatusLost
+		}
+		c := a.contacts[id]
+		l := &Lead{ID: s.newID(), Name: c.Name + "'s deal", PipelineID: p.ID, StatusID: status,
+			ContactIDs: []int64{id}, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
+		a.leads[l.ID] = l
+	}
+	return nil
 }

@@ -78,6 +78,10 @@ type Options struct {
 	// 204 page. Off, next appears only when more contacts follow. Which one
 	// Kommo does is unverified; clients must handle both.
 	NextOnFullPage bool
+	// OmitOldPipelineID leaves old_pipeline_id out of status_lead
+	// deliveries of a lead moved to another pipeline: whether Kommo sends it
+	// is unverified, and the sync must not need it.
+	OmitOldPipelineID bool
 	// WebhookTimeout bounds each delivery; 0 = 2 s.
 	WebhookTimeout time.Duration
 	// WebhookBatchWindow collects changes for this long after the first one

@@ -22,6 +22,7 @@ import (
 	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/mapping"
+	"github.com/kommo-unisender/kommo-unisender/internal/segment"
 	"github.com/kommo-unisender/kommo-unisender/internal/syncer"
 	"github.com/kommo-unisender/kommo-unisender/internal/tenant"
 	"github.com/kommo-unisender/kommo-unisender/internal/tokens"
@@ -159,11 +160,19 @@ func (r *Resolver) Resolve(ctx context.Context, key tenant.Key) (syncer.Tenant, 
 	if err != nil {
 		return syncer.Tenant{}, err
 	}
+	var resolved []syncv1.ResolvedPipeline
+	if b.Status.Selector != nil {
+		resolved = b.Status.Selector.Pipelines
+	}
+	seg, err := segment.New(b.Spec.Selector, resolved)
+	if err != nil {
+		return syncer.Tenant{}, fmt.Errorf("%w: UnisenderBinding %s: %w", worker.ErrTenantNotReady, key, err)
+	}
 	c := r.client(apiKey)
 	return syncer.Tenant{
-		Key: key.String(), Mapper: mapping.New(b.Spec, b.Status.ListID),
-		DeletionPolicy: policy, Unisender: c, Kommo: reader,
-		DoubleOptin: b.Spec.DoubleOptin, Inviter: c, ListSharers: sharers,
+		Key: key.String(), Mapper: mapping.New(b.Spec, b.Status.ListID), Segment: seg,
+		DeletionPolicy: policy, Unisender: c, Kommo: segment.ReaderFor(seg, reader),
+		DoubleOptin: b.Spec.DoubleOptin, Inviter: c, ListSharers: sharers, Tags: c,
 	}, nil
 }
 
