@@ -37,15 +37,16 @@ type bindingHealth struct {
 
 func (h *bindingHealth) NeedLeaderElection() bool { return true }
 
+// Start refreshes every interval, counted from the end of the previous
+// refresh (not a ticker): two writes of one binding's status are always at
+// least an interval apart, however long a refresh took.
 func (h *bindingHealth) Start(ctx context.Context) error {
-	t := time.NewTicker(h.interval)
-	defer t.Stop()
 	for {
 		h.refreshAll(ctx)
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-t.C:
+		case <-time.After(h.interval):
 		}
 	}
 }
