@@ -122,10 +122,15 @@ test: ## Check, then run every test against real services.
 	$(PHASE) "test binaries" $(SUBMAKE) test-binaries widget-harness
 	$(PHASE) "generate, lint" $(SUBMAKE) check-generated lint
 	$(PHASE) "tests" $(SUBMAKE) test-run
+	$(PHASE) "alert rules and dashboard" $(SUBMAKE) test-promrules
 
 .PHONY: test-run
 test-run: ## Run the tests only (after `make test-tools`): TEST_PKGS, GOTEST_FLAGS.
 	$(TEST_TOOLS_ENV) RACE_FREE="$(RACE_FREE_PKGS)" go run -race ./hack/testenv -- bash hack/go-test.sh $(GOTEST_FLAGS) -- $(TEST_PKGS)
+
+.PHONY: test-promrules
+test-promrules: ## The chart's alert rules and dashboard queries through Prometheus's parsers (test/promrules, a module of its own).
+	cd test/promrules && HELM=$(HELM) go test -count=1 ./...
 
 .PHONY: cold-check
 cold-check: ## Clone HEAD and run .ci/run there with empty Go and tool caches, timing each phase.

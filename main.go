@@ -14,6 +14,7 @@ import (
 	"github.com/kommo-unisender/kommo-unisender/internal/cli/dev"
 	"github.com/kommo-unisender/kommo-unisender/internal/cli/manager"
 	"github.com/kommo-unisender/kommo-unisender/internal/cli/migrate"
+	"github.com/kommo-unisender/kommo-unisender/internal/cli/report"
 	"github.com/kommo-unisender/kommo-unisender/internal/cli/sandbox"
 	"github.com/kommo-unisender/kommo-unisender/internal/cli/webhookserver"
 	"github.com/kommo-unisender/kommo-unisender/internal/cli/worker"
@@ -35,6 +36,7 @@ var commands = map[string]command{
 	"worker":        {"apply queued Kommo events to Unisender (a Deployment that scales out)", worker.Run},
 	"webhookserver": {"serve Kommo's webhooks, the OAuth callback and the widget routes", webhookserver.Run},
 	"sandbox":       {"serve the Kommo and Unisender emulators (tests, make dev)", sandbox.Run},
+	"report":        {"list a binding's refused and excluded records with their reasons", report.Run},
 }
 
 func usage() {

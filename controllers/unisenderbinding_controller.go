@@ -98,6 +98,11 @@ type UnisenderBindingReconciler struct {
 	ProgressInterval time.Duration
 	// CleanupGiveUp overrides DefaultCleanupGiveUp.
 	CleanupGiveUp time.Duration
+	// HealthInterval overrides DefaultHealthInterval.
+	HealthInterval time.Duration
+	// HealthMetrics records the bindings' health figures; nil means the
+	// default series on controller-runtime's registry.
+	HealthMetrics *HealthMetrics
 	// Controller options (tests set SkipNameValidation to run several
 	// managers in one process).
 	Controller controller.Options

@@ -99,6 +99,9 @@ func (r *UnisenderBindingReconciler) SetupWithManager(ctx context.Context, mgr m
 	if err := mgr.Add(resyncRequests{r: r}); err != nil {
 		return fmt.Errorf("adding the resync request poller: %w", err)
 	}
+	if err := mgr.Add(r.healthLoop()); err != nil {
+		return fmt.Errorf("adding the binding health loop: %w", err)
+	}
 	idx := mgr.GetFieldIndexer()
 	if err := idx.IndexField(ctx, &v1alpha1.UnisenderBinding{}, indexBindingIntegration, bindingIntegrationName); err != nil {
 		return err
@@ -117,6 +120,17 @@ func (r *UnisenderBindingReconciler) SetupWithManager(ctx context.Context, mgr m
 		WithOptions(r.Controller).
 		Named("unisenderbinding").
 		Complete(r)
+}
+
+func (r *UnisenderBindingReconciler) healthLoop() *bindingHealth {
+	if r.HealthMetrics == nil {
+		r.HealthMetrics = DefaultHealthMetrics()
+	}
+	interval := r.HealthInterval
+	if interval <= 0 {
+		interval = DefaultHealthInterval
+	}
+	return &bindingHealth{client: r.Client, store: r.Store, metrics: r.HealthMetrics, interval: interval}
 }
 
 func (r *UnisenderBindingReconciler) metrics() *importer.Metrics {

@@ -232,6 +232,7 @@ func (r *UnisenderBindingReconciler) registerWebhook(ctx context.Context, p *bin
 	}
 	if registeredBefore {
 		p.catchUp = obj.Status.LastSyncedUpdatedAt > 0
+		r.HealthMetrics.webhookReregistered(p.tenant)
 		r.event(obj, corev1.EventTypeWarning, "WebhookReregistered", "RegisterWebhook",
 			"the Kommo webhook was %s; registered it again at %s and catching up on contacts changed since %s",
 			what, masked, time.Unix(obj.Status.LastSyncedUpdatedAt, 0).UTC().Format(time.RFC3339))

@@ -363,6 +363,55 @@ type UnisenderBindingStatus struct {
 	// sync.kommo-unisender.io/reconcile-requested-at annotation handled.
 	// +optional
 	LastHandledReconcileAt string `json:"lastHandledReconcileAt,omitempty"`
+
+	// health: the sync's figures, read from MySQL at most every 30 s and
+	// written only when they change. `kommo-unisender report ns/name` lists
+	// the refused and excluded records with their reasons.
+	// +optional
+	Health *SyncHealth `json:"health,omitempty"`
+}
+
+// SyncHealth is how a binding's sync is doing.
+type SyncHealth struct {
+	// contactsSynced: live Kommo contacts in the sync state.
+	ContactsSynced int64 `json:"contactsSynced"`
+
+	// inList: distinct addresses of those contacts in the Unisender list
+	// (refused addresses are not).
+	InList int64 `json:"inList"`
+
+	// refused: addresses Unisender refused in an import's per-row log.
+	Refused int64 `json:"refused"`
+
+	// refusedByReason: refused addresses by Unisender's reason code
+	// (invalid_email, role_address, …).
+	// +optional
+	RefusedByReason map[string]int64 `json:"refusedByReason,omitempty"`
+
+	// excluded: contacts the sync left out (no e-mail, companies).
+	Excluded int64 `json:"excluded"`
+
+	// excludedByReason: excluded contacts by reason (no_email, company).
+	// +optional
+	ExcludedByReason map[string]int64 `json:"excludedByReason,omitempty"`
+
+	// invitationsPending: double opt-in invitations not sent yet.
+	InvitationsPending int64 `json:"invitationsPending"`
+
+	// deadLetters: webhook jobs buried and not requeued
+	// (`kommo-unisender deadletters list --tenant ns/name`).
+	DeadLetters int64 `json:"deadLetters"`
+
+	// lastEventAppliedTime: when a contact change last went through.
+	// +optional
+	LastEventAppliedTime *metav1.Time `json:"lastEventAppliedTime,omitempty"`
+
+	// latencyP50 and latencyP99: webhook received → applied, over the
+	// last hour (absent without webhook jobs in that hour).
+	// +optional
+	LatencyP50 *metav1.Duration `json:"latencyP50,omitempty"`
+	// +optional
+	LatencyP99 *metav1.Duration `json:"latencyP99,omitempty"`
 }
 
 // ImportPhase is the state of the initial import.
@@ -419,6 +468,9 @@ type ImportStatus struct {
 // +kubebuilder:printcolumn:name="Import",type=string,JSONPath=`.status.import.phase`
 // +kubebuilder:printcolumn:name="Imported",type=integer,JSONPath=`.status.import.imported`
 // +kubebuilder:printcolumn:name="Total",type=integer,JSONPath=`.status.import.total`,priority=1
+// +kubebuilder:printcolumn:name="In-Sync",type=integer,JSONPath=`.status.health.inList`
+// +kubebuilder:printcolumn:name="Refused",type=integer,JSONPath=`.status.health.refused`
+// +kubebuilder:printcolumn:name="Excluded",type=integer,JSONPath=`.status.health.excluded`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type UnisenderBinding struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -342,3 +342,29 @@ func (r *Consumer) connect(ctx context.Context) (*conn, error) {
 	r.c = c
 	return c, nil
 }
+
+// NextReadyAge returns how long the job reserve would hand out next from
+// tube has been in beanstalkd (with equal priorities, the oldest ready
+// job); ok is false when the tube has no ready job.
+func (r *Consumer) NextReadyAge(ctx context.Context, tube string) (age time.Duration, ok bool, err error) {
+	if err := CheckTube(tube); err != nil {
+		return 0, false, err
+	}
+	var s map[string]string
+	err = r.command(ctx, "peek-ready", func(c *beanstalk.Conn) error {
+		id, _, err := (&beanstalk.Tube{Conn: c, Name: tube}).PeekReady()
+		if err != nil {
+			return err
+		}
+		s, err = c.StatsJob(id)
+		return err
+	})
+	if errors.Is(err, ErrNotFound) {
+		return 0, false, nil // no ready job, or it was reserved between the two commands
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	sec, _ := strconv.ParseInt(s["age"], 10, 64)
+	return time.Duration(sec) * time.Second, true, nil
+}

@@ -24,8 +24,11 @@ func (s *Store) TenantEmails(ctx context.Context, tenant, after string, limit in
 	if limit <= 0 {
 		return nil, fmt.Errorf("store: tenant e-mails: limit %d, want a positive page size", limit)
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT email FROM contact_emails
-		WHERE tenant = ? AND email > ? ORDER BY email LIMIT ?`, tenant, after, limit)
+	// Addresses Unisender refused are not in the list: leave them out.
+	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT e.email FROM contact_emails e
+		WHERE e.tenant = ? AND e.email > ? AND NOT EXISTS (SELECT 1 FROM refusals r
+			WHERE r.tenant = e.tenant AND r.email = e.email AND r.source = 'unisender')
+		ORDER BY e.email LIMIT ?`, tenant, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: tenant e-mails: %w", err)
 	}

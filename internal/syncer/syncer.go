@@ -139,7 +139,13 @@ func Commit(ctx context.Context, st *store.Store, t Tenant, contacts []Current, 
 		if err := recordLeads(ctx, tx, t, contacts); err != nil {
 			return err
 		}
+		if err := p.dropRefused(ctx, tx, t.Key); err != nil {
+			return err
+		}
 		if err := push(ctx, t, p, &out); err != nil {
+			return err
+		}
+		if err := tx.ReplaceRefusals(ctx, t.Key, p.applied, p.refusals); err != nil {
 			return err
 		}
 		return queueInvitations(ctx, tx, t, p, &out)
@@ -153,6 +159,11 @@ type plan struct {
 	orphaned map[string]bool           // addresses no live contact holds any more
 	added    []string                  // addresses the commit brings into the list
 	dropped  map[int64][]string        // tags a changed contact no longer has (tags.go)
+	// applied are the contacts (and companies) whose recorded refusals
+	// this commit replaces with refusals: the rows Unisender refused and
+	// the contacts skipped.
+	applied  []int64
+	refusals []store.Refusal
 }
 
 // planCommit applies the contacts to the stored state and gathers the net
@@ -173,6 +184,7 @@ func planCommit(ctx context.Context, tx *store.Tx, t Tenant, contacts []Current,
 			continue
 		}
 		out.Applied[index[i]] = true
+		p.applied = append(p.applied, states[i].ID)
 		for _, e := range res.OrphanedEmails {
 			p.orphaned[e] = true
 		}
@@ -180,13 +192,58 @@ func planCommit(ctx context.Context, tx *store.Tx, t Tenant, contacts []Current,
 			out.Deleted++
 			continue
 		}
+		if len(states[i].Emails) == 0 {
+			p.skip(states[i].ID, store.ReasonNoEmail, "the contact has no e-mail address")
+		}
 		p.upserts[states[i].ID] = profiles[i]
 		p.added = append(p.added, res.NewEmails...)
 		if t.Tags != nil {
 			p.noteDroppedTags(t.Mapper, res.Previous, states[i])
 		}
 	}
+	for _, c := range contacts {
+		if c.Contact != nil && c.Contact.IsCompany() {
+			p.applied = append(p.applied, c.ID)
+			p.skip(c.ID, store.ReasonCompany, "companies are not synced")
+		}
+	}
 	return p, nil
+}
+
+// skip records that a contact was left out of the list, and why.
+func (p *plan) skip(id int64, reason, message string) {
+	p.refusals = append(p.refusals, store.Refusal{ContactID: id, Source: store.RefusalSkipped, Reason: reason, Message: message})
+}
+
+// dropRefused keeps addresses Unisender refused out of the removals: they
+// never were in the list, so excluding or deleting them is a call for
+// nothing (and a refused row each time).
+func (p *plan) dropRefused(ctx context.Context, tx *store.Tx, tenant string) error {
+	refused, err := tx.RefusedAmong(ctx, tenant, slices.Collect(maps.Keys(p.orphaned)))
+	if err != nil {
+		return err
+	}
+	for e := range refused {
+		delete(p.orphaned, e)
+	}
+	return nil
+}
+
+// refuse records the upsert rows Unisender refused (owners maps a row to
+// its contact and address), and takes their addresses out of those the
+// commit brings into the list: nobody is invited to a list they are not in.
+func (p *plan) refuse(log []unisender.ImportLogEntry, owners []rowOwner) {
+	refused := map[string]bool{}
+	for _, e := range log {
+		if e.Index < 0 || e.Index >= len(owners) {
+			continue // a log entry naming no row we sent: nothing to record
+		}
+		o := owners[e.Index]
+		refused[o.email] = true
+		p.refusals = append(p.refusals, store.Refusal{ContactID: o.contact, Email: o.email,
+			Source: store.RefusalUnisender, Reason: e.Code, Message: e.Message})
+	}
+	p.added = slices.DeleteFunc(p.added, func(e string) bool { return refused[e] })
 }
 
 // storedForms turns the contacts into the store's form, skipping companies
@@ -293,26 +350,30 @@ func (p *plan) keepShared(ctx context.Context, tx *store.Tx, sharers []string) e
 // push sends the plan: one importContacts for the upserts (the client splits
 // past 500 rows) and one for the removals.
 func push(ctx context.Context, t Tenant, p *plan, out *Outcome) error {
-	if batch := upsertBatch(t.Mapper, p.upserts, p.dropped); len(batch.Rows) > 0 {
-		if err := send(ctx, t, batch, false, out); err != nil {
+	if batch, owners := upsertBatch(t.Mapper, p.upserts, p.dropped); len(batch.Rows) > 0 {
+		log, err := send(ctx, t, batch, false, out)
+		if err != nil {
 			return err
 		}
+		p.refuse(log, owners)
 		out.Upserted = len(batch.Rows)
 	}
 	if len(p.dropped) > 0 {
-		batch, err := retagBatch(ctx, t, p)
+		batch, owners, err := retagBatch(ctx, t, p)
 		if err != nil {
 			return err
 		}
 		if len(batch.Rows) > 0 {
-			if err := send(ctx, t, batch, true, out); err != nil {
+			log, err := send(ctx, t, batch, true, out)
+			if err != nil {
 				return err
 			}
+			p.refuse(log, owners)
 			out.Upserted += len(batch.Rows)
 		}
 	}
 	if batch := t.Mapper.RemovalBatch(slices.Sorted(maps.Keys(p.orphaned)), t.DeletionPolicy); batch != nil {
-		if err := send(ctx, t, *batch, false, out); err != nil {
+		if _, err := send(ctx, t, *batch, false, out); err != nil {
 			return err
 		}
 		out.Removed = len(batch.Rows)
@@ -335,24 +396,37 @@ func queueInvitations(ctx context.Context, tx *store.Tx, t Tenant, p *plan, out 
 	return nil
 }
 
-// upsertBatch is the rows of the changed contacts, by ascending id, but
-// those that dropped tags (retagBatch sends them).
-func upsertBatch(m *mapping.Mapper, profiles map[int64]mapping.Profile, dropped map[int64][]string) mapping.Batch {
-	b := mapping.Batch{FieldNames: m.UpsertColumns()}
-	for _, id := range slices.Sorted(maps.Keys(profiles)) {
-		if _, retag := dropped[id]; !retag {
-			b.Rows = append(b.Rows, m.UpsertRows(profiles[id])...)
-		}
-	}
-	return b
+// rowOwner is the contact and address of one upsert row.
+type rowOwner struct {
+	contact int64
+	email   string
 }
 
-func send(ctx context.Context, t Tenant, b mapping.Batch, overwriteTags bool, out *Outcome) error {
+// upsertBatch is the rows of the changed contacts, by ascending id, but
+// those that dropped tags (retagBatch sends them), and whose each row is
+// (UpsertRows gives one row per address, in order).
+func upsertBatch(m *mapping.Mapper, profiles map[int64]mapping.Profile, dropped map[int64][]string) (mapping.Batch, []rowOwner) {
+	b := mapping.Batch{FieldNames: m.UpsertColumns()}
+	var owners []rowOwner
+	for _, id := range slices.Sorted(maps.Keys(profiles)) {
+		if _, retag := dropped[id]; retag {
+			continue
+		}
+		b.Rows = append(b.Rows, m.UpsertRows(profiles[id])...)
+		for _, e := range profiles[id].Emails {
+			owners = append(owners, rowOwner{contact: id, email: e})
+		}
+	}
+	return b, owners
+}
+
+// send makes the import and returns Unisender's per-row log of it.
+func send(ctx context.Context, t Tenant, b mapping.Batch, overwriteTags bool, out *Outcome) ([]unisender.ImportLogEntry, error) {
 	out.Calls += (len(b.Rows) + unisender.MaxImportRows - 1) / unisender.MaxImportRows
 	res, err := t.Unisender.ImportContacts(ctx, unisender.ImportRequest{FieldNames: b.FieldNames, Rows: b.Rows, OverwriteTags: overwriteTags})
 	if err != nil {
-		return fmt.Errorf("unisender importContacts (%d rows): %w", len(b.Rows), err)
+		return nil, fmt.Errorf("unisender importContacts (%d rows): %w", len(b.Rows), err)
 	}
 	out.Rejected = append(out.Rejected, res.Log...)
-	return nil
+	return res.Log, nil
 }

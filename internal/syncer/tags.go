@@ -44,22 +44,24 @@ func (p *plan) noteDroppedTags(m *mapping.Mapper, prev *store.ContactState, now 
 // retagBatch is the rows of the contacts that dropped tags, each address
 // with its Unisender tags minus the dropped ones, plus Kommo's: a batch
 // sent with overwrite_tags=1.
-func retagBatch(ctx context.Context, t Tenant, p *plan) (mapping.Batch, error) {
+func retagBatch(ctx context.Context, t Tenant, p *plan) (mapping.Batch, []rowOwner, error) {
 	b := mapping.Batch{FieldNames: t.Mapper.UpsertColumns()}
+	var owners []rowOwner
 	for _, id := range slices.Sorted(maps.Keys(p.dropped)) {
 		profile := p.upserts[id]
 		for _, email := range profile.Emails {
 			current, err := unisenderTags(ctx, t.Tags, email)
 			if err != nil {
-				return mapping.Batch{}, err
+				return mapping.Batch{}, nil, err
 			}
 			one := profile
 			one.Emails = []string{email}
 			one.Tags = mergeTags(current, p.dropped[id], profile.Tags)
 			b.Rows = append(b.Rows, t.Mapper.UpsertRows(one)...)
+			owners = append(owners, rowOwner{contact: id, email: email})
 		}
 	}
-	return b, nil
+	return b, owners, nil
 }
 
 func unisenderTags(ctx context.Context, r TagReader, email string) ([]string, error) {

@@ -88,11 +88,26 @@ func (s *settler) succeeded(tenantKey string, entries []*entry, out syncer.Outco
 	}
 	s.log.V(1).Info("batch applied", "jobs", len(entries), "contacts", out.Contacts, "stale", out.Stale,
 		"companies", out.Companies, "upserted", out.Upserted, "removed", out.Removed)
-	now := time.Now()
-	for _, e := range entries {
-		s.w.cfg.Metrics.latency(now.Sub(e.env.ReceivedAt))
-	}
+	s.recordLatencies(tenantKey, entries)
 	s.delete(entries, "applied")
+}
+
+// recordLatencies observes each job's webhook → applied latency in the
+// metrics and in MySQL, where the binding's status figures read it. A
+// failed write costs only a sample: the jobs are applied.
+func (s *settler) recordLatencies(tenantKey string, entries []*entry) {
+	now := time.Now()
+	latencies := make([]time.Duration, 0, len(entries))
+	for _, e := range entries {
+		d := now.Sub(e.env.ReceivedAt)
+		s.w.cfg.Metrics.latency(d)
+		latencies = append(latencies, d)
+	}
+	ctx, cancel := settleContext()
+	defer cancel()
+	if err := s.w.cfg.Store.RecordSyncLatencies(ctx, tenantKey, latencies); err != nil {
+		s.log.Error(err, "recording sync latencies for the binding's status")
+	}
 }
 
 // drop deletes the jobs of a tenant that no longer exists.

@@ -184,8 +184,31 @@ The operator is running. In another terminal:
   curl -s -H 'X-Unisender-Api-Key: %[4]s' %[5]s/_admin/lists
   curl -s -H 'X-Unisender-Api-Key: %[4]s' %[5]s/_admin/contacts/ada@example.com
 
+  # sync health: In-Sync and Refused in `+"`get ub`"+`, every figure in `+"`describe ub`"+`, and the
+  # records Unisender refused or the sync left out (try "emails":["not-an-email"], ["info@example.org"] or []):
+  %[2]s describe ub -n demo acme-newsletter
+  MYSQL_DSN="$(cat %[6]s)" %[7]s report demo/acme-newsletter
+
 Ctrl-C stops everything.
-`, env.Kubeconfig, kubectl, env.KommoURL, devenv.SandboxUnisenderKey, env.UnisenderURL)
+`, env.Kubeconfig, kubectl, env.KommoURL, devenv.SandboxUnisenderKey, env.UnisenderURL, dsnFile(env), self())
+}
+
+// dsnFile writes the dev database's DSN next to the kubeconfig, readable by
+// the owner only, so that the printed commands do not show its password.
+func dsnFile(env *devenv.Env) string {
+	path := filepath.Join(filepath.Dir(env.Kubeconfig), "mysql-dsn")
+	if err := os.WriteFile(path, []byte(env.MySQLDSN()), 0o600); err != nil {
+		return "<" + err.Error() + ">"
+	}
+	return path
+}
+
+// self is this binary's path, for the printed commands.
+func self() string {
+	if p, err := os.Executable(); err == nil {
+		return p
+	}
+	return "kommo-unisender"
 }
 
 func printRealMode(out io.Writer, env *devenv.Env) {

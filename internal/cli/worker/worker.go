@@ -113,6 +113,12 @@ func Run(ctx context.Context, args []string) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	o.Worker.BeanstalkdAddr, o.Worker.Store, o.Worker.Resolver = o.BeanstalkdAddr, st, resolver
 	o.Worker.Metrics, o.Worker.Log = worker.NewMetrics(reg), log
+	queueStats, err := worker.NewQueueCollector(o.BeanstalkdAddr, o.Worker.Tube)
+	if err != nil {
+		return err
+	}
+	defer queueStats.Close()
+	reg.MustRegister(queueStats)
 	w, err := worker.New(o.Worker)
 	if err != nil {
 		return err
