@@ -11,9 +11,13 @@ import (
 	"net/http"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/devenv"
@@ -144,7 +148,30 @@ func waitRefreshes(t *testing.T, ctx context.Context, env *devenv.Env, n int) {
 			return
 		}
 	}
-	t.Fatalf("the sandbox granted %d token refreshes, want at least %d", stats.Refreshes, n)
+	t.Fatalf("the sandbox granted %d token refreshes, want at least %d; %s", stats.Refreshes, n, integrationState(ctx, env))
+}
+
+// integrationState describes the sample integration's status and the
+// namespace's events (both free of secrets), for a failure message.
+func integrationState(ctx context.Context, env *devenv.Env) string {
+	var ki syncv1.KommoIntegration
+	if err := env.Client.Get(ctx, keyOf(devenv.SampleNamespace, devenv.SampleIntegration), &ki); err != nil {
+		return "integration: " + err.Error()
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "integration: tokenExpiresAt %v, lastRefreshTime %v, failedAttempts %d, lastFailureTime %v; conditions:",
+		ki.Status.TokenExpiresAt, ki.Status.LastRefreshTime, ki.Status.FailedAttempts, ki.Status.LastFailureTime)
+	for _, c := range ki.Status.Conditions {
+		fmt.Fprintf(&b, " [%s=%s %s: %s]", c.Type, c.Status, c.Reason, c.Message)
+	}
+	var events corev1.EventList
+	if err := env.Client.List(ctx, &events, client.InNamespace(devenv.SampleNamespace)); err == nil {
+		b.WriteString("; events:")
+		for _, e := range events.Items {
+			fmt.Fprintf(&b, " [%s %s/%s %s ×%d: %s]", e.Type, e.InvolvedObject.Kind, e.InvolvedObject.Name, e.Reason, e.Count, e.Message)
+		}
+	}
+	return b.String()
 }
 
 // assertAuthorized checks that the integration stayed authorized and that
