@@ -22,6 +22,7 @@ import (
 	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/devenv"
 	"github.com/kommo-unisender/kommo-unisender/internal/devenv/devtest"
+	"github.com/kommo-unisender/kommo-unisender/internal/tokens"
 )
 
 // system starts everything from the binary `make test-binaries` built from
@@ -142,7 +143,12 @@ type kommoStats struct {
 func waitRefreshes(t *testing.T, ctx context.Context, env *devenv.Env, n int) {
 	t.Helper()
 	var stats kommoStats
-	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline) && ctx.Err() == nil; time.Sleep(500 * time.Millisecond) {
+	// Up to 150 s: a manager restarted while its predecessor held a
+	// refresh claim waits for the claim to expire (DefaultClaimTTL, 2 min)
+	// before it refreshes. Full-suite runs of make test have shown a
+	// restarted manager not refreshing within 60 s (see integrationState
+	// for what the failure reports).
+	for deadline := time.Now().Add(150 * time.Second); time.Now().Before(deadline) && ctx.Err() == nil; time.Sleep(500 * time.Millisecond) {
 		getJSON(t, env.KommoURL+"/_admin/stats", &stats)
 		if stats.Refreshes >= n {
 			return
@@ -163,6 +169,10 @@ func integrationState(ctx context.Context, env *devenv.Env) string {
 		ki.Status.TokenExpiresAt, ki.Status.LastRefreshTime, ki.Status.FailedAttempts, ki.Status.LastFailureTime)
 	for _, c := range ki.Status.Conditions {
 		fmt.Fprintf(&b, " [%s=%s %s: %s]", c.Type, c.Status, c.Reason, c.Message)
+	}
+	var sec corev1.Secret
+	if err := env.Client.Get(ctx, keyOf(devenv.SampleNamespace, ki.Status.TokenSecretName), &sec); err == nil {
+		fmt.Fprintf(&b, "; token Secret claim %q, obtained-at %q", sec.Annotations[tokens.ClaimAnnotation], sec.Annotations[tokens.ObtainedAtAnnotation])
 	}
 	var events corev1.EventList
 	if err := env.Client.List(ctx, &events, client.InNamespace(devenv.SampleNamespace)); err == nil {
