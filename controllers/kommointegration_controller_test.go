@@ -435,12 +435,7 @@ func TestKommoIntegrationDeletionWaitsForBindings(t *testing.T) {
 	sb := newKommoSandbox(t, kommoemu.Options{})
 	startManager(t, ns, nil)
 
-	createSecret(t, c, ns, "kommo-client", map[string]string{"secret": testClientSecret})
-	createSecret(t, c, ns, "kommo-code", map[string]string{"code": sb.code(t)})
-	if err := c.Create(ctx, integration(ns, "acme", sb, withCodeRef)); err != nil {
-		t.Fatal(err)
-	}
-	waitCondition(t, c, ns, "acme", v1alpha1.ConditionReady, metav1.ConditionTrue, "", waitReady)
+	createReadyIntegration(t, c, ns, sb)
 
 	binding := &v1alpha1.UnisenderBinding{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acme-list",
@@ -488,7 +483,6 @@ func TestKommoIntegrationDeletionWaitsForBindings(t *testing.T) {
 // True: the stored token is still valid), kstatus is InProgress; the next
 // success clears it.
 func TestKommoIntegrationTransientFailureBacksOff(t *testing.T) {
-	ctx := context.Background()
 	c := directClient(t)
 	ns := newNamespace(t, c, "ki-transient")
 	sb := newKommoSandbox(t, kommoemu.Options{})
@@ -496,12 +490,7 @@ func TestKommoIntegrationTransientFailureBacksOff(t *testing.T) {
 		r.BackoffInitial, r.BackoffMax = 2*time.Second, 4*time.Second
 	})
 
-	createSecret(t, c, ns, "kommo-client", map[string]string{"secret": testClientSecret})
-	createSecret(t, c, ns, "kommo-code", map[string]string{"code": sb.code(t)})
-	if err := c.Create(ctx, integration(ns, "acme", sb, withCodeRef)); err != nil {
-		t.Fatal(err)
-	}
-	waitCondition(t, c, ns, "acme", v1alpha1.ConditionReady, metav1.ConditionTrue, "", waitReady)
+	createReadyIntegration(t, c, ns, sb)
 
 	// Kommo answers 503 to the next six requests: the account check and its
 	// two retries fail at least once even if another request (a periodic

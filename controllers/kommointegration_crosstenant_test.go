@@ -35,12 +35,7 @@ func TestCrossTenantCodeForAnotherAccountStallsAccountChanged(t *testing.T) {
 			t.Log(m.logs.String())
 		}
 	})
-	createSecret(t, c, ns, "kommo-client", map[string]string{"secret": testClientSecret})
-	createSecret(t, c, ns, "kommo-code", map[string]string{"code": sb.code(t)})
-	if err := c.Create(ctx, integration(ns, "acme", sb, withCodeRef)); err != nil {
-		t.Fatal(err)
-	}
-	waitCondition(t, c, ns, "acme", v1alpha1.ConditionReady, metav1.ConditionTrue, "", waitReady)
+	createReadyIntegration(t, c, ns, sb)
 	_, before := tokenSecret(t, c, ns, "acme")
 	if err := sb.emu.RevokeTokens(sb.sub); err != nil {
 		t.Fatal(err)
@@ -82,17 +77,11 @@ func TestCrossTenantCodeForAnotherAccountStallsAccountChanged(t *testing.T) {
 // gets a new code (as anyone who saw the authorization URL could make
 // Kommo send): it is not spent, the tokens stay, a Warning event says so.
 func TestCrossTenantNewCodeDoesNotReplaceWorkingTokens(t *testing.T) {
-	ctx := context.Background()
 	c := directClient(t)
 	ns := newNamespace(t, c, "ki-keeptokens")
 	sb := newKommoSandbox(t, kommoemu.Options{})
 	startManager(t, ns, nil)
-	createSecret(t, c, ns, "kommo-client", map[string]string{"secret": testClientSecret})
-	createSecret(t, c, ns, "kommo-code", map[string]string{"code": sb.code(t)})
-	if err := c.Create(ctx, integration(ns, "acme", sb, withCodeRef)); err != nil {
-		t.Fatal(err)
-	}
-	waitCondition(t, c, ns, "acme", v1alpha1.ConditionReady, metav1.ConditionTrue, "", waitReady)
+	createReadyIntegration(t, c, ns, sb)
 	_, before := tokenSecret(t, c, ns, "acme")
 	exchanges := sb.emu.Stats().CodeExchanges
 

@@ -295,6 +295,19 @@ func kstatusOf(t testing.TB, obj client.Object) *kstatus.Result {
 	return res
 }
 
+// createReadyIntegration creates the integration "acme" in ns with its
+// client secret and a fresh authorization code of sb, and waits until it
+// is Ready (the manager running in ns exchanged the code).
+func createReadyIntegration(t testing.TB, c client.Client, ns string, sb *kommoSandbox) {
+	t.Helper()
+	createSecret(t, c, ns, "kommo-client", map[string]string{"secret": testClientSecret})
+	createSecret(t, c, ns, "kommo-code", map[string]string{"code": sb.code(t)})
+	if err := c.Create(context.Background(), integration(ns, "acme", sb, withCodeRef)); err != nil {
+		t.Fatal(err)
+	}
+	waitCondition(t, c, ns, "acme", v1alpha1.ConditionReady, metav1.ConditionTrue, "", waitReady)
+}
+
 func createSecret(t testing.TB, c client.Client, ns, name string, data map[string]string) {
 	t.Helper()
 	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, StringData: data}
