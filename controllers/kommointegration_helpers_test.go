@@ -170,6 +170,9 @@ type testManager struct {
 	rec      *KommoIntegrationReconciler
 	logs     *syncBuffer
 	registry *prometheus.Registry
+	// stop stops the manager as a SIGTERM would (its context cancelled)
+	// and waits for it; it may be called again, by the cleanup.
+	stop func()
 }
 
 func startManager(t testing.TB, namespace string, tune func(*KommoIntegrationReconciler)) *testManager {
@@ -225,13 +228,14 @@ func startManagerIn(t testing.TB, namespaces []string, tune func(*KommoIntegrati
 	}
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
+	stop := sync.OnceFunc(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("manager: %v", err)
 		}
 	})
-	return &testManager{rec: rec, logs: logs, registry: reg}
+	t.Cleanup(stop)
+	return &testManager{rec: rec, logs: logs, registry: reg, stop: stop}
 }
 
 // eventually polls cond until it holds or timeout passes; the last

@@ -14,8 +14,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/kommoemu"
 	"github.com/kommo-unisender/kommo-unisender/internal/status"
+	"github.com/kommo-unisender/kommo-unisender/internal/tokens"
 )
 
 // Invariant 5: a refresh token is used once. Two managers without leader
@@ -163,4 +165,55 @@ func gaugeValue(t testing.TB, m *testManager, name string, labels map[string]str
 		t.Fatalf("no series %s%v", name, labels)
 	}
 	return metric.GetGauge().GetValue()
+}
+
+// A manager stopped while its refresh waits for the shared budget has sent
+// nothing, so it must release its claim: its successor refreshes at once
+// instead of waiting out the claim (two minutes by default) with the token
+// expiring meanwhile.
+func TestKommoIntegrationStoppedManagerReleasesAnUnsentRefreshClaim(t *testing.T) {
+	c := directClient(t)
+	ns := newNamespace(t, c, "ki-release")
+	sb := newKommoSandbox(t, kommoemu.Options{AccessTokenTTL: 4 * time.Second})
+	gate := &gateBudget{}
+	first := startManager(t, ns, func(r *KommoIntegrationReconciler) {
+		r.HolderID = "manager-first"
+		r.KommoOptions = append(r.KommoOptions, kommo.WithBudget(gate))
+	})
+	// With a 4-second token, a refresh is due 2 s after each one.
+	createReadyIntegration(t, c, ns, sb)
+
+	// The next refresh claims the Secret and then waits for the budget.
+	gate.close()
+	eventually(t, 20*time.Second, func() (bool, string) {
+		sec, _ := tokenSecret(t, c, ns, "acme")
+		claim, ok := tokens.ClaimOf(sec)
+		return ok && claim.Holder == "manager-first", fmt.Sprintf("claim %+v", claim)
+	})
+	first.stop()
+	sec, _ := tokenSecret(t, c, ns, "acme")
+	if claim, ok := tokens.ClaimOf(sec); ok {
+		t.Fatalf("the stopped manager left its claim %+v though its refresh was never sent", claim)
+	}
+
+	before := sb.emu.Stats().Refreshes
+	startManager(t, ns, func(r *KommoIntegrationReconciler) { r.HolderID = "manager-second" })
+	eventually(t, 20*time.Second, func() (bool, string) {
+		n := sb.emu.Stats().Refreshes - before
+		return n >= 1, fmt.Sprintf("%d refreshes by the second manager", n)
+	})
+}
+
+// gateBudget lets every request through until closed, then holds each one
+// until its context ends, as a spent shared budget would.
+type gateBudget struct{ closed atomic.Bool }
+
+func (g *gateBudget) close() { g.closed.Store(true) }
+
+func (g *gateBudget) Take(ctx context.Context) error {
+	if !g.closed.Load() {
+		return nil
+	}
+	<-ctx.Done()
+	return ctx.Err()
 }

@@ -211,16 +211,16 @@ func (run *tokenRun) spend(ctx context.Context, what, grant string, call func(co
 	tok, err := call(callCtx, r.kommoClient(run.obj, nil, kommo.WithMaxRetries(0)))
 	cancel()
 	if err != nil {
-		if kommo.IsPermanent(err) {
-			// A definite refusal: nothing was issued, others need not wait.
-			// A code Kommo refused is recorded so it is not sent again.
+		if kommo.IsPermanent(err) || errors.Is(err, kommo.ErrNotSent) {
+			// A definite refusal, or a call that never left (stopped while
+			// waiting for the budget, say by a manager shutting down):
+			// nothing was issued, others need not wait. A code Kommo
+			// refused is recorded so it is not sent again.
 			var mark map[string]string
 			if errors.Is(err, kommo.ErrInvalidGrant) {
 				mark = extra
 			}
-			if rerr := w.Release(ctx, run.sec, mark); rerr != nil {
-				logf.FromContext(ctx).Info("could not release the refresh claim; it expires by itself", "error", rerr.Error())
-			}
+			run.releaseClaim(ctx, w, mark)
 		}
 		// Otherwise the outcome is unknown (a pair may have been issued
 		// and lost): the claim is kept until its deadline, half its
@@ -263,11 +263,24 @@ func (run *tokenRun) dropUnwanted(ctx context.Context, w *tokens.Writer, err err
 	if errors.As(err, &changed) {
 		mark[RefusedAccountAnnotation] = strconv.FormatInt(changed.got, 10)
 	}
-	if rerr := w.Release(ctx, run.sec, mark); rerr != nil {
-		logf.FromContext(ctx).Info("could not release the refresh claim; it expires by itself", "error", rerr.Error())
-	}
+	run.releaseClaim(ctx, w, mark)
 	return err
 }
+
+// releaseClaim lets go of this run's claim, marking the Secret with mark.
+// It runs even when ctx has ended (a stopping manager must not leave its
+// successor waiting out the claim), bounded by a few seconds of its own.
+func (run *tokenRun) releaseClaim(ctx context.Context, w *tokens.Writer, mark map[string]string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	defer cancel()
+	if err := w.Release(ctx, run.sec, mark); err != nil {
+		logf.FromContext(ctx).Info("could not release the refresh claim; it expires by itself", "error", err.Error())
+	}
+}
+
+// releaseTimeout bounds releasing a claim after the reconcile's context
+// ended.
+const releaseTimeout = 5 * time.Second
 
 // longLivedToken copies the user's long-lived token into the token Secret
 // (readers only ever look there) when it is new, and stalls once it has

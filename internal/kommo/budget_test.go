@@ -72,8 +72,8 @@ func TestBudgetFailureSendsNothing(t *testing.T) {
 	broken := errors.New("store unreachable")
 	c := e.client(t, kommo.WithBudget(&countingBudget{emu: e.emu, err: broken}))
 	_, err := c.GetContact(context.Background(), 1)
-	if !errors.Is(err, broken) || !strings.Contains(err.Error(), "budget") {
-		t.Fatalf("err %v, want the budget's error", err)
+	if !errors.Is(err, broken) || !strings.Contains(err.Error(), "budget") || !errors.Is(err, kommo.ErrNotSent) {
+		t.Fatalf("err %v, want the budget's error, marked not sent", err)
 	}
 	if n := len(e.emu.RequestLog()); n != 0 {
 		t.Errorf("%d requests sent without the budget", n)
@@ -82,10 +82,22 @@ func TestBudgetFailureSendsNothing(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	c = e.client(t, kommo.WithBudget(&countingBudget{emu: e.emu}))
-	if _, err := c.GetContact(ctx, 1); !errors.Is(err, context.Canceled) {
-		t.Errorf("ended context: err %v, want context.Canceled", err)
+	if _, err := c.GetContact(ctx, 1); !errors.Is(err, context.Canceled) || !errors.Is(err, kommo.ErrNotSent) {
+		t.Errorf("ended context: err %v, want context.Canceled, marked not sent", err)
 	}
 	if n := len(e.emu.RequestLog()); n != 0 {
 		t.Errorf("%d requests sent after the context ended", n)
+	}
+}
+
+// A call whose requests reached Kommo is never marked not sent, even when
+// it fails before an answer: Kommo may have acted on it.
+func TestSentCallIsNotMarkedNotSent(t *testing.T) {
+	e := newEmu(t, kommoemu.Options{})
+	e.emu.Force5xx(1)
+	c := e.client(t, kommo.WithMaxRetries(0))
+	_, err := c.GetContact(context.Background(), 1)
+	if !errors.Is(err, kommo.ErrServer) || errors.Is(err, kommo.ErrNotSent) {
+		t.Fatalf("err %v, want a server error not marked not sent", err)
 	}
 }

@@ -37,6 +37,13 @@ var (
 	ErrServer         = errors.New("kommo: server error")
 )
 
+// ErrNotSent wraps the error of a call that failed before any of its
+// requests was sent (waiting for the rate limit or the shared budget, or
+// for a token): Kommo cannot have acted on it. Callers holding something
+// for the duration of a call that might have reached Kommo (a refresh
+// claim) can let go at once.
+var ErrNotSent = errors.New("not sent")
+
 var kindSentinel = map[ErrorKind]error{
 	KindUnauthorized:   ErrUnauthorized,
 	KindTokenRevoked:   ErrTokenRevoked,

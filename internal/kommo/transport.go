@@ -39,20 +39,28 @@ func (c *Client) do(ctx context.Context, cl call) (*reply, error) {
 		return nil, err
 	}
 	op := cl.method + " " + u.Path // never the query or a body: no secret travels there
+	sent := false                  // whether any attempt put a request on the wire
+	fail := func(err error) error {
+		if !sent {
+			err = fmt.Errorf("%w: %w", ErrNotSent, err)
+		}
+		return fmt.Errorf("kommo: %s: %w", op, err)
+	}
 	for attempt := 0; ; attempt++ {
 		release, err := c.pacer.acquire(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("kommo: %s: waiting for the rate limit: %w", op, err)
+			return nil, fail(fmt.Errorf("waiting for the rate limit: %w", err))
 		}
 		rep, token, hdr, err := c.attempt(ctx, u, cl)
 		release()
+		sent = sent || !errors.Is(err, errBeforeSend)
 		var wait time.Duration
 		switch {
 		case err != nil && ctx.Err() != nil:
-			return nil, fmt.Errorf("kommo: %s: %w", op, ctx.Err())
+			return nil, fail(ctx.Err())
 		case err != nil:
 			if attempt >= c.maxRetries || errors.Is(err, errTokenSource) || errors.Is(err, errBudget) {
-				return nil, fmt.Errorf("kommo: %s: %w", op, err)
+				return nil, fail(err)
 			}
 			wait = c.backoff(attempt)
 		case rep.status >= 200 && rep.status < 300:
@@ -65,7 +73,7 @@ func (c *Client) do(ctx context.Context, cl call) (*reply, error) {
 			wait = c.retryWait(attempt, hdr)
 		}
 		if err := sleep(ctx, wait); err != nil {
-			return nil, fmt.Errorf("kommo: %s: %w", op, err)
+			return nil, fail(err)
 		}
 	}
 }
@@ -73,6 +81,8 @@ func (c *Client) do(ctx context.Context, cl call) (*reply, error) {
 var (
 	errTokenSource = errors.New("token source failed")
 	errBudget      = errors.New("waiting for the shared rate budget")
+	// errBeforeSend marks an attempt that failed before its request left.
+	errBeforeSend = errors.New("before sending")
 )
 
 // attempt sends one HTTP request bounded by the per-attempt timeout. It
@@ -83,7 +93,7 @@ var (
 func (c *Client) attempt(ctx context.Context, u *url.URL, cl call) (*reply, string, http.Header, error) {
 	token, err := c.bearer(ctx, cl)
 	if err != nil {
-		return nil, "", nil, err
+		return nil, "", nil, beforeSend(err)
 	}
 	var body io.Reader
 	if cl.body != nil {
@@ -91,14 +101,14 @@ func (c *Client) attempt(ctx context.Context, u *url.URL, cl call) (*reply, stri
 	}
 	if c.budget != nil {
 		if err := c.budget.Take(ctx); err != nil {
-			return nil, "", nil, fmt.Errorf("%w: %w", errBudget, err)
+			return nil, "", nil, beforeSend(fmt.Errorf("%w: %w", errBudget, err))
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, cl.method, u.String(), body)
 	if err != nil {
-		return nil, "", nil, fmt.Errorf("building request: %w", stripURL(err))
+		return nil, "", nil, beforeSend(fmt.Errorf("building request: %w", stripURL(err)))
 	}
 	req.Header.Set("Accept", "application/hal+json, application/json")
 	req.Header.Set("User-Agent", c.userAgent)
@@ -119,6 +129,14 @@ func (c *Client) attempt(ctx context.Context, u *url.URL, cl call) (*reply, stri
 	}
 	return &reply{status: resp.StatusCode, body: data}, token, resp.Header, nil
 }
+
+// beforeSend marks err as a failure before the request was sent, wrapping
+// it without changing its message.
+func beforeSend(err error) error { return notSentYet{err} }
+
+type notSentYet struct{ error }
+
+func (e notSentYet) Unwrap() []error { return []error{e.error, errBeforeSend} }
 
 // bearer returns the token for cl, if it needs one, bounded by the
 // per-attempt timeout.
