@@ -32,6 +32,7 @@ import (
 	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/kommoemu"
+	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/sandboxtest"
 	"github.com/kommo-unisender/kommo-unisender/internal/status"
 	"github.com/kommo-unisender/kommo-unisender/internal/tokens"
 )
@@ -115,9 +116,7 @@ func newKommoSandbox(t testing.TB, opts kommoemu.Options) *kommoSandbox {
 	if opts.RateLimit == 0 {
 		opts.RateLimit = -1 // the reconcilers pace themselves; the tests count calls
 	}
-	emu := kommoemu.New(opts)
-	srv := httptest.NewServer(emu)
-	t.Cleanup(func() { srv.Close(); emu.Close() })
+	emu, srv := sandboxtest.Kommo(t, opts)
 	acct, err := emu.AddAccount("acme")
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"github.com/kommo-unisender/kommo-unisender/internal/budget"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/kommoemu"
+	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/sandboxtest"
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
 	"github.com/kommo-unisender/kommo-unisender/internal/testenv"
 )
@@ -30,9 +31,7 @@ type budgetEnv struct {
 
 func newBudgetEnv(t *testing.T) *budgetEnv {
 	t.Helper()
-	emu := kommoemu.New(kommoemu.Options{RateLimit: -1})
-	srv := httptest.NewServer(emu)
-	t.Cleanup(func() { srv.Close(); emu.Close() })
+	emu, srv := sandboxtest.Kommo(t, kommoemu.Options{RateLimit: -1})
 	if _, err := emu.AddAccount("acme"); err != nil {
 		t.Fatal(err)
 	}

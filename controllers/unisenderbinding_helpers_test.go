@@ -28,6 +28,7 @@ import (
 	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/kommoemu"
+	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/sandboxtest"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/unisenderemu"
 	"github.com/kommo-unisender/kommo-unisender/internal/status"
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
@@ -88,15 +89,11 @@ func newBindingEnv(t *testing.T, kommoOpts kommoemu.Options) *bindingEnv {
 	if kommoOpts.Clock == nil {
 		kommoOpts.Clock = e.kclock.Now
 	}
-	e.kommo = kommoemu.New(kommoOpts)
-	e.ksrv = httptest.NewServer(e.kommo)
-	t.Cleanup(func() { e.ksrv.Close(); e.kommo.Close() })
+	e.kommo, e.ksrv = sandboxtest.Kommo(t, kommoOpts)
 	if _, err := e.kommo.AddAccount("acme"); err != nil {
 		t.Fatal(err)
 	}
-	e.uni = unisenderemu.New(unisenderemu.Options{})
-	e.usrv = httptest.NewServer(e.uni)
-	t.Cleanup(func() { e.usrv.Close(); e.uni.Close() })
+	e.uni, e.usrv = sandboxtest.Unisender(t, unisenderemu.Options{})
 	e.uni.AddAPIKey(bindingTestKey)
 
 	e.dsn = testenv.MySQLDSN(t)

@@ -6,32 +6,20 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/kommo-unisender/kommo-unisender/internal/fixtures"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/queue"
+	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/sandboxtest"
 	"github.com/kommo-unisender/kommo-unisender/webhookserver"
 )
 
-// fakeClock is a settable clock for the server's Config.Clock.
-type fakeClock struct{ ns atomic.Int64 }
-
-func newFakeClock() *fakeClock {
-	c := &fakeClock{}
-	c.ns.Store(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).UnixNano())
-	return c
-}
-
-func (c *fakeClock) Now() time.Time          { return time.Unix(0, c.ns.Load()).UTC() }
-func (c *fakeClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
-
 // admissionHarness serves with the given per-tenant rate bounds on a clock
 // the test moves.
-func admissionHarness(t *testing.T, rate float64, burst int) (*harness, *fakeClock) {
-	clock := newFakeClock()
+func admissionHarness(t *testing.T, rate float64, burst int) (*harness, *sandboxtest.Clock) {
+	clock := sandboxtest.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	h := newHarness(t, harnessOpts{config: func(c *webhookserver.Config) {
 		c.TenantRate, c.TenantBurst, c.Clock = rate, burst, clock.Now
 	}})

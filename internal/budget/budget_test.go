@@ -12,6 +12,7 @@ import (
 	"github.com/kommo-unisender/kommo-unisender/internal/budget"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/kommoemu"
+	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/sandboxtest"
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
 	"github.com/kommo-unisender/kommo-unisender/internal/testenv"
 )
@@ -35,9 +36,7 @@ type account struct {
 
 func newAccount(t *testing.T) *account {
 	t.Helper()
-	emu := kommoemu.New(kommoemu.Options{RateLimit: -1})
-	srv := httptest.NewServer(emu)
-	t.Cleanup(func() { emu.Close(); srv.Close() })
+	emu, srv := sandboxtest.Kommo(t, kommoemu.Options{RateLimit: -1})
 	if _, err := emu.AddAccount(name); err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/mapping"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/kommoemu"
+	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/sandboxtest"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/unisenderemu"
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
 	"github.com/kommo-unisender/kommo-unisender/internal/tenant"
@@ -22,31 +22,14 @@ import (
 	"github.com/kommo-unisender/kommo-unisender/internal/unisender"
 )
 
-// clock is the Kommo emulator's business time, moved by the test so that
-// contacts get the updated_at the test wants.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 const apiKey = "unisender-test-key-0123456789"
 
 // env is one tenant wired to both emulators and a fresh database.
 type env struct {
-	t     *testing.T
-	clock *clock
+	t *testing.T
+	// clock is the Kommo emulator's business time, moved by the test so
+	// that contacts get the updated_at the test wants.
+	clock *sandboxtest.Clock
 	kommo *kommoemu.Server
 	// kommoURL is the emulator's base URL (an account's API is under /_acct/<subdomain>).
 	kommoURL string
@@ -62,11 +45,10 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	ctx := context.Background()
-	e := &env{t: t, clock: &clock{t: time.Now().Add(-48 * time.Hour).Truncate(time.Second)}, tenant: tenant.Key{Namespace: "shop", Name: "main"}}
+	e := &env{t: t, clock: sandboxtest.NewClock(time.Now().Add(-48 * time.Hour).Truncate(time.Second)), tenant: tenant.Key{Namespace: "shop", Name: "main"}}
 
-	e.kommo = kommoemu.New(kommoemu.Options{Clock: e.clock.Now, RateLimit: -1})
-	ksrv := httptest.NewServer(e.kommo)
-	t.Cleanup(func() { e.kommo.Close(); ksrv.Close() })
+	var ksrv *httptest.Server
+	e.kommo, ksrv = sandboxtest.Kommo(t, kommoemu.Options{Clock: e.clock.Now, RateLimit: -1})
 	if _, err := e.kommo.AddAccount("acme"); err != nil {
 		t.Fatal(err)
 	}
@@ -77,9 +59,8 @@ func newEnv(t *testing.T) *env {
 	e.kommoURL = ksrv.URL
 	e.source = kommo.NewClient(ksrv.URL+"/_acct/acme", kommo.WithTokenSource(kommo.StaticToken(token)), kommo.WithRateLimit(0, 1))
 
-	e.uni = unisenderemu.New(unisenderemu.Options{})
-	usrv := httptest.NewServer(e.uni)
-	t.Cleanup(func() { e.uni.Close(); usrv.Close() })
+	var usrv *httptest.Server
+	e.uni, usrv = sandboxtest.Unisender(t, unisenderemu.Options{})
 	e.uni.AddAPIKey(apiKey)
 	e.sink = unisender.NewClient(usrv.URL, apiKey, unisender.WithRateLimit(0, 1))
 	if e.listID, err = e.sink.CreateList(ctx, "Kommo contacts"); err != nil {

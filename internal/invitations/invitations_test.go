@@ -13,6 +13,7 @@ import (
 	"github.com/kommo-unisender/kommo-unisender/internal/invitations"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/mapping"
+	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/sandboxtest"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/unisenderemu"
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
 	"github.com/kommo-unisender/kommo-unisender/internal/syncer"
@@ -47,23 +48,25 @@ func newHarness(t *testing.T, mode syncv1.DoubleOptin) *harness {
 	if err := st.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, st: st, emu: unisenderemu.New(unisenderemu.Options{})}
-	h.emu.AddAPIKey(apiKey)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/en/api/subscribe" {
-			if err := r.ParseForm(); err == nil {
-				h.mu.Lock()
-				h.subscribes = append(h.subscribes, subscribeCall{
-					email: r.PostForm.Get("fields[email]"), name: r.PostForm.Get("fields[Name]"),
-					listIDs: r.PostForm.Get("list_ids"), doubleOptin: r.PostForm.Get("double_optin"),
-					overwrite: r.PostForm.Get("overwrite"),
-				})
-				h.mu.Unlock()
+	h := &harness{t: t, st: st}
+	var srv *httptest.Server
+	h.emu, srv = sandboxtest.UnisenderBehind(t, unisenderemu.Options{}, func(emu *unisenderemu.Server) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/en/api/subscribe" {
+				if err := r.ParseForm(); err == nil {
+					h.mu.Lock()
+					h.subscribes = append(h.subscribes, subscribeCall{
+						email: r.PostForm.Get("fields[email]"), name: r.PostForm.Get("fields[Name]"),
+						listIDs: r.PostForm.Get("list_ids"), doubleOptin: r.PostForm.Get("double_optin"),
+						overwrite: r.PostForm.Get("overwrite"),
+					})
+					h.mu.Unlock()
+				}
 			}
-		}
-		h.emu.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
+			emu.ServeHTTP(w, r)
+		})
+	})
+	h.emu.AddAPIKey(apiKey)
 	client := unisender.NewClient(srv.URL, apiKey, unisender.WithMaxRetries(0))
 	listID, err := client.CreateList(ctx, "Newsletter")
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/kommoemu"
+	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/sandboxtest"
 )
 
 const (
@@ -30,12 +31,7 @@ func newEmu(t testing.TB, opts kommoemu.Options) *emuEnv {
 	if opts.RateLimit == 0 {
 		opts.RateLimit = -1 // the client's own limiter is under test where it matters
 	}
-	emu := kommoemu.New(opts)
-	srv := httptest.NewServer(emu)
-	t.Cleanup(func() {
-		emu.Close()
-		srv.Close()
-	})
+	emu, srv := sandboxtest.Kommo(t, opts)
 	if _, err := emu.AddAccount("acme"); err != nil {
 		t.Fatal(err)
 	}

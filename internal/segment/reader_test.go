@@ -2,7 +2,6 @@ package segment_test
 
 import (
 	"errors"
-	"net/http/httptest"
 	"reflect"
 	"testing"
 	"time"
@@ -10,6 +9,7 @@ import (
 	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/kommoemu"
+	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/sandboxtest"
 	"github.com/kommo-unisender/kommo-unisender/internal/segment"
 )
 
@@ -18,9 +18,7 @@ import (
 // stages; a single read does the same, and a missing contact is still
 // Kommo's "no such contact".
 func TestSegmentReaderReadsContactsWithTheirLeadsStages(t *testing.T) {
-	emu := kommoemu.New(kommoemu.Options{RateLimit: -1})
-	srv := httptest.NewServer(emu)
-	t.Cleanup(func() { emu.Close(); srv.Close() })
+	emu, srv := sandboxtest.Kommo(t, kommoemu.Options{RateLimit: -1})
 	if _, err := emu.AddAccount("acme"); err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http/httptest"
 	"net/url"
 	"reflect"
 	"slices"
@@ -15,6 +14,7 @@ import (
 	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/kommoemu"
+	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/sandboxtest"
 	"github.com/kommo-unisender/kommo-unisender/internal/syncer"
 )
 
@@ -29,9 +29,7 @@ type kommoEnv struct {
 func newKommoEnv(t *testing.T) *kommoEnv {
 	t.Helper()
 	h := newHarness(t, syncv1.DeletionPolicyExclude)
-	emu := kommoemu.New(kommoemu.Options{RateLimit: -1})
-	srv := httptest.NewServer(emu)
-	t.Cleanup(func() { srv.Close(); emu.Close() })
+	emu, srv := sandboxtest.Kommo(t, kommoemu.Options{RateLimit: -1})
 	if _, err := emu.AddAccount("acme"); err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package syncer_test
 
 import (
 	"context"
-	"net/http/httptest"
 	"reflect"
 	"slices"
 	"sort"
@@ -13,6 +12,7 @@ import (
 	"github.com/kommo-unisender/kommo-unisender/internal/fixtures"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/mapping"
+	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/sandboxtest"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/unisenderemu"
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
 	"github.com/kommo-unisender/kommo-unisender/internal/syncer"
@@ -43,10 +43,8 @@ func newHarness(t *testing.T, policy syncv1.DeletionPolicy) *harness {
 	if err := st.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	emu := unisenderemu.New(unisenderemu.Options{})
+	emu, srv := sandboxtest.Unisender(t, unisenderemu.Options{})
 	emu.AddAPIKey(apiKey)
-	srv := httptest.NewServer(emu)
-	t.Cleanup(func() { srv.Close(); emu.Close() })
 	client := unisender.NewClient(srv.URL, apiKey, unisender.WithMaxRetries(0))
 	listID, err := client.CreateList(ctx, "Newsletter")
 	if err != nil {

@@ -1,9 +1,9 @@
 // Package unisender is a small typed client for the Unisender e-mail
-// marketing API (api.unisender.com), per ../shared/reference/unisender.md:
-// form-encoded POSTs with the API key in the body, errors inside HTTP 200
-// mapped to typed errors, a per-key rate limiter, bounded retries with
-// backoff for transient failures only, and importContacts split into calls
-// of at most 500 rows. The API key never appears in a URL or an error, and
+// marketing API (api.unisender.com), per docs/unisender-api.md ("the
+// reference" below): form-encoded POSTs with the API key in the body,
+// errors inside HTTP 200 mapped to typed errors, a per-key rate limiter,
+// bounded retries with backoff for transient failures only, and
+// importContacts split into calls of at most 500 rows. The API key never appears in a URL or an error, and
 // the client logs nothing.
 package unisender
 

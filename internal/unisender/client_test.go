@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/sandboxtest"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/unisenderemu"
 	"github.com/kommo-unisender/kommo-unisender/internal/unisender"
 )
@@ -28,13 +29,8 @@ type env struct {
 
 func newEnv(t *testing.T, opts unisenderemu.Options) *env {
 	t.Helper()
-	emu := unisenderemu.New(opts)
+	emu, srv := sandboxtest.Unisender(t, opts)
 	emu.AddAPIKey(apiKey)
-	srv := httptest.NewServer(emu)
-	t.Cleanup(func() {
-		emu.Close()
-		srv.Close()
-	})
 	return &env{emu: emu, url: srv.URL}
 }
 

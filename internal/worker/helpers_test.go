@@ -25,6 +25,7 @@ import (
 	"github.com/kommo-unisender/kommo-unisender/internal/mapping"
 	"github.com/kommo-unisender/kommo-unisender/internal/queue"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/kommoemu"
+	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/sandboxtest"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/unisenderemu"
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
 	"github.com/kommo-unisender/kommo-unisender/internal/syncer"
@@ -199,28 +200,26 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 		t.Fatal(err)
 	}
 	h.st = st
-	h.emu = unisenderemu.New(o.emu)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if f := h.intercept.Load(); f != nil && (*f)(w, r) {
-			return
-		}
-		if l := h.imports.Load(); l != nil && strings.HasSuffix(r.URL.Path, "/importContacts") {
-			l.serve(h.emu, w, r)
-			return
-		}
-		h.emu.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	t.Cleanup(h.emu.Close)
+	var srv *httptest.Server
+	h.emu, srv = sandboxtest.UnisenderBehind(t, o.emu, func(emu *unisenderemu.Server) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if f := h.intercept.Load(); f != nil && (*f)(w, r) {
+				return
+			}
+			if l := h.imports.Load(); l != nil && strings.HasSuffix(r.URL.Path, "/importContacts") {
+				l.serve(emu, w, r)
+				return
+			}
+			emu.ServeHTTP(w, r)
+		})
+	})
 	h.emuURL = srv.URL
 
 	if o.kommo.RateLimit == 0 {
 		o.kommo.RateLimit = -1
 	}
-	h.kommo = kommoemu.New(o.kommo)
-	ksrv := httptest.NewServer(h.kommo)
-	t.Cleanup(ksrv.Close)
-	t.Cleanup(h.kommo.Close)
+	var ksrv *httptest.Server
+	h.kommo, ksrv = sandboxtest.Kommo(t, o.kommo)
 	h.kommoURL = ksrv.URL
 
 	h.resolver = newStaticResolver(srv.URL, st)

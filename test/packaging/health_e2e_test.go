@@ -3,7 +3,6 @@ package packaging
 import (
 	"context"
 	"fmt"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/kommo-unisender/kommo-unisender/internal/cli/manager"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/kommoemu"
+	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/sandboxtest"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/unisenderemu"
 	"github.com/kommo-unisender/kommo-unisender/internal/testenv"
 	"github.com/kommo-unisender/kommo-unisender/test/packaging/argohealth"
@@ -41,9 +41,7 @@ func TestHealthOfReconciledObjects(t *testing.T) {
 	const ns = "health-e2e"
 	env.createNamespaces(t, nil, ns)
 
-	emu := kommoemu.New(kommoemu.Options{RateLimit: -1})
-	srv := httptest.NewServer(emu)
-	t.Cleanup(func() { srv.Close(); emu.Close() })
+	emu, srv := sandboxtest.Kommo(t, kommoemu.Options{RateLimit: -1})
 	if _, err := emu.AddAccount("acme"); err != nil {
 		t.Fatal(err)
 	}
@@ -55,9 +53,7 @@ func TestHealthOfReconciledObjects(t *testing.T) {
 		t.Fatal(err)
 	}
 	baseURL := srv.URL + "/_acct/acme"
-	uni := unisenderemu.New(unisenderemu.Options{})
-	usrv := httptest.NewServer(uni)
-	t.Cleanup(func() { usrv.Close(); uni.Close() })
+	uni, usrv := sandboxtest.Unisender(t, unisenderemu.Options{})
 	uni.AddAPIKey("packaging-api-key")
 
 	probes := freePort(t)

@@ -2,7 +2,6 @@ package manager
 
 import (
 	"context"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,6 +22,7 @@ import (
 	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/controllers"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/kommoemu"
+	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/sandboxtest"
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
 	"github.com/kommo-unisender/kommo-unisender/internal/testenv"
 )
@@ -89,9 +89,7 @@ func TestRunReconcilesAnIntegration(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	emu := kommoemu.New(kommoemu.Options{RateLimit: -1})
-	srv := httptest.NewServer(emu)
-	defer func() { srv.Close(); emu.Close() }()
+	emu, srv := sandboxtest.Kommo(t, kommoemu.Options{RateLimit: -1})
 	acct, err := emu.AddAccount("acme")
 	if err != nil {
 		t.Fatal(err)

@@ -6,31 +6,16 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/kommoemu"
+	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/sandboxtest"
 )
 
-// fakeClock is business time the test moves by hand.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+// newFakeClock is business time the test moves by hand.
+func newFakeClock() *sandboxtest.Clock {
+	return sandboxtest.NewClock(time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC))
 }
 
 // env is an emulator behind a real HTTP server with one account, "acme".
@@ -51,12 +36,7 @@ func newEnv(t *testing.T, opts kommoemu.Options) *env {
 	if opts.RateLimit == 0 {
 		opts.RateLimit = -1 // most tests are not about the rate limit
 	}
-	emu := kommoemu.New(opts)
-	srv := httptest.NewServer(emu)
-	t.Cleanup(func() {
-		emu.Close()
-		srv.Close()
-	})
+	emu, srv := sandboxtest.Kommo(t, opts)
 	if _, err := emu.AddAccount("acme"); err != nil {
 		t.Fatal(err)
 	}

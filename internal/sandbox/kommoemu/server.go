@@ -1,9 +1,10 @@
 // Package kommoemu emulates Kommo's (amoCRM's) API as an in-process
-// http.Handler, following ../shared/reference/kommo.md: accounts, contacts
-// and companies with custom fields, the OAuth token endpoint with rotating
-// refresh tokens, HAL pages that end with 204, the webhook registry and
-// webhook delivery, a per-account rate limit that turns into a 403 block
-// when abused, fault knobs and a request log.
+// http.Handler, following docs/kommo-api.md and docs/kommo-webhooks.md ("the
+// reference" below): accounts, contacts and companies with custom fields,
+// the OAuth token endpoint with rotating refresh tokens, HAL pages that end
+// with 204, the webhook registry and webhook delivery, a per-account rate
+// limit that turns into a 403 block when abused, fault knobs and a request
+// log.
 //
 // # Addressing accounts
 //

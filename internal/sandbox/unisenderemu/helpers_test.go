@@ -7,10 +7,9 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
+	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/sandboxtest"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/unisenderemu"
 )
 
@@ -24,13 +23,8 @@ type env struct {
 
 func newEnv(t *testing.T, opts unisenderemu.Options) *env {
 	t.Helper()
-	emu := unisenderemu.New(opts)
+	emu, srv := sandboxtest.Unisender(t, opts)
 	emu.AddAPIKey(testKey)
-	srv := httptest.NewServer(emu)
-	t.Cleanup(func() {
-		emu.Close()
-		srv.Close()
-	})
 	return &env{emu: emu, srv: srv}
 }
 
@@ -145,22 +139,4 @@ func (e *env) contact(t *testing.T, email string) unisenderemu.Contact {
 		t.Fatalf("contact %s not found", email)
 	}
 	return c
-}
-
-// fakeClock is a settable clock for rate-limit windows.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
 }

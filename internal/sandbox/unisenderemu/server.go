@@ -1,9 +1,10 @@
 // Package unisenderemu emulates the Unisender e-mail marketing API
 // (api.unisender.com) as an in-process http.Handler, following
-// ../shared/reference/unisender.md: API keys as accounts, lists, user fields,
-// contacts with global and per-list statuses, importContacts with its
-// 500-row limit and per-row log, subscribe/exclude/unsubscribe, errors inside
-// HTTP 200, per-key rate limits, fault knobs and a request log.
+// docs/unisender-api.md ("the reference" below): API keys as accounts,
+// lists, user fields, contacts with global and per-list statuses,
+// importContacts with its 500-row limit and per-row log,
+// subscribe/exclude/unsubscribe, errors inside HTTP 200, per-key rate
+// limits, fault knobs and a request log.
 //
 // It stands in for a SaaS that tests cannot reach. Where the reference marks
 // a behaviour unverified, the emulator picks one reading and documents it on

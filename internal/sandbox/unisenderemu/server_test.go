@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/sandboxtest"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/unisenderemu"
 )
 
@@ -77,7 +78,7 @@ func TestAccountsAreSeparate(t *testing.T) {
 }
 
 func TestRateLimitPerKey(t *testing.T) {
-	clock := &fakeClock{now: time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)}
+	clock := sandboxtest.NewClock(time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC))
 	e := newEnv(t, unisenderemu.Options{Clock: clock.Now, RateLimitPerMinute: 3})
 	e.emu.AddAPIKey("other-key")
 	for range 3 {
@@ -94,7 +95,7 @@ func TestRateLimitPerKey(t *testing.T) {
 }
 
 func TestSubscribeHasItsOwnLimit(t *testing.T) {
-	clock := &fakeClock{now: time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)}
+	clock := sandboxtest.NewClock(time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC))
 	e := newEnv(t, unisenderemu.Options{Clock: clock.Now, SubscribeLimitPerMinute: 2})
 	list := e.createList(t, "One")
 	args := subscribeArgs(strconv.FormatInt(list, 10), "a@example.com")

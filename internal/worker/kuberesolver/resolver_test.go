@@ -3,7 +3,6 @@ package kuberesolver_test
 import (
 	"context"
 	"errors"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -25,6 +24,7 @@ import (
 	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/kommoemu"
+	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/sandboxtest"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/unisenderemu"
 	"github.com/kommo-unisender/kommo-unisender/internal/syncer"
 	"github.com/kommo-unisender/kommo-unisender/internal/tenant"
@@ -83,12 +83,8 @@ func newEnv(t *testing.T) *env {
 	if err := c.Create(context.Background(), ns); err != nil {
 		t.Fatal(err)
 	}
-	emu := unisenderemu.New(unisenderemu.Options{})
-	srv := httptest.NewServer(emu)
-	t.Cleanup(srv.Close)
-	kemu := kommoemu.New(kommoemu.Options{RateLimit: -1})
-	ksrv := httptest.NewServer(kemu)
-	t.Cleanup(func() { ksrv.Close(); kemu.Close() })
+	emu, srv := sandboxtest.Unisender(t, unisenderemu.Options{})
+	kemu, ksrv := sandboxtest.Kommo(t, kommoemu.Options{RateLimit: -1})
 	e := &env{t: t, c: c, emu: emu, kommo: kemu, kommoURL: ksrv.URL, ns: ns.Name}
 	e.resolver = kuberesolver.New(kuberesolver.Options{
 		Bindings: c, Secrets: c, UnisenderBaseURL: srv.URL,
