@@ -33,6 +33,7 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/contract"
 	"github.com/kommo-unisender/kommo-unisender/internal/fixtures"
 	"github.com/kommo-unisender/kommo-unisender/internal/queue"
 	"github.com/kommo-unisender/kommo-unisender/internal/testenv"
@@ -64,7 +65,7 @@ const operatorNamespace = "wh-operator"
 func cluster(t testing.TB) (*webhookserver.Kube, client.Client) {
 	t.Helper()
 	shared.once.Do(func() {
-		scheme, err := webhookserver.Scheme()
+		scheme, err := contract.Scheme()
 		if err != nil {
 			shared.err = err
 			return

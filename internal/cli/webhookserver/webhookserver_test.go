@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/contract"
 	"github.com/kommo-unisender/kommo-unisender/internal/fixtures"
 	"github.com/kommo-unisender/kommo-unisender/internal/queue"
 	"github.com/kommo-unisender/kommo-unisender/internal/testenv"
@@ -71,7 +72,7 @@ func TestParseFlags(t *testing.T) {
 // key and an OAuth code land in their Secrets.
 func TestRunServesAsTheWebhookServerRole(t *testing.T) {
 	ctx := context.Background()
-	scheme, err := webhookserver.Scheme()
+	scheme, err := contract.Scheme()
 	must(t, err)
 	c, err := client.New(kube.Config, client.Options{Scheme: scheme})
 	must(t, err)
