@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/contract"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/status"
 	"github.com/kommo-unisender/kommo-unisender/internal/tenant"
@@ -28,9 +29,6 @@ import (
 const (
 	WebhookSecretKey  = "secret"
 	webhookSecretSize = 32
-	// WebhookPathPrefix is the path of the webhook route under the public
-	// base URL: <base>/kommo/webhooks/<namespace>.<name>/<secret>.
-	WebhookPathPrefix = "/kommo/webhooks/"
 
 	reasonPublicBaseURLMissing = "PublicBaseURLMissing"
 	reasonWebhookSecretTaken   = "WebhookSecretConflict"
@@ -55,7 +53,7 @@ func WebhookSecretName(binding string) string { return binding + "-webhook" }
 
 // WebhookDestination is the URL Kommo posts a tenant's events to.
 func WebhookDestination(publicBaseURL string, t tenant.Key, secret string) string {
-	return strings.TrimRight(publicBaseURL, "/") + WebhookPathPrefix + t.URLSegment() + "/" + secret
+	return strings.TrimRight(publicBaseURL, "/") + contract.WebhookPathPrefix + t.URLSegment() + "/" + secret
 }
 
 // reconcileWebhookSecret makes sure the binding's webhook Secret exists and
@@ -259,5 +257,5 @@ func isTenantWebhook(destination string, t tenant.Key) bool {
 	if err != nil {
 		return false
 	}
-	return strings.Contains(u.Path, WebhookPathPrefix+t.URLSegment()+"/")
+	return strings.Contains(u.Path, contract.WebhookPathPrefix+t.URLSegment()+"/")
 }
