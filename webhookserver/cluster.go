@@ -453,8 +453,8 @@ func keepWebhookSecretOnly(in any) (any, error) {
 		},
 		Type: s.Type,
 	}
-	if v, ok := s.Data[WebhookSecretKey]; ok {
-		out.Data = map[string][]byte{WebhookSecretKey: v}
+	if v, ok := s.Data[contract.WebhookSecretKey]; ok {
+		out.Data = map[string][]byte{contract.WebhookSecretKey: v}
 	}
 	return out, nil
 }

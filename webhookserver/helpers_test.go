@@ -209,11 +209,11 @@ func newTenant(t testing.TB, o tenantOpts) *tenantFixture {
 	}
 	must(t, c.Create(ctx, b))
 	must(t, c.Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: f.Namespace, Name: b.Name + "-webhook",
+		ObjectMeta: metav1.ObjectMeta{Namespace: f.Namespace, Name: contract.WebhookSecretName(b.Name),
 			Labels: map[string]string{tokens.ManagedLabel: tokens.ManagedLabelValue}},
-		Data: map[string][]byte{webhookserver.WebhookSecretKey: []byte(f.WebhookSecret)},
+		Data: map[string][]byte{contract.WebhookSecretKey: []byte(f.WebhookSecret)},
 	}))
-	b.Status.WebhookSecretName = b.Name + "-webhook"
+	b.Status.WebhookSecretName = contract.WebhookSecretName(b.Name)
 	must(t, c.Status().Update(ctx, b))
 	f.Binding = b
 	waitFor(t, "the tenant in the index", func() bool {

@@ -99,7 +99,7 @@ func TestRunServesAsTheWebhookServerRole(t *testing.T) {
 	must(t, c.Create(ctx, b))
 	must(t, c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "newsletter-webhook",
 		Labels: map[string]string{tokens.ManagedLabel: tokens.ManagedLabelValue}},
-		Data: map[string][]byte{webhookserver.WebhookSecretKey: []byte(webhookSecret)}}))
+		Data: map[string][]byte{contract.WebhookSecretKey: []byte(webhookSecret)}}))
 	b.Status.WebhookSecretName = "newsletter-webhook"
 	must(t, c.Status().Update(ctx, b))
 
