@@ -47,7 +47,6 @@ const (
 type Client struct {
 	base        string
 	apiKey      string
-	lang        string
 	hc          *http.Client
 	limiter     *rate.Limiter
 	maxRetries  int
@@ -63,9 +62,6 @@ type Option func(*Client)
 // overall timeout; the per-call timeout applies).
 func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc } }
 
-// WithLang sets the language of server messages: en (default), ru, it, ua.
-func WithLang(lang string) Option { return func(c *Client) { c.lang = lang } }
-
 // WithRateLimit caps calls at perMinute, spread evenly (perMinute/60 per
 // second) with the given burst; perMinute <= 0 removes the cap.
 func WithRateLimit(perMinute, burst int) Option {
@@ -77,10 +73,6 @@ func WithRateLimit(perMinute, burst int) Option {
 		c.limiter = rate.NewLimiter(rate.Limit(float64(perMinute)/60), max(burst, 1))
 	}
 }
-
-// WithLimiter shares a limiter between clients of the same key, since the
-// API counts calls per key.
-func WithLimiter(l *rate.Limiter) Option { return func(c *Client) { c.limiter = l } }
 
 // WithMaxRetries sets how many times a transient failure is retried
 // (default 3; importContacts never retries more than twice).
@@ -101,7 +93,6 @@ func NewClient(baseURL, apiKey string, opts ...Option) *Client {
 	c := &Client{
 		base:        strings.TrimRight(baseURL, "/"),
 		apiKey:      apiKey,
-		lang:        DefaultLang,
 		hc:          &http.Client{},
 		limiter:     rate.NewLimiter(rate.Limit(float64(DefaultRateLimitPerMinute)/60), DefaultBurst),
 		maxRetries:  DefaultMaxRetries,
@@ -197,7 +188,7 @@ func (c *Client) once(ctx context.Context, method string, form url.Values, out a
 
 // endpoint is the URL of a method; it never carries the key.
 func (c *Client) endpoint(method string) string {
-	return c.base + "/" + url.PathEscape(c.lang) + "/api/" + method + "?format=json"
+	return c.base + "/" + DefaultLang + "/api/" + method + "?format=json"
 }
 
 // body encodes the arguments with the key, which travels only here.
