@@ -167,7 +167,7 @@ func (c *Client) backoff(attempt int) time.Duration {
 }
 
 // retryWait honours Retry-After (seconds or an HTTP date) when the answer
-// has one, capped by maxRetryAfter; Kommo is not documented to send it.
+// has one, capped by DefaultMaxRetryAfter; Kommo is not documented to send it.
 func (c *Client) retryWait(attempt int, h http.Header) time.Duration {
 	ra := h.Get("Retry-After")
 	if ra == "" {
@@ -181,7 +181,7 @@ func (c *Client) retryWait(attempt int, h http.Header) time.Duration {
 	} else {
 		return c.backoff(attempt)
 	}
-	return min(max(d, 0), c.maxRetryAfter)
+	return min(max(d, 0), DefaultMaxRetryAfter)
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
