@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/kommo-unisender/kommo-unisender/internal/sleep"
 )
 
 // call is one logical API call; do may send it several times.
@@ -64,7 +66,7 @@ func (c *Client) do(ctx context.Context, cl call) (*reply, error) {
 			}
 			wait = c.retryWait(attempt, hdr)
 		}
-		if err := sleep(ctx, wait); err != nil {
+		if err := sleep.For(ctx, wait); err != nil {
 			return nil, fmt.Errorf("kommo: %s: %w", op, err)
 		}
 	}
@@ -182,18 +184,4 @@ func (c *Client) retryWait(attempt int, h http.Header) time.Duration {
 		return c.backoff(attempt)
 	}
 	return min(max(d, 0), DefaultMaxRetryAfter)
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

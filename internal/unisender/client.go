@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/kommo-unisender/kommo-unisender/internal/sleep"
 )
 
 // Defaults, per the reference.
@@ -128,7 +130,7 @@ func (c *Client) call(ctx context.Context, method string, form url.Values, maxRe
 		if err == nil || !IsTransient(err) || attempt >= maxRetries {
 			return o, err
 		}
-		if sleep(ctx, c.backoff(attempt)) != nil {
+		if sleep.For(ctx, c.backoff(attempt)) != nil {
 			return o, err
 		}
 		o.retried = true
@@ -148,17 +150,6 @@ func (c *Client) backoff(attempt int) time.Duration {
 	}
 	half := d / 2
 	return half + time.Duration(rand.Int64N(int64(d-half)+1))
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // once makes one attempt: wait for the limiter, POST, decode.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/queue"
+	"github.com/kommo-unisender/kommo-unisender/internal/sleep"
 	"github.com/kommo-unisender/kommo-unisender/internal/tenant"
 	"github.com/kommo-unisender/kommo-unisender/internal/truncate"
 )
@@ -220,7 +221,7 @@ func (w *Worker) gather(ctx context.Context, c *queue.Consumer) (*batch, error) 
 		if !errors.Is(err, queue.ErrTimeout) || wait <= 0 {
 			break
 		}
-		sleep(ctx, min(pollInterval, wait))
+		_ = sleep.For(ctx, min(pollInterval, wait))
 	}
 	return b, nil
 }
