@@ -165,12 +165,6 @@ func IsTransient(err error) bool {
 	return false
 }
 
-// isDuplicateKey reports a unique-key violation (ER_DUP_ENTRY).
-func isDuplicateKey(err error) bool {
-	var myErr *mysql.MySQLError
-	return errors.As(err, &myErr) && myErr.Number == 1062
-}
-
 // maxTenantLen is the longest "namespace/name": a 63-byte DNS label, a
 // slash and a 253-byte DNS subdomain. Tenant columns are ASCII, so a
 // tenant is checked before it reaches them.
