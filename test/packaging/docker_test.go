@@ -89,17 +89,24 @@ func TestImageBinaryLeavesOutDevTooling(t *testing.T) {
 // devToolingIn lists the dev tooling packages of the binary built with tags.
 func devToolingIn(t *testing.T, env []string, tags string) []string {
 	t.Helper()
-	out, err := runInDir(repoRoot, env, "go", "list", "-deps", "-tags", tags, ".")
-	if err != nil {
-		t.Fatalf("go list -deps -tags %q: %v", tags, err)
-	}
 	var dev []string
-	for _, pkg := range strings.Fields(out) {
+	for _, pkg := range depsOf(t, env, tags, ".") {
 		if devToolingPackage.MatchString(pkg) {
 			dev = append(dev, pkg)
 		}
 	}
 	return dev
+}
+
+// depsOf lists the packages pkg (a pattern relative to the module root)
+// builds from, itself included, with the build tags given.
+func depsOf(t *testing.T, env []string, tags, pkg string) []string {
+	t.Helper()
+	out, err := runInDir(repoRoot, env, "go", "list", "-deps", "-tags", tags, pkg)
+	if err != nil {
+		t.Fatalf("go list -deps -tags %q %s: %v", tags, pkg, err)
+	}
+	return strings.Fields(out)
 }
 
 // The final image runs the binary as a numeric non-root user, so
