@@ -1,6 +1,8 @@
 # syntax=docker/dockerfile:1
-# One image for every subcommand (manager, webhookserver, worker, migrate,
-# sandbox): the entrypoint is the binary, the subcommand is the first arg.
+# One image for every production subcommand (manager, webhookserver, worker,
+# migrate, deadletters, report): the entrypoint is the binary, the subcommand
+# is the first arg. The dev tooling (dev, sandbox, and through them the test
+# environment and the API emulators) is left out by -tags production.
 #
 #   docker build -t ghcr.io/kommo-unisender/kommo-unisender:dev .
 #   docker buildx build --platform linux/amd64,linux/arm64 ...
@@ -22,7 +24,7 @@ COPY . .
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \
-    go build -trimpath -ldflags="-s -w" -o /out/kommo-unisender .
+    go build -tags production -trimpath -ldflags="-s -w" -o /out/kommo-unisender .
 
 # distroless/static: CA certificates, tzdata and /etc/passwd with the
 # nonroot user, nothing else (no shell, no package manager).

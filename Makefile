@@ -9,6 +9,7 @@ SHELL := /usr/bin/env bash -o pipefail
 TOOLS_DIR := $(shell bash hack/build-tools.sh --dir)
 CONTROLLER_GEN := $(TOOLS_DIR)/controller-gen
 GOLANGCI_LINT := $(TOOLS_DIR)/golangci-lint
+DEADCODE := $(TOOLS_DIR)/deadcode
 HELM := $(TOOLS_DIR)/helm
 
 BIN := bin/kommo-unisender
@@ -40,7 +41,7 @@ $(TOOLS_DIR)/%:
 
 # One script run builds every missing tool in one `go build` (see the script).
 .PHONY: tools
-tools: ## Build the pinned tools (controller-gen, golangci-lint, helm) into the cache.
+tools: ## Build the pinned tools (controller-gen, golangci-lint, helm, deadcode) into the cache.
 	@bash hack/build-tools.sh >/dev/null
 
 .PHONY: generate
@@ -70,6 +71,14 @@ vet: ## go vet.
 .PHONY: lint
 lint: $(GOLANGCI_LINT) ## Run golangci-lint (pinned; its govet runs go vet's analyzers).
 	$(GOLANGCI_LINT) run --allow-parallel-runners ./...
+
+# golangci-lint's unused never reports an exported function; deadcode does:
+# every function that neither a binary nor a test reaches (-test: the test
+# binaries are entry points too). It prints and exits 0, so its output fails.
+.PHONY: deadcode
+deadcode: $(DEADCODE) ## Fail on functions that no binary and no test reaches (golang.org/x/tools/cmd/deadcode).
+	@out=$$($(DEADCODE) -test ./...); if [ -n "$$out" ]; then \
+		echo "dead code (reached by no binary and no test): delete it"; echo "$$out"; exit 1; fi
 
 .PHONY: build
 build: ## Build the binary into bin/.
@@ -120,7 +129,7 @@ test: ## Check, then run every test against real services.
 	$(PHASE) "apt packages" $(SUBMAKE) packages
 	$(PHASE) "tools and envtest assets (side by side)" $(SUBMAKE) -j2 tools envtest-assets
 	$(PHASE) "test binaries" $(SUBMAKE) test-binaries widget-harness
-	$(PHASE) "generate, lint" $(SUBMAKE) check-generated lint
+	$(PHASE) "generate, lint, dead code" $(SUBMAKE) check-generated lint deadcode
 	$(PHASE) "tests" $(SUBMAKE) test-run
 	$(PHASE) "alert rules and dashboard" $(SUBMAKE) test-promrules
 

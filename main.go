@@ -1,5 +1,7 @@
 // Command kommo-unisender is the single binary of the operator: every process
 // (manager, webhook server, worker, migrations, sandbox, dev) is a subcommand.
+// The production image is built with -tags production, which leaves out the
+// dev tooling (devtools.go).
 package main
 
 import (
@@ -11,11 +13,9 @@ import (
 	"syscall"
 
 	"github.com/kommo-unisender/kommo-unisender/internal/cli/deadletters"
-	"github.com/kommo-unisender/kommo-unisender/internal/cli/dev"
 	"github.com/kommo-unisender/kommo-unisender/internal/cli/manager"
 	"github.com/kommo-unisender/kommo-unisender/internal/cli/migrate"
 	"github.com/kommo-unisender/kommo-unisender/internal/cli/report"
-	"github.com/kommo-unisender/kommo-unisender/internal/cli/sandbox"
 	"github.com/kommo-unisender/kommo-unisender/internal/cli/webhookserver"
 	"github.com/kommo-unisender/kommo-unisender/internal/cli/worker"
 	"github.com/kommo-unisender/kommo-unisender/internal/memlimit"
@@ -30,12 +30,10 @@ type command struct {
 // commands lists every process the binary can be.
 var commands = map[string]command{
 	"deadletters":   {"list buried jobs and re-enqueue them", deadletters.Run},
-	"dev":           {"run the whole system on this machine with a sandbox tenant (make dev)", dev.Run},
 	"manager":       {"run the reconcilers (leader-elected)", manager.Run},
 	"migrate":       {"apply the MySQL schema migrations (also run by the manager at start-up)", migrate.RunMigrateCommand},
 	"worker":        {"apply queued Kommo events to Unisender (a Deployment that scales out)", worker.Run},
 	"webhookserver": {"serve Kommo's webhooks, the OAuth callback and the widget routes", webhookserver.Run},
-	"sandbox":       {"serve the Kommo and Unisender emulators (tests, make dev)", sandbox.Run},
 	"report":        {"list a binding's refused and excluded records with their reasons", report.Run},
 }
 

@@ -11,16 +11,9 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/contract"
 	"github.com/kommo-unisender/kommo-unisender/internal/status"
 )
-
-// WidgetKeySecretKey is the key of the widget-delivered API key in the
-// Secret <binding>-widget-key.
-const WidgetKeySecretKey = "apiKey"
-
-// WidgetKeySecretName is the Secret the Kommo widget route writes a
-// binding's Unisender API key into (used when spec.allowWidgetKey is true).
-func WidgetKeySecretName(binding string) string { return binding + "-widget-key" }
 
 // reconcileAPIKey reads the API key and has Unisender check it. The check is
 // getLists, whose answer the list step uses too.
@@ -58,12 +51,12 @@ func (r *UnisenderBindingReconciler) reconcileAPIKey(ctx context.Context, p *bin
 // binding back when it appears.
 func (r *UnisenderBindingReconciler) apiKey(ctx context.Context, obj *v1alpha1.UnisenderBinding) (key, source string, err error) {
 	if obj.Spec.AllowWidgetKey {
-		name := WidgetKeySecretName(obj.Name)
+		name := contract.WidgetKeySecretName(obj.Name)
 		var s corev1.Secret
 		err := r.Get(ctx, types.NamespacedName{Namespace: obj.Namespace, Name: name}, &s)
 		switch {
-		case err == nil && len(s.Data[WidgetKeySecretKey]) > 0:
-			return string(s.Data[WidgetKeySecretKey]), fmt.Sprintf("Secret %q key %q (from the Kommo widget)", name, WidgetKeySecretKey), nil
+		case err == nil && len(s.Data[contract.WidgetKeySecretKey]) > 0:
+			return string(s.Data[contract.WidgetKeySecretKey]), fmt.Sprintf("Secret %q key %q (from the Kommo widget)", name, contract.WidgetKeySecretKey), nil
 		case err != nil && !apierrors.IsNotFound(err):
 			return "", "", fmt.Errorf("reading Secret %q: %w", name, err)
 		}

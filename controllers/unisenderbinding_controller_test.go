@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/contract"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/kommoemu"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/unisenderemu"
@@ -71,7 +72,7 @@ func TestBindingLifecycleCreateReadyDelete(t *testing.T) {
 		t.Fatalf("status.webhookDestination = %q, want the destination with the secret masked", got)
 	}
 	sec := &corev1.Secret{}
-	if err := e.c.Get(ctx, client.ObjectKey{Namespace: e.ns, Name: WebhookSecretName("main")}, sec); err != nil {
+	if err := e.c.Get(ctx, client.ObjectKey{Namespace: e.ns, Name: contract.WebhookSecretName("main")}, sec); err != nil {
 		t.Fatal(err)
 	}
 	if sec.Labels[tokens.ManagedLabel] != tokens.ManagedLabelValue || !metav1.IsControlledBy(sec, obj) {

@@ -26,6 +26,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/contract"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/kommoemu"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/sandboxtest"
@@ -338,10 +339,10 @@ func (e *bindingEnv) webhooks() []kommoemu.Webhook {
 func (e *bindingEnv) webhookSecret(binding string) string {
 	e.t.Helper()
 	s := &corev1.Secret{}
-	if err := e.c.Get(context.Background(), client.ObjectKey{Namespace: e.ns, Name: WebhookSecretName(binding)}, s); err != nil {
+	if err := e.c.Get(context.Background(), client.ObjectKey{Namespace: e.ns, Name: contract.WebhookSecretName(binding)}, s); err != nil {
 		e.t.Fatal(err)
 	}
-	return string(s.Data[WebhookSecretKey])
+	return string(s.Data[contract.WebhookSecretKey])
 }
 
 func (e *bindingEnv) tenant(binding string) tenant.Key {

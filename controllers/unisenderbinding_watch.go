@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/contract"
 	"github.com/kommo-unisender/kommo-unisender/internal/importer"
 	"github.com/kommo-unisender/kommo-unisender/internal/secretwatch"
 	"github.com/kommo-unisender/kommo-unisender/internal/tenant"
@@ -51,7 +52,7 @@ func bindingSecretNames(o client.Object) []string {
 		names = append(names, b.Spec.APIKeySecretRef.Name)
 	}
 	if b.Spec.AllowWidgetKey {
-		names = append(names, WidgetKeySecretName(b.Name))
+		names = append(names, contract.WidgetKeySecretName(b.Name))
 	}
 	return names
 }

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/contract"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/status"
 	"github.com/kommo-unisender/kommo-unisender/internal/tenant"
@@ -24,13 +25,10 @@ import (
 )
 
 // The webhook URL secret lives in the operator-owned Secret
-// <binding>-webhook, key WebhookSecretKey: 32 random bytes, hex.
+// contract.WebhookSecretName, key contract.WebhookSecretKey: 32 random
+// bytes, hex.
 const (
-	WebhookSecretKey  = "secret"
 	webhookSecretSize = 32
-	// WebhookPathPrefix is the path of the webhook route under the public
-	// base URL: <base>/kommo/webhooks/<namespace>.<name>/<secret>.
-	WebhookPathPrefix = "/kommo/webhooks/"
 
 	reasonPublicBaseURLMissing = "PublicBaseURLMissing"
 	reasonWebhookSecretTaken   = "WebhookSecretConflict"
@@ -50,12 +48,9 @@ func webhookSettings(spec *v1alpha1.UnisenderBindingSpec) []string {
 	return append(slices.Clone(WebhookSettings), kommo.LeadSettings()...)
 }
 
-// WebhookSecretName is the Secret holding a binding's webhook URL secret.
-func WebhookSecretName(binding string) string { return binding + "-webhook" }
-
 // WebhookDestination is the URL Kommo posts a tenant's events to.
 func WebhookDestination(publicBaseURL string, t tenant.Key, secret string) string {
-	return strings.TrimRight(publicBaseURL, "/") + WebhookPathPrefix + t.URLSegment() + "/" + secret
+	return strings.TrimRight(publicBaseURL, "/") + contract.WebhookPathPrefix + t.URLSegment() + "/" + secret
 }
 
 // reconcileWebhookSecret makes sure the binding's webhook Secret exists and
@@ -71,7 +66,7 @@ func (r *UnisenderBindingReconciler) reconcileWebhookSecret(ctx context.Context,
 	}
 	p.destination = WebhookDestination(r.PublicBaseURL, p.tenant, secret)
 	p.obj.Status.WebhookDestination = WebhookDestination(r.PublicBaseURL, p.tenant, maskedSecret)
-	p.obj.Status.WebhookSecretName = WebhookSecretName(p.obj.Name)
+	p.obj.Status.WebhookSecretName = contract.WebhookSecretName(p.obj.Name)
 	return 0, nil
 }
 
@@ -79,7 +74,7 @@ func (r *UnisenderBindingReconciler) reconcileWebhookSecret(ctx context.Context,
 // Secret (owned by the binding, labelled as managed) when missing and
 // writing a new secret into it when its value is unusable.
 func (r *UnisenderBindingReconciler) ensureWebhookSecret(ctx context.Context, obj *v1alpha1.UnisenderBinding) (string, error) {
-	key := types.NamespacedName{Namespace: obj.Namespace, Name: WebhookSecretName(obj.Name)}
+	key := types.NamespacedName{Namespace: obj.Namespace, Name: contract.WebhookSecretName(obj.Name)}
 	var s corev1.Secret
 	err := r.Get(ctx, key, &s)
 	if apierrors.IsNotFound(err) {
@@ -92,7 +87,7 @@ func (r *UnisenderBindingReconciler) ensureWebhookSecret(ctx context.Context, ob
 		return "", stallBinding(reasonWebhookSecretTaken,
 			"Secret %q exists and does not belong to this binding: delete or rename it so the operator can keep the webhook secret there", key.Name)
 	}
-	if v := string(s.Data[WebhookSecretKey]); validWebhookSecret(v) {
+	if v := string(s.Data[contract.WebhookSecretKey]); validWebhookSecret(v) {
 		return v, nil
 	}
 	v, err := newWebhookSecret()
@@ -102,7 +97,7 @@ func (r *UnisenderBindingReconciler) ensureWebhookSecret(ctx context.Context, ob
 	if s.Data == nil {
 		s.Data = map[string][]byte{}
 	}
-	s.Data[WebhookSecretKey] = []byte(v)
+	s.Data[contract.WebhookSecretKey] = []byte(v)
 	if err := r.Update(ctx, &s); err != nil { // optimistic: a concurrent writer makes this a Conflict
 		return "", fmt.Errorf("renewing the unusable webhook secret in Secret %q: %w", key.Name, err)
 	}
@@ -120,7 +115,7 @@ func (r *UnisenderBindingReconciler) createWebhookSecret(ctx context.Context, ob
 			Labels: map[string]string{tokens.ManagedLabel: tokens.ManagedLabelValue},
 		},
 		Type: corev1.SecretTypeOpaque,
-		Data: map[string][]byte{WebhookSecretKey: []byte(v)},
+		Data: map[string][]byte{contract.WebhookSecretKey: []byte(v)},
 	}
 	if err := controllerutil.SetControllerReference(obj, s, r.Scheme); err != nil {
 		return "", err
@@ -132,7 +127,7 @@ func (r *UnisenderBindingReconciler) createWebhookSecret(ctx context.Context, ob
 		if err := r.APIReader.Get(ctx, key, &existing); err != nil {
 			return "", fmt.Errorf("reading Secret %q: %w", key.Name, err)
 		}
-		if v := string(existing.Data[WebhookSecretKey]); metav1.IsControlledBy(&existing, obj) && validWebhookSecret(v) {
+		if v := string(existing.Data[contract.WebhookSecretKey]); metav1.IsControlledBy(&existing, obj) && validWebhookSecret(v) {
 			return v, nil
 		}
 		return "", fmt.Errorf("secret %q appeared meanwhile; looking again", key.Name)
@@ -259,5 +254,5 @@ func isTenantWebhook(destination string, t tenant.Key) bool {
 	if err != nil {
 		return false
 	}
-	return strings.Contains(u.Path, WebhookPathPrefix+t.URLSegment()+"/")
+	return strings.Contains(u.Path, contract.WebhookPathPrefix+t.URLSegment()+"/")
 }

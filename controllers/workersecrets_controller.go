@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/contract"
 	"github.com/kommo-unisender/kommo-unisender/internal/tokens"
 )
 
@@ -62,7 +63,7 @@ func (r *WorkerSecretsReconciler) secretNames(ctx context.Context, namespace str
 	for _, b := range list.Items {
 		names = append(names, tokens.SecretName(b.Spec.IntegrationRef.Name), b.Spec.APIKeySecretRef.Name)
 		if b.Spec.AllowWidgetKey {
-			names = append(names, WidgetKeySecretName(b.Name))
+			names = append(names, contract.WidgetKeySecretName(b.Name))
 		}
 	}
 	slices.Sort(names)

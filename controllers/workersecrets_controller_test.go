@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/contract"
 	"github.com/kommo-unisender/kommo-unisender/internal/tokens"
 )
 
@@ -72,7 +73,7 @@ func TestWorkerSecretsRoleGrantsOnlyWhatWorkersRead(t *testing.T) {
 	must(t, admin.Create(ctx, b))
 	reconcileNS()
 	for name, want := range map[string]bool{
-		tokens.SecretName("kommo"): true, "acme-unisender": true, WidgetKeySecretName("acme"): true, "payroll-db": false,
+		tokens.SecretName("kommo"): true, "acme-unisender": true, contract.WidgetKeySecretName("acme"): true, "payroll-db": false,
 	} {
 		if got := canGet(ns, name); got != want {
 			t.Errorf("worker can get %s/%s: %v, want %v", ns, name, got, want)
@@ -90,7 +91,7 @@ func TestWorkerSecretsRoleGrantsOnlyWhatWorkersRead(t *testing.T) {
 	b.Spec.AllowWidgetKey = false
 	must(t, admin.Update(ctx, b))
 	reconcileNS()
-	if canGet(ns, WidgetKeySecretName("acme")) || !canGet(ns, "acme-unisender") {
+	if canGet(ns, contract.WidgetKeySecretName("acme")) || !canGet(ns, "acme-unisender") {
 		t.Error("after allowWidgetKey=false: want the widget-key Secret closed, the API-key Secret open")
 	}
 	must(t, admin.Delete(ctx, b))

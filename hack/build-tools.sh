@@ -14,6 +14,7 @@ exec 3>&1 1>&2
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 declare -A packages=(
 	[controller-gen]=sigs.k8s.io/controller-tools/cmd/controller-gen
+	[deadcode]=golang.org/x/tools/cmd/deadcode
 	[golangci-lint]=github.com/golangci/golangci-lint/v2/cmd/golangci-lint
 	[helm]=helm.sh/helm/v3/cmd/helm
 )

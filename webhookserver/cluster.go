@@ -15,7 +15,6 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -23,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/contract"
 	"github.com/kommo-unisender/kommo-unisender/internal/namespaces"
 	"github.com/kommo-unisender/kommo-unisender/internal/tokens"
 )
@@ -123,21 +123,9 @@ type Kube struct {
 
 var _ Cluster = (*Kube)(nil)
 
-// Scheme returns a scheme with the core types and the operator's API.
-func Scheme() (*runtime.Scheme, error) {
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		return nil, err
-	}
-	if err := syncv1.AddToScheme(s); err != nil {
-		return nil, err
-	}
-	return s, nil
-}
-
 // NewKube builds the cache and its index; Start runs them.
 func NewKube(cfg *rest.Config, opts KubeOptions) (*Kube, error) {
-	scheme, err := Scheme()
+	scheme, err := contract.Scheme()
 	if err != nil {
 		return nil, err
 	}
@@ -465,8 +453,8 @@ func keepWebhookSecretOnly(in any) (any, error) {
 		},
 		Type: s.Type,
 	}
-	if v, ok := s.Data[WebhookSecretKey]; ok {
-		out.Data = map[string][]byte{WebhookSecretKey: v}
+	if v, ok := s.Data[contract.WebhookSecretKey]; ok {
+		out.Data = map[string][]byte{contract.WebhookSecretKey: v}
 	}
 	return out, nil
 }

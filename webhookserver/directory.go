@@ -8,12 +8,9 @@ import (
 	toolscache "k8s.io/client-go/tools/cache"
 
 	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/contract"
 	"github.com/kommo-unisender/kommo-unisender/internal/tenant"
 )
-
-// WebhookSecretKey is the key of the webhook secret in the Secret the
-// UnisenderBinding reconciler owns (status.webhookSecretName).
-const WebhookSecretKey = "secret"
 
 // TenantInfo is what the webhook route needs to authenticate a delivery.
 type TenantInfo struct {
@@ -50,7 +47,7 @@ type TenantIndex struct {
 	bindings map[string]bindingRef
 	// accounts: status.accountID of each KommoIntegration.
 	accounts map[types.NamespacedName]int64
-	// secrets: the WebhookSecretKey value of each managed Secret holding one.
+	// secrets: the contract.WebhookSecretKey value of each managed Secret holding one.
 	secrets map[types.NamespacedName][]byte
 }
 
@@ -126,7 +123,7 @@ func (x *TenantIndex) IntegrationHandler() toolscache.ResourceEventHandler {
 func (x *TenantIndex) SecretHandler() toolscache.ResourceEventHandler {
 	return handlerFuncs(func(o *corev1.Secret, deleted bool) {
 		key := types.NamespacedName{Namespace: o.Namespace, Name: o.Name}
-		value := o.Data[WebhookSecretKey]
+		value := o.Data[contract.WebhookSecretKey]
 		x.mu.Lock()
 		defer x.mu.Unlock()
 		if deleted || len(value) == 0 {

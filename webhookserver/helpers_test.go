@@ -33,6 +33,7 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/contract"
 	"github.com/kommo-unisender/kommo-unisender/internal/fixtures"
 	"github.com/kommo-unisender/kommo-unisender/internal/queue"
 	"github.com/kommo-unisender/kommo-unisender/internal/testenv"
@@ -64,7 +65,7 @@ const operatorNamespace = "wh-operator"
 func cluster(t testing.TB) (*webhookserver.Kube, client.Client) {
 	t.Helper()
 	shared.once.Do(func() {
-		scheme, err := webhookserver.Scheme()
+		scheme, err := contract.Scheme()
 		if err != nil {
 			shared.err = err
 			return
@@ -208,11 +209,11 @@ func newTenant(t testing.TB, o tenantOpts) *tenantFixture {
 	}
 	must(t, c.Create(ctx, b))
 	must(t, c.Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: f.Namespace, Name: b.Name + "-webhook",
+		ObjectMeta: metav1.ObjectMeta{Namespace: f.Namespace, Name: contract.WebhookSecretName(b.Name),
 			Labels: map[string]string{tokens.ManagedLabel: tokens.ManagedLabelValue}},
-		Data: map[string][]byte{webhookserver.WebhookSecretKey: []byte(f.WebhookSecret)},
+		Data: map[string][]byte{contract.WebhookSecretKey: []byte(f.WebhookSecret)},
 	}))
-	b.Status.WebhookSecretName = b.Name + "-webhook"
+	b.Status.WebhookSecretName = contract.WebhookSecretName(b.Name)
 	must(t, c.Status().Update(ctx, b))
 	f.Binding = b
 	waitFor(t, "the tenant in the index", func() bool {

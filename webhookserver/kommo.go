@@ -14,6 +14,7 @@ import (
 
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/queue"
+	"github.com/kommo-unisender/kommo-unisender/internal/truncate"
 )
 
 // dummySecret is compared against when the tenant is unknown, so that an
@@ -172,7 +173,7 @@ func (s *Server) readPayload(w http.ResponseWriter, r *http.Request) (p *kommo.W
 		logReason = "malformed webhook"
 		var we *kommo.WebhookError
 		if errors.As(err, &we) {
-			logReason = "malformed webhook key " + truncate(we.Key, 120)
+			logReason = "malformed webhook key " + truncate.Text(we.Key, 120)
 		}
 		return nil, http.StatusBadRequest, err.Error(), logReason
 	}
@@ -241,11 +242,4 @@ func (s *Server) refuseAdmission(w http.ResponseWriter, start time.Time, tenantI
 	s.metrics.observeWebhook(tenantID, r.status, 0, start)
 	w.Header().Set("Retry-After", retryAfterSeconds(r.retryAfter))
 	http.Error(w, "too many webhooks ("+r.reason+"), retry later", r.status)
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }

@@ -15,6 +15,7 @@ import (
 	toolscache "k8s.io/client-go/tools/cache"
 
 	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/contract"
 	"github.com/kommo-unisender/kommo-unisender/internal/fixtures"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/queue"
@@ -33,7 +34,7 @@ func TestTenantIndexFollowsEvents(t *testing.T) {
 	}
 	secret := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "news.letter-webhook"},
-		Data:       map[string][]byte{WebhookSecretKey: []byte("s3cret"), "other": []byte("x")},
+		Data:       map[string][]byte{contract.WebhookSecretKey: []byte("s3cret"), "other": []byte("x")},
 	}
 	integration := &syncv1.KommoIntegration{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "kommo"}}
 	lookup := func() (TenantInfo, bool) { return x.Tenant("shop.news.letter") }
@@ -50,7 +51,7 @@ func TestTenantIndexFollowsEvents(t *testing.T) {
 	if !ok || string(info.Secret) != "s3cret" || info.ID != "shop/news.letter" || info.AccountID != 0 {
 		t.Fatalf("got %+v %v, want the tenant with its secret and no account yet", info, ok)
 	}
-	secret.Data[WebhookSecretKey][0] = 'X' // the index holds its own copy
+	secret.Data[contract.WebhookSecretKey][0] = 'X' // the index holds its own copy
 	if info, _ := lookup(); string(info.Secret) != "s3cret" {
 		t.Errorf("the index aliases the Secret's data: %q", info.Secret)
 	}
@@ -67,7 +68,7 @@ func TestTenantIndexFollowsEvents(t *testing.T) {
 	if _, ok := lookup(); ok {
 		t.Error("found the tenant after its webhook Secret was deleted")
 	}
-	sh.OnAdd(&corev1.Secret{ObjectMeta: secret.ObjectMeta, Data: map[string][]byte{WebhookSecretKey: []byte("new")}}, false)
+	sh.OnAdd(&corev1.Secret{ObjectMeta: secret.ObjectMeta, Data: map[string][]byte{contract.WebhookSecretKey: []byte("new")}}, false)
 	deleting := withSecret.DeepCopy()
 	now := metav1.Now()
 	deleting.DeletionTimestamp = &now

@@ -16,10 +16,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
-	"github.com/kommo-unisender/kommo-unisender/controllers"
+	"github.com/kommo-unisender/kommo-unisender/internal/contract"
 )
 
-// Keys of the widget-key Secret besides controllers.WidgetKeySecretKey:
+// Keys of the widget-key Secret besides contract.WidgetKeySecretKey:
 // what the admin entered for the list, kept for the operator to show and
 // for a later use; the binding's spec.list decides which list is used.
 const (
@@ -101,14 +101,14 @@ func (s *Server) handleWidgetKey(w http.ResponseWriter, r *http.Request) {
 	claim := s.tokenClaim(&caller.claims)
 	for i := range allowed {
 		b := &allowed[i]
-		err := s.cluster.PutOwnedSecret(ctx, b, controllers.WidgetKeySecretName(b.Name), req.secretData(), claim)
+		err := s.cluster.PutOwnedSecret(ctx, b, contract.WidgetKeySecretName(b.Name), req.secretData(), claim)
 		if errors.Is(err, ErrTokenReused) {
 			s.widgetError(w, "widget", http.StatusUnauthorized, errTokenReused)
 			return
 		}
 		if errors.Is(err, ErrForeignSecret) {
 			s.widgetError(w, "widget", http.StatusConflict, fmt.Sprintf(
-				"Secret %s/%s exists and is not managed by the operator; remove or rename it", b.Namespace, controllers.WidgetKeySecretName(b.Name)))
+				"Secret %s/%s exists and is not managed by the operator; remove or rename it", b.Namespace, contract.WidgetKeySecretName(b.Name)))
 			return
 		}
 		if err != nil {
@@ -162,7 +162,7 @@ func readWidgetKeyRequest(w http.ResponseWriter, r *http.Request) (widgetKeyRequ
 }
 
 func (req widgetKeyRequest) secretData() map[string][]byte {
-	data := map[string][]byte{controllers.WidgetKeySecretKey: []byte(req.APIKey)}
+	data := map[string][]byte{contract.WidgetKeySecretKey: []byte(req.APIKey)}
 	if req.ListTitle != "" {
 		data[WidgetListTitleKey] = []byte(req.ListTitle)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/truncate"
 )
 
 // widgetClaims are the claims of the one-time JWT Kommo's $authorizedAjax
@@ -68,7 +69,7 @@ func (s *Server) verifyWidgetToken(ctx context.Context, raw string) (*widgetCall
 		return nil, &tokenError{msg: errInvalidToken, detail: fmt.Errorf("unparsable token: %w", err)}
 	}
 	if alg, _ := tok.Header["alg"].(string); alg != jwt.SigningMethodHS256.Alg() {
-		return nil, &tokenError{msg: errInvalidToken, detail: fmt.Errorf("alg %q refused", truncate(alg, 20))}
+		return nil, &tokenError{msg: errInvalidToken, detail: fmt.Errorf("alg %q refused", truncate.Text(alg, 20))}
 	}
 	if unverified.ClientUUID == "" || unverified.AccountID <= 0 {
 		return nil, &tokenError{msg: errInvalidToken, detail: errors.New("no client_uuid or account_id")}
@@ -129,7 +130,7 @@ func refuseSharedSecret(candidates []syncv1.KommoIntegration, caller *widgetCall
 	return &tokenError{status: http.StatusForbidden,
 		msg: "this Kommo integration's client secret is shared by several namespaces, so the operator cannot tell which tenant signed this request; " +
 			"the cluster admin must declare it as a KommoApp (cluster-scoped, its secret in the operator's namespace) and the KommoIntegrations must use spec.appRef",
-		detail: fmt.Errorf("client id %s is declared with namespaced secrets in %d namespaces", truncate(caller.claims.ClientUUID, 64), len(namespaces))}
+		detail: fmt.Errorf("client id %s is declared with namespaced secrets in %d namespaces", truncate.Text(caller.claims.ClientUUID, 64), len(namespaces))}
 }
 
 // checkSignedBy verifies raw against one integration.

@@ -22,7 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	"github.com/kommo-unisender/kommo-unisender/internal/cli/manager"
+	"github.com/kommo-unisender/kommo-unisender/internal/contract"
 	"github.com/kommo-unisender/kommo-unisender/internal/testenv"
 )
 
@@ -137,7 +137,7 @@ func (e *Env) startControlPlane(context.Context) error {
 		return err
 	}
 	e.Config = cfg
-	scheme, err := manager.Scheme()
+	scheme, err := contract.Scheme()
 	if err != nil {
 		return err
 	}

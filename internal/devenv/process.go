@@ -2,7 +2,6 @@ package devenv
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"os"
@@ -87,17 +86,6 @@ func (p *Process) signal(sig syscall.Signal, grace time.Duration) {
 func (p *Process) Restart() error {
 	p.Stop()
 	return p.Start()
-}
-
-// Wait blocks until the process exits or ctx ends.
-func (p *Process) Wait(ctx context.Context) {
-	p.mu.Lock()
-	done := p.done
-	p.mu.Unlock()
-	select {
-	case <-done:
-	case <-ctx.Done():
-	}
 }
 
 var outputMu sync.Mutex

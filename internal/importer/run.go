@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
+	"github.com/kommo-unisender/kommo-unisender/internal/sleep"
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
 	"github.com/kommo-unisender/kommo-unisender/internal/syncer"
 )
@@ -165,7 +166,7 @@ func (r *run) commit(ctx context.Context, batch []pendingContact) error {
 		if err == nil || ctx.Err() != nil || !retryable {
 			return err
 		}
-		if serr := sleep(ctx, time.Duration(attempt)*commitRetryDelay); serr != nil {
+		if serr := sleep.For(ctx, time.Duration(attempt)*commitRetryDelay); serr != nil {
 			return err
 		}
 	}
@@ -230,17 +231,6 @@ func (r *run) syncTenant() syncer.Tenant {
 	return syncer.Tenant{
 		Key: r.job.Tenant.String(), Mapper: r.job.Mapper, Segment: r.job.Segment, DeletionPolicy: r.job.DeletionPolicy,
 		Unisender: r.job.Unisender, DoubleOptin: r.job.DoubleOptin, ListSharers: r.job.ListSharers, Tags: r.job.Tags,
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }
 

@@ -43,18 +43,17 @@ const (
 // Client calls one Kommo account. It is safe for concurrent use; all calls
 // share its rate limiter.
 type Client struct {
-	base          *url.URL
-	hc            *http.Client
-	pacer         *pacer // nil: no rate limit
-	budget        Budget // nil: no shared budget
-	maxRetries    int
-	backoffBase   time.Duration
-	backoffCap    time.Duration
-	maxRetryAfter time.Duration
-	timeout       time.Duration
-	tokens        TokenSource
-	now           func() time.Time
-	userAgent     string
+	base        *url.URL
+	hc          *http.Client
+	pacer       *pacer // nil: no rate limit
+	budget      Budget // nil: no shared budget
+	maxRetries  int
+	backoffBase time.Duration
+	backoffCap  time.Duration
+	timeout     time.Duration
+	tokens      TokenSource
+	now         func() time.Time
+	userAgent   string
 }
 
 // Option configures a Client.
@@ -92,9 +91,6 @@ func WithBackoff(base, maxDelay time.Duration) Option {
 	return func(c *Client) { c.backoffBase, c.backoffCap = base, maxDelay }
 }
 
-// WithMaxRetryAfter caps how long a Retry-After header may make a call wait.
-func WithMaxRetryAfter(d time.Duration) Option { return func(c *Client) { c.maxRetryAfter = d } }
-
 // WithTimeout bounds each HTTP attempt.
 func WithTimeout(d time.Duration) Option { return func(c *Client) { c.timeout = d } }
 
@@ -112,15 +108,14 @@ func WithUserAgent(ua string) Option { return func(c *Client) { c.userAgent = ua
 // every call fail with an error that says so.
 func NewClient(baseURL string, opts ...Option) *Client {
 	c := &Client{
-		hc:            &http.Client{},
-		pacer:         newPacer(DefaultRate, DefaultBurst),
-		maxRetries:    DefaultMaxRetries,
-		backoffBase:   DefaultBackoffBase,
-		backoffCap:    DefaultBackoffCap,
-		maxRetryAfter: DefaultMaxRetryAfter,
-		timeout:       DefaultTimeout,
-		now:           time.Now,
-		userAgent:     "kommo-unisender",
+		hc:          &http.Client{},
+		pacer:       newPacer(DefaultRate, DefaultBurst),
+		maxRetries:  DefaultMaxRetries,
+		backoffBase: DefaultBackoffBase,
+		backoffCap:  DefaultBackoffCap,
+		timeout:     DefaultTimeout,
+		now:         time.Now,
+		userAgent:   "kommo-unisender",
 	}
 	if u, err := url.Parse(strings.TrimRight(baseURL, "/")); err == nil && u.Scheme != "" && u.Host != "" {
 		c.base = u

@@ -3,6 +3,8 @@ package kommo
 import (
 	"context"
 	"time"
+
+	"github.com/kommo-unisender/kommo-unisender/internal/sleep"
 )
 
 // pacer keeps one account's requests under a rate as Kommo counts it: at
@@ -49,7 +51,7 @@ func (p *pacer) acquire(ctx context.Context) (release func(), err error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	if err := sleep(ctx, time.Until(s.lastEnd.Add(p.spacing))); err != nil {
+	if err := sleep.For(ctx, time.Until(s.lastEnd.Add(p.spacing))); err != nil {
 		p.slots <- s
 		return nil, err
 	}

@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/kommo-unisender/kommo-unisender/internal/sleep"
 )
 
 // call is one logical API call; do may send it several times.
@@ -72,7 +74,7 @@ func (c *Client) do(ctx context.Context, cl call) (*reply, error) {
 			}
 			wait = c.retryWait(attempt, hdr)
 		}
-		if err := sleep(ctx, wait); err != nil {
+		if err := sleep.For(ctx, wait); err != nil {
 			return nil, fail(err)
 		}
 	}
@@ -185,7 +187,7 @@ func (c *Client) backoff(attempt int) time.Duration {
 }
 
 // retryWait honours Retry-After (seconds or an HTTP date) when the answer
-// has one, capped by maxRetryAfter; Kommo is not documented to send it.
+// has one, capped by DefaultMaxRetryAfter; Kommo is not documented to send it.
 func (c *Client) retryWait(attempt int, h http.Header) time.Duration {
 	ra := h.Get("Retry-After")
 	if ra == "" {
@@ -199,19 +201,5 @@ func (c *Client) retryWait(attempt int, h http.Header) time.Duration {
 	} else {
 		return c.backoff(attempt)
 	}
-	return min(max(d, 0), c.maxRetryAfter)
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return min(max(d, 0), DefaultMaxRetryAfter)
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/emailaddr"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 )
 
@@ -87,7 +88,7 @@ func (m *Mapper) emails(c *kommo.Contact) []string {
 	var out []string
 	seen := map[string]bool{}
 	for _, e := range c.Emails {
-		if n := NormalizeEmail(e); n != "" && !seen[n] {
+		if n := emailaddr.Normalize(e); n != "" && !seen[n] {
 			seen[n] = true
 			out = append(out, n)
 		}
@@ -151,12 +152,6 @@ func (m *Mapper) RemovalBatch(emails []string, policy syncv1.DeletionPolicy) *Ba
 		b.Rows = append(b.Rows, []string{e, value})
 	}
 	return b
-}
-
-// NormalizeEmail trims and lower-cases an address; Unisender treats
-// addresses case-insensitively and so must our e-mail map.
-func NormalizeEmail(s string) string {
-	return strings.ToLower(strings.TrimSpace(s))
 }
 
 func displayName(c *kommo.Contact) string {

@@ -14,11 +14,8 @@ import (
 // misreading them.
 const EnvelopeVersion = 1
 
-// Kinds of job.
-const (
-	KindWebhook = "webhook" // Payload: the parsed Kommo webhook events
-	KindResync  = "resync"  // Payload: what to re-read from Kommo
-)
+// KindWebhook is a job whose payload is the parsed Kommo webhook events.
+const KindWebhook = "webhook"
 
 // ErrBadEnvelope marks a job body that cannot be decoded: not JSON, an
 // unknown version, or missing fields. Such a job is poison: bury it and

@@ -3,7 +3,6 @@ package queue
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"testing"
 	"time"
 
@@ -58,40 +57,8 @@ func TestDecodeRefusesPoison(t *testing.T) {
 	if _, err := Decode(valid(func(map[string]any) {})); err != nil {
 		t.Fatalf("the valid base case is refused: %v", err)
 	}
-	if _, err := (Envelope{Version: 99, Tenant: "a/b", Kind: KindResync}).Encode(); !errors.Is(err, ErrBadEnvelope) {
+	if _, err := (Envelope{Version: 99, Tenant: "a/b", Kind: KindContacts}).Encode(); !errors.Is(err, ErrBadEnvelope) {
 		t.Errorf("Encode of an unknown version = %v", err)
-	}
-}
-
-func TestTubeForTenant(t *testing.T) {
-	if got := TubeForTenant("sync", "acme/main", 1); got != "sync" {
-		t.Fatalf("one shard: %q; want the prefix", got)
-	}
-	const shards = 8
-	valid := map[string]bool{}
-	for _, tube := range ShardTubes("sync", shards) {
-		if err := CheckTube(tube); err != nil {
-			t.Fatal(err)
-		}
-		valid[tube] = true
-	}
-	if len(valid) != shards {
-		t.Fatalf("ShardTubes gave %d distinct tubes; want %d", len(valid), shards)
-	}
-	used := map[string]int{}
-	for i := range 1000 {
-		tenant := fmt.Sprintf("ns-%d/binding", i)
-		tube := TubeForTenant("sync", tenant, shards)
-		if !valid[tube] {
-			t.Fatalf("tenant %s → %q, not one of ShardTubes", tenant, tube)
-		}
-		if again := TubeForTenant("sync", tenant, shards); again != tube {
-			t.Fatalf("tenant %s maps to %q and then %q", tenant, tube, again)
-		}
-		used[tube]++
-	}
-	if len(used) != shards {
-		t.Fatalf("1000 tenants used only %d of %d shards: %v", len(used), shards, used)
 	}
 }
 

@@ -11,13 +11,13 @@ package status
 
 import (
 	"fmt"
-	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/truncate"
 )
 
 // Object is a Kubernetes object with metav1.Conditions in its status.
@@ -40,7 +40,7 @@ func Set(obj Object, condType string, s metav1.ConditionStatus, reason, message 
 		Status:             s,
 		ObservedGeneration: obj.GetGeneration(),
 		Reason:             reason,
-		Message:            truncate(message, maxMessageLen),
+		Message:            truncate.Text(message, maxMessageLen),
 	})
 	obj.SetConditions(conds)
 }
@@ -153,15 +153,4 @@ func NoteReconcileRequest(obj metav1.Object, lastHandled *string) bool {
 	}
 	*lastHandled = v
 	return true
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	cut := n
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
 }

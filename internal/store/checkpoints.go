@@ -68,15 +68,3 @@ func (s *Store) SaveCheckpoint(ctx context.Context, c Checkpoint) error {
 	}
 	return nil
 }
-
-// DeleteCheckpoint removes the tenant's checkpoint; removing a missing one
-// is not an error.
-func (s *Store) DeleteCheckpoint(ctx context.Context, tenant string) error {
-	if err := checkTenant(tenant); err != nil {
-		return err
-	}
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM import_checkpoints WHERE tenant = ?`, tenant); err != nil {
-		return fmt.Errorf("store: delete checkpoint: %w", err)
-	}
-	return nil
-}

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/kommo-unisender/kommo-unisender/internal/emailaddr"
 )
 
 // ContactState is a Kommo contact as the sync rules see it, and as the store
@@ -202,7 +204,7 @@ func normalizeContact(c ContactState) (ContactState, error) {
 	out.OutsideSegment = c.OutsideSegment && !c.Deleted
 	if !c.Deleted && !out.OutsideSegment {
 		for _, e := range c.Emails {
-			e = NormalizeEmail(e)
+			e = emailaddr.Normalize(e)
 			if e == "" {
 				continue
 			}
@@ -221,10 +223,6 @@ func normalizeContact(c ContactState) (ContactState, error) {
 	}
 	return out, nil
 }
-
-// NormalizeEmail is the form in which the store keeps and looks up an
-// address: trimmed and lower-cased.
-func NormalizeEmail(e string) string { return strings.ToLower(strings.TrimSpace(e)) }
 
 func sortedUnique(s []string) []string {
 	if len(s) == 0 {
@@ -414,7 +412,7 @@ func (s *Store) EmailHolders(ctx context.Context, tenant, email string) ([]int64
 		return nil, err
 	}
 	return s.contactIDs(ctx, "e-mail holders", `SELECT contact_id FROM contact_emails
-		WHERE tenant = ? AND email = ? ORDER BY contact_id`, tenant, NormalizeEmail(email))
+		WHERE tenant = ? AND email = ? ORDER BY contact_id`, tenant, emailaddr.Normalize(email))
 }
 
 // contactIDs runs a query of contact ids; what names it in errors.
@@ -550,5 +548,5 @@ func (t *Tx) EmailHeld(ctx context.Context, tenant, email string) (bool, error) 
 	if err := checkTenant(tenant); err != nil {
 		return false, err
 	}
-	return emailHeld(ctx, t.tx, tenant, NormalizeEmail(email))
+	return emailHeld(ctx, t.tx, tenant, emailaddr.Normalize(email))
 }

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/kommo-unisender/kommo-unisender/internal/truncate"
 )
 
 // DeadLetter is a job the worker gave up on, kept for inspection and
@@ -47,7 +49,7 @@ func (s *Store) RecordDeadLetter(ctx context.Context, d DeadLetter) (int64, erro
 	if d.FirstFailedAt.IsZero() {
 		d.FirstFailedAt = at
 	}
-	reason := strings.ToValidUTF8(truncate(d.Reason, maxReasonLen), "?")
+	reason := strings.ToValidUTF8(truncate.Text(d.Reason, maxReasonLen), "?")
 	sum := sha256.Sum256(d.Body)
 	body := d.Body
 	if body == nil {

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/kommo-unisender/kommo-unisender/internal/emailaddr"
 )
 
 // The initial import and the resync apply contacts a batch (an
@@ -107,7 +109,7 @@ func (t *Tx) applyOneByOne(ctx context.Context, tenant string, batch []ContactSt
 	var emails []string
 	for _, c := range batch {
 		for _, e := range c.Emails {
-			emails = append(emails, NormalizeEmail(e))
+			emails = append(emails, emailaddr.Normalize(e))
 		}
 	}
 	heldBefore, err := heldEmails(ctx, t.tx, tenant, emails)

@@ -45,7 +45,7 @@ func (s *Store) TenantEmails(ctx context.Context, tenant, after string, limit in
 }
 
 // DeleteTenant removes everything the store keeps for the tenant — contact
-// state, the e-mail map, the lead links, the import checkpoint, processed-event keys and
+// state, the e-mail map, the lead links, the import checkpoint and
 // invitations — in chunks of deleteChunk rows. Dead letters stay: they are the operators'
 // record of what failed. Deleting a tenant that has no rows is not an
 // error, and a failure part-way leaves a state that a repeated call
@@ -54,7 +54,7 @@ func (s *Store) DeleteTenant(ctx context.Context, tenant string) error {
 	if err := checkTenant(tenant); err != nil {
 		return err
 	}
-	for _, table := range []string{"contact_emails", "contact_leads", "contact_state", "import_checkpoints", "processed_events", "invitations"} {
+	for _, table := range []string{"contact_emails", "contact_leads", "contact_state", "import_checkpoints", "invitations"} {
 		for {
 			res, err := s.db.ExecContext(ctx, `DELETE FROM `+table+` WHERE tenant = ? LIMIT ?`, tenant, deleteChunk) //nolint:gosec // table comes from the constant list above
 			if err != nil {

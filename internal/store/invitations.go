@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/kommo-unisender/kommo-unisender/internal/emailaddr"
 )
 
 // Invitation statuses (the invitations table's status column).
@@ -132,7 +134,7 @@ func (s *Store) GetInvitation(ctx context.Context, tenant, email string) (Invita
 	}
 	inv := Invitation{}
 	err := s.db.QueryRowContext(ctx, `SELECT email, status, attempts, next_attempt_at, reason
-		FROM invitations WHERE tenant = ? AND email = ?`, tenant, NormalizeEmail(email)).
+		FROM invitations WHERE tenant = ? AND email = ?`, tenant, emailaddr.Normalize(email)).
 		Scan(&inv.Email, &inv.Status, &inv.Attempts, &inv.NextAttemptAt, &inv.Reason)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Invitation{}, ErrNotFound

@@ -50,22 +50,6 @@ func TestCheckpointRoundTrip(t *testing.T) {
 	if err := s.db.QueryRow(`SELECT COUNT(*) FROM import_checkpoints WHERE next_url IS NULL`).Scan(&nulls); err != nil || nulls != 1 {
 		t.Fatalf("next_url NULL rows = %d, %v; want 1", nulls, err)
 	}
-
-	other := Checkpoint{Tenant: "other/tenant", RunID: "r", Status: "Running"}
-	if err := s.SaveCheckpoint(ctx, other); err != nil {
-		t.Fatal(err)
-	}
-	for range 2 { // deleting twice is not an error
-		if err := s.DeleteCheckpoint(ctx, tenantA); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := s.GetCheckpoint(ctx, tenantA); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("after delete: %v", err)
-	}
-	if _, err := s.GetCheckpoint(ctx, "other/tenant"); err != nil {
-		t.Fatalf("deleting one tenant's checkpoint touched another's: %v", err)
-	}
 }
 
 func TestDeadLetters(t *testing.T) {
@@ -162,71 +146,4 @@ func ids(ds []DeadLetter) []int64 {
 		out[i] = d.ID
 	}
 	return out
-}
-
-func TestMarkProcessed(t *testing.T) {
-	s := newStore(t)
-	ctx := context.Background()
-	mark := func(tenant, key string) bool {
-		t.Helper()
-		first, err := s.MarkProcessed(ctx, tenant, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return first
-	}
-	if !mark(tenantA, "update:1:100") {
-		t.Fatal("first mark reported a repeat")
-	}
-	if mark(tenantA, "update:1:100") {
-		t.Fatal("second mark reported first time")
-	}
-	if !mark("other/tenant", "update:1:100") {
-		t.Fatal("another tenant's key collided")
-	}
-	// Keys longer than the column are hashed; different long keys stay apart.
-	long := strings.Repeat("k", 300)
-	if !mark(tenantA, long+"1") || !mark(tenantA, long+"2") || mark(tenantA, long+"1") {
-		t.Fatal("long keys are not told apart")
-	}
-
-	// A mark inside a rolled-back transaction does not stick.
-	rollback := errors.New("effect failed")
-	err := s.InTx(ctx, func(tx *Tx) error {
-		first, err := tx.MarkProcessed(ctx, tenantA, "in-tx")
-		if err != nil || !first {
-			t.Fatalf("tx mark = %v, %v", first, err)
-		}
-		return rollback
-	})
-	if !errors.Is(err, rollback) {
-		t.Fatal(err)
-	}
-	if !mark(tenantA, "in-tx") {
-		t.Fatal("a rolled-back mark survived")
-	}
-	if _, err := s.MarkProcessed(ctx, tenantA, ""); err == nil {
-		t.Error("empty key accepted")
-	}
-}
-
-func TestPruneProcessed(t *testing.T) {
-	s := newStore(t)
-	ctx := context.Background()
-	for _, k := range []string{"a", "b", "c"} {
-		if _, err := s.MarkProcessed(ctx, tenantA, k); err != nil {
-			t.Fatal(err)
-		}
-	}
-	n, err := s.PruneProcessed(ctx, time.Now().Add(-time.Hour))
-	if err != nil || n != 0 {
-		t.Fatalf("pruning before the marks deleted %d, %v", n, err)
-	}
-	n, err = s.PruneProcessed(ctx, time.Now().Add(time.Minute))
-	if err != nil || n != 3 {
-		t.Fatalf("pruned %d, %v; want 3", n, err)
-	}
-	if first, err := s.MarkProcessed(ctx, tenantA, "a"); err != nil || !first {
-		t.Fatalf("after pruning, mark = %v, %v; want first time", first, err)
-	}
 }

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/kommo-unisender/kommo-unisender/internal/emailaddr"
 )
 
 // Where a refusal comes from (the refusals table's source column).
@@ -81,7 +83,7 @@ func insertRefusals(ctx context.Context, q querier, tenant string, refusals []Re
 	for chunk := range slices.Chunk(refusals, maxRowsPerStatement) {
 		args := make([]any, 0, 7*len(chunk))
 		for _, r := range chunk {
-			args = append(args, tenant, r.ContactID, NormalizeEmail(r.Email), r.Source,
+			args = append(args, tenant, r.ContactID, emailaddr.Normalize(r.Email), r.Source,
 				RefusalReason(r.Reason), truncateRunes(r.Message, maxRefusalMessageLen), at)
 		}
 		_, err := q.ExecContext(ctx, `INSERT INTO refusals
@@ -138,7 +140,7 @@ func refusedEmails(ctx context.Context, q querier, tenant string, emails []strin
 	for chunk := range slices.Chunk(emails, maxRowsPerStatement) {
 		args := []any{tenant, RefusalUnisender}
 		for _, e := range chunk {
-			args = append(args, NormalizeEmail(e))
+			args = append(args, emailaddr.Normalize(e))
 		}
 		query := `SELECT DISTINCT email FROM refusals WHERE tenant = ? AND source = ? AND email IN (` +
 			placeholders("?", len(chunk)) + `)`

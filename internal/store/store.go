@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/kommo-unisender/kommo-unisender/internal/truncate"
 )
 
 // ErrNotFound is returned by the Get methods when no row matches.
@@ -163,12 +165,6 @@ func IsTransient(err error) bool {
 	return false
 }
 
-// isDuplicateKey reports a unique-key violation (ER_DUP_ENTRY).
-func isDuplicateKey(err error) bool {
-	var myErr *mysql.MySQLError
-	return errors.As(err, &myErr) && myErr.Number == 1062
-}
-
 // maxTenantLen is the longest "namespace/name": a 63-byte DNS label, a
 // slash and a 253-byte DNS subdomain. Tenant columns are ASCII, so a
 // tenant is checked before it reaches them.
@@ -176,21 +172,14 @@ const maxTenantLen = 63 + 1 + 253
 
 func checkTenant(tenant string) error {
 	if tenant == "" || len(tenant) > maxTenantLen {
-		return fmt.Errorf("store: invalid tenant %q: want a non-empty \"namespace/name\" of at most %d bytes", truncate(tenant, 80), maxTenantLen)
+		return fmt.Errorf("store: invalid tenant %q: want a non-empty \"namespace/name\" of at most %d bytes", truncate.Text(tenant, 80), maxTenantLen)
 	}
 	for i := 0; i < len(tenant); i++ {
 		if c := tenant[i]; c <= ' ' || c >= 0x7f {
-			return fmt.Errorf("store: invalid tenant %q: only printable ASCII is allowed", truncate(tenant, 80))
+			return fmt.Errorf("store: invalid tenant %q: only printable ASCII is allowed", truncate.Text(tenant, 80))
 		}
 	}
 	return nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }
 
 // querier is what both *sql.DB and *sql.Tx offer.

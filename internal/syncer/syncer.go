@@ -22,6 +22,7 @@ import (
 	"slices"
 
 	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/emailaddr"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/mapping"
 	"github.com/kommo-unisender/kommo-unisender/internal/segment"
@@ -315,7 +316,7 @@ func recordLeads(ctx context.Context, tx *store.Tx, t Tenant, contacts []Current
 // contact of the tenant holds.
 func (p *plan) addUnheld(ctx context.Context, tx *store.Tx, tenant string, verify []string) error {
 	for _, email := range verify {
-		email = mapping.NormalizeEmail(email)
+		email = emailaddr.Normalize(email)
 		if email == "" || p.orphaned[email] {
 			continue
 		}

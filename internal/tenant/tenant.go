@@ -8,6 +8,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/kommo-unisender/kommo-unisender/internal/truncate"
 )
 
 // Key identifies a tenant by its UnisenderBinding.
@@ -43,14 +45,7 @@ func ParseURLSegment(s string) (Key, error) {
 
 func validated(k Key, ok bool, s string) (Key, error) {
 	if !ok || len(validation.IsDNS1123Label(k.Namespace)) > 0 || len(validation.IsDNS1123Subdomain(k.Name)) > 0 {
-		return Key{}, fmt.Errorf("invalid tenant %q: want <namespace>.<name> of a UnisenderBinding", truncate(s, 80))
+		return Key{}, fmt.Errorf("invalid tenant %q: want <namespace>.<name> of a UnisenderBinding", truncate.Text(s, 80))
 	}
 	return k, nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }

@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/kommo-unisender/kommo-unisender/internal/sleep"
 )
 
 // Defaults, per the reference.
@@ -47,7 +49,6 @@ const (
 type Client struct {
 	base        string
 	apiKey      string
-	lang        string
 	hc          *http.Client
 	limiter     *rate.Limiter
 	maxRetries  int
@@ -63,9 +64,6 @@ type Option func(*Client)
 // overall timeout; the per-call timeout applies).
 func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc } }
 
-// WithLang sets the language of server messages: en (default), ru, it, ua.
-func WithLang(lang string) Option { return func(c *Client) { c.lang = lang } }
-
 // WithRateLimit caps calls at perMinute, spread evenly (perMinute/60 per
 // second) with the given burst; perMinute <= 0 removes the cap.
 func WithRateLimit(perMinute, burst int) Option {
@@ -77,10 +75,6 @@ func WithRateLimit(perMinute, burst int) Option {
 		c.limiter = rate.NewLimiter(rate.Limit(float64(perMinute)/60), max(burst, 1))
 	}
 }
-
-// WithLimiter shares a limiter between clients of the same key, since the
-// API counts calls per key.
-func WithLimiter(l *rate.Limiter) Option { return func(c *Client) { c.limiter = l } }
 
 // WithMaxRetries sets how many times a transient failure is retried
 // (default 3; importContacts never retries more than twice).
@@ -101,7 +95,6 @@ func NewClient(baseURL, apiKey string, opts ...Option) *Client {
 	c := &Client{
 		base:        strings.TrimRight(baseURL, "/"),
 		apiKey:      apiKey,
-		lang:        DefaultLang,
 		hc:          &http.Client{},
 		limiter:     rate.NewLimiter(rate.Limit(float64(DefaultRateLimitPerMinute)/60), DefaultBurst),
 		maxRetries:  DefaultMaxRetries,
@@ -137,7 +130,7 @@ func (c *Client) call(ctx context.Context, method string, form url.Values, maxRe
 		if err == nil || !IsTransient(err) || attempt >= maxRetries {
 			return o, err
 		}
-		if sleep(ctx, c.backoff(attempt)) != nil {
+		if sleep.For(ctx, c.backoff(attempt)) != nil {
 			return o, err
 		}
 		o.retried = true
@@ -157,17 +150,6 @@ func (c *Client) backoff(attempt int) time.Duration {
 	}
 	half := d / 2
 	return half + time.Duration(rand.Int64N(int64(d-half)+1))
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // once makes one attempt: wait for the limiter, POST, decode.
@@ -197,7 +179,7 @@ func (c *Client) once(ctx context.Context, method string, form url.Values, out a
 
 // endpoint is the URL of a method; it never carries the key.
 func (c *Client) endpoint(method string) string {
-	return c.base + "/" + url.PathEscape(c.lang) + "/api/" + method + "?format=json"
+	return c.base + "/" + DefaultLang + "/api/" + method + "?format=json"
 }
 
 // body encodes the arguments with the key, which travels only here.

@@ -71,21 +71,6 @@ func (f *flexInt) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// flexBool decodes true/false, 1/0 and their string forms.
-type flexBool bool
-
-func (f *flexBool) UnmarshalJSON(b []byte) error {
-	switch strings.ToLower(strings.Trim(string(b), `"`)) {
-	case "true", "1":
-		*f = true
-	case "false", "0", "", "null":
-		*f = false
-	default:
-		return fmt.Errorf("not a boolean: %.40s", b)
-	}
-	return nil
-}
-
 // flexString decodes a string, number, boolean or null as text.
 type flexString string
 

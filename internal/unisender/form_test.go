@@ -30,12 +30,6 @@ func TestFlexibleDecoding(t *testing.T) {
 	if err := i.UnmarshalJSON([]byte(`"abc"`)); err == nil {
 		t.Error("flexInt accepted a word")
 	}
-	var b flexBool
-	for in, want := range map[string]bool{`true`: true, `1`: true, `"1"`: true, `false`: false, `0`: false} {
-		if err := b.UnmarshalJSON([]byte(in)); err != nil || bool(b) != want {
-			t.Errorf("flexBool(%s) = %v, %v", in, b, err)
-		}
-	}
 	var m flexMap
 	if err := m.UnmarshalJSON([]byte(`[]`)); err != nil || len(m) != 0 {
 		t.Errorf("flexMap([]) = %v, %v", m, err)

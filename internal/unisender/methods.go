@@ -224,17 +224,3 @@ func (c *Client) GetContact(ctx context.Context, email string, opts GetContactOp
 	}
 	return out, nil
 }
-
-// IsContactInLists reports whether the address is in any (condition "or",
-// the default when empty) or all ("and") of listIDs.
-func (c *Client) IsContactInLists(ctx context.Context, email string, listIDs []int64, condition string) (bool, error) {
-	form := url.Values{"email": {email}, "list_ids": {joinIDs(listIDs)}}
-	if condition != "" {
-		form.Set("condition", condition)
-	}
-	var in flexBool
-	if _, err := c.call(ctx, "isContactInLists", form, c.maxRetries, &in); err != nil {
-		return false, err
-	}
-	return bool(in), nil
-}

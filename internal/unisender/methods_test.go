@@ -95,11 +95,18 @@ func TestSubscribeGetContactExclude(t *testing.T) {
 	if err := c.Exclude(ctx, unisender.ContactEmail, "ann@example.com", []int64{l1}); err != nil {
 		t.Fatal(err)
 	}
-	in1, err1 := c.IsContactInLists(ctx, "ann@example.com", []int64{l1}, "")
-	in2, err2 := c.IsContactInLists(ctx, "ann@example.com", []int64{l1, l2}, "or")
-	all, err3 := c.IsContactInLists(ctx, "ann@example.com", []int64{l1, l2}, "and")
-	if err := errors.Join(err1, err2, err3); err != nil || in1 || !in2 || all {
-		t.Fatalf("after exclude from one: in one %v, in one-or-two %v, in both %v (%v)", in1, in2, all, err)
+	after, err := c.GetContact(ctx, "ann@example.com", unisender.GetContactOptions{IncludeLists: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var active []int64
+	for _, l := range after.Lists {
+		if l.Status == "active" {
+			active = append(active, l.ID)
+		}
+	}
+	if !slices.Equal(active, []int64{l2}) {
+		t.Fatalf("after exclude from one: active in %v (%+v), want only %d", active, after.Lists, l2)
 	}
 	if stored, _ := e.emu.Contact(apiKey, "ann@example.com"); stored.Status != unisenderemu.StatusActive {
 		t.Fatalf("exclude changed the global status to %q", stored.Status)

@@ -12,7 +12,9 @@ import (
 
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/queue"
+	"github.com/kommo-unisender/kommo-unisender/internal/sleep"
 	"github.com/kommo-unisender/kommo-unisender/internal/tenant"
+	"github.com/kommo-unisender/kommo-unisender/internal/truncate"
 )
 
 // idleReserveWait is how long a reserve waits for the first job of a
@@ -59,7 +61,7 @@ func decodeEntry(j *queue.Job) *entry {
 	}
 	e.env = env
 	if env.Kind != queue.KindContacts && env.Kind != queue.KindWebhook && env.Kind != KindRecheck && env.Kind != queue.KindLeads {
-		e.poison = fmt.Errorf("%w: job kind %q is not one this worker processes", queue.ErrBadEnvelope, truncate(env.Kind, 40))
+		e.poison = fmt.Errorf("%w: job kind %q is not one this worker processes", queue.ErrBadEnvelope, truncate.Text(env.Kind, 40))
 		return e
 	}
 	if e.tenant, err = tenant.Parse(env.Tenant); err != nil {
@@ -128,13 +130,6 @@ func decodeWebhookIDs(env queue.Envelope) ([]int64, error) {
 		}
 	}
 	return ids, nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }
 
 // batch is what one goroutine reserved in one go.
@@ -226,7 +221,7 @@ func (w *Worker) gather(ctx context.Context, c *queue.Consumer) (*batch, error) 
 		if !errors.Is(err, queue.ErrTimeout) || wait <= 0 {
 			break
 		}
-		sleep(ctx, min(pollInterval, wait))
+		_ = sleep.For(ctx, min(pollInterval, wait))
 	}
 	return b, nil
 }

@@ -17,8 +17,8 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/kommo-unisender/kommo-unisender/internal/emailaddr"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
-	"github.com/kommo-unisender/kommo-unisender/internal/mapping"
 	"github.com/kommo-unisender/kommo-unisender/internal/queue"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/kommoemu"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/unisenderemu"
@@ -486,7 +486,7 @@ func TestKommoRateLimitedOrDownMidBurst(t *testing.T) {
 			}
 			upserts, removals := imports.counts()
 			for _, c := range append(slices.Clone(before), created...) {
-				if e := mapping.NormalizeEmail(c.Emails[0]); upserts[e] != 1 {
+				if e := emailaddr.Normalize(c.Emails[0]); upserts[e] != 1 {
 					t.Errorf("%s imported into the list %d times, want once", e, upserts[e])
 				}
 			}

@@ -21,6 +21,7 @@ import (
 
 	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/budget"
+	"github.com/kommo-unisender/kommo-unisender/internal/emailaddr"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/mapping"
 	"github.com/kommo-unisender/kommo-unisender/internal/queue"
@@ -353,7 +354,7 @@ func (h *harness) kommoWant(ts tenantSpec) []string {
 			continue
 		}
 		for _, e := range c.Emails {
-			set[mapping.NormalizeEmail(e)] = true
+			set[emailaddr.Normalize(e)] = true
 		}
 	}
 	out := []string{}
@@ -657,7 +658,7 @@ func (l *importLog) serve(emu http.Handler, w http.ResponseWriter, r *http.Reque
 		if !ok {
 			break
 		}
-		addr := mapping.NormalizeEmail(v[0])
+		addr := emailaddr.Normalize(v[0])
 		if excludes || deletes {
 			l.removals[addr]++
 		} else {

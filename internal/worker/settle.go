@@ -13,6 +13,7 @@ import (
 	"github.com/kommo-unisender/kommo-unisender/internal/queue"
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
 	"github.com/kommo-unisender/kommo-unisender/internal/syncer"
+	"github.com/kommo-unisender/kommo-unisender/internal/truncate"
 )
 
 // settleTimeout bounds one beanstalkd or MySQL command that settles a job.
@@ -285,5 +286,5 @@ func (s *settler) bury(e *entry, reason string) {
 		return
 	}
 	s.w.cfg.Metrics.job("buried")
-	s.log.Info("job buried as a dead letter", "job", e.job.ID, "deadLetter", id, "reason", truncate(reason, 300))
+	s.log.Info("job buried as a dead letter", "job", e.job.ID, "deadLetter", id, "reason", truncate.Text(reason, 300))
 }

@@ -52,6 +52,7 @@ import (
 
 	"github.com/kommo-unisender/kommo-unisender/internal/invitations"
 	"github.com/kommo-unisender/kommo-unisender/internal/queue"
+	"github.com/kommo-unisender/kommo-unisender/internal/sleep"
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
 )
 
@@ -258,7 +259,7 @@ func (w *Worker) loop(ctx context.Context, c *queue.Consumer, log logr.Logger) {
 			}
 			// The consumer backs its dials off by itself; this pause only
 			// keeps other failures (a refused command) from spinning.
-			sleep(ctx, min(time.Duration(failures)*100*time.Millisecond, 2*time.Second))
+			_ = sleep.For(ctx, min(time.Duration(failures)*100*time.Millisecond, 2*time.Second))
 			continue
 		}
 		if failures > 0 {
@@ -266,16 +267,6 @@ func (w *Worker) loop(ctx context.Context, c *queue.Consumer, log logr.Logger) {
 			failures = 0
 		}
 		w.process(ctx, c, b, log)
-	}
-}
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
 	}
 }
 

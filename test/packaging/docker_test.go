@@ -60,6 +60,55 @@ func TestDockerBuildContext(t *testing.T) {
 	}
 }
 
+// devToolingPackage matches the packages only the dev and sandbox
+// subcommands need: the test environment (it starts kube-apiserver and
+// MariaDB), the API emulators and the whole system for `make dev`.
+var devToolingPackage = regexp.MustCompile(`/internal/(testenv|sandbox|devenv|cli/dev|cli/sandbox)(/|$)`)
+
+// The image's binary is built with the Dockerfile's build tags, and its
+// package set holds none of the dev tooling; the default build (make dev,
+// make test-binaries) still holds it, so the check is not vacuous.
+func TestImageBinaryLeavesOutDevTooling(t *testing.T) {
+	build := regexp.MustCompile(`go build ([^\n]*)`).FindStringSubmatch(string(readFile(t, repoPath("Dockerfile"))))
+	if build == nil {
+		t.Fatal("the Dockerfile has no go build line")
+	}
+	tags := regexp.MustCompile(`-tags[ =](\S+)`).FindStringSubmatch(build[1])
+	if tags == nil {
+		t.Fatalf("the Dockerfile builds without -tags, so with the dev tooling: %s", build[0])
+	}
+	env := []string{"CGO_ENABLED=0", "GOOS=linux"}
+	if dev := devToolingIn(t, env, tags[1]); len(dev) > 0 {
+		t.Errorf("the image's binary (-tags %s) holds the dev tooling:\n%s", tags[1], strings.Join(dev, "\n"))
+	}
+	if dev := devToolingIn(t, env, ""); len(dev) == 0 {
+		t.Error("the default build holds no dev tooling: make dev has lost its subcommands, or this test's pattern is stale")
+	}
+}
+
+// devToolingIn lists the dev tooling packages of the binary built with tags.
+func devToolingIn(t *testing.T, env []string, tags string) []string {
+	t.Helper()
+	var dev []string
+	for _, pkg := range depsOf(t, env, tags, ".") {
+		if devToolingPackage.MatchString(pkg) {
+			dev = append(dev, pkg)
+		}
+	}
+	return dev
+}
+
+// depsOf lists the packages pkg (a pattern relative to the module root)
+// builds from, itself included, with the build tags given.
+func depsOf(t *testing.T, env []string, tags, pkg string) []string {
+	t.Helper()
+	out, err := runInDir(repoRoot, env, "go", "list", "-deps", "-tags", tags, pkg)
+	if err != nil {
+		t.Fatalf("go list -deps -tags %q %s: %v", tags, pkg, err)
+	}
+	return strings.Fields(out)
+}
+
 // The final image runs the binary as a numeric non-root user, so
 // runAsNonRoot can be verified without reading /etc/passwd.
 func TestDockerfileFinalStage(t *testing.T) {

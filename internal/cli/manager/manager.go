@@ -18,7 +18,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -27,9 +26,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/controllers"
 	"github.com/kommo-unisender/kommo-unisender/internal/cli/kubeconfig"
+	"github.com/kommo-unisender/kommo-unisender/internal/contract"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/namespaces"
 	"github.com/kommo-unisender/kommo-unisender/internal/secretwatch"
@@ -151,23 +150,11 @@ func Run(ctx context.Context, args []string) error {
 	return mgr.Start(ctx)
 }
 
-// Scheme holds client-go's types and the operator's API.
-func Scheme() (*runtime.Scheme, error) {
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		return nil, err
-	}
-	if err := v1alpha1.AddToScheme(s); err != nil {
-		return nil, err
-	}
-	return s, nil
-}
-
 // New builds the manager and registers both reconcilers. The returned
 // function closes what New opened (the store); call it after the manager
 // stopped.
 func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, func(), error) {
-	scheme, err := Scheme()
+	scheme, err := contract.Scheme()
 	if err != nil {
 		return nil, nil, err
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/controllers"
+	"github.com/kommo-unisender/kommo-unisender/internal/contract"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/kommoemu"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/sandboxtest"
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
@@ -223,7 +224,7 @@ func waitForWorkerRole(t *testing.T, c client.Client, ns string, names []string,
 
 func mustScheme(t *testing.T) *runtime.Scheme {
 	t.Helper()
-	s, err := Scheme()
+	s, err := contract.Scheme()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/contract"
 	"github.com/kommo-unisender/kommo-unisender/internal/fixtures"
 	"github.com/kommo-unisender/kommo-unisender/internal/queue"
 	"github.com/kommo-unisender/kommo-unisender/internal/testenv"
@@ -71,7 +72,7 @@ func TestParseFlags(t *testing.T) {
 // key and an OAuth code land in their Secrets.
 func TestRunServesAsTheWebhookServerRole(t *testing.T) {
 	ctx := context.Background()
-	scheme, err := webhookserver.Scheme()
+	scheme, err := contract.Scheme()
 	must(t, err)
 	c, err := client.New(kube.Config, client.Options{Scheme: scheme})
 	must(t, err)
@@ -98,7 +99,7 @@ func TestRunServesAsTheWebhookServerRole(t *testing.T) {
 	must(t, c.Create(ctx, b))
 	must(t, c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "newsletter-webhook",
 		Labels: map[string]string{tokens.ManagedLabel: tokens.ManagedLabelValue}},
-		Data: map[string][]byte{webhookserver.WebhookSecretKey: []byte(webhookSecret)}}))
+		Data: map[string][]byte{contract.WebhookSecretKey: []byte(webhookSecret)}}))
 	b.Status.WebhookSecretName = "newsletter-webhook"
 	must(t, c.Status().Update(ctx, b))
 

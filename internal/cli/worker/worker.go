@@ -25,7 +25,7 @@ import (
 	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/budget"
 	"github.com/kommo-unisender/kommo-unisender/internal/cli/kubeconfig"
-	"github.com/kommo-unisender/kommo-unisender/internal/cli/manager"
+	"github.com/kommo-unisender/kommo-unisender/internal/contract"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/namespaces"
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
@@ -137,7 +137,7 @@ func startResolver(ctx context.Context, o Options, st *store.Store) (*kuberesolv
 	if err != nil {
 		return nil, err
 	}
-	scheme, err := manager.Scheme()
+	scheme, err := contract.Scheme()
 	if err != nil {
 		return nil, err
 	}

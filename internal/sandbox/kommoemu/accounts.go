@@ -11,6 +11,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
+	"github.com/kommo-unisender/kommo-unisender/internal/truncate"
 )
 
 // Account is an emulated Kommo account.
@@ -45,7 +46,7 @@ var subdomainRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 // subdomain. Its id comes from the emulator's id sequence.
 func (s *Server) AddAccount(subdomain string) (Account, error) {
 	if !subdomainRE.MatchString(subdomain) {
-		return Account{}, fmt.Errorf("kommoemu: subdomain %q is not a DNS label", truncate(subdomain, 70))
+		return Account{}, fmt.Errorf("kommoemu: subdomain %q is not a DNS label", truncate.Text(subdomain, 70))
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -118,7 +119,7 @@ var ErrNotFound = errors.New("kommoemu: not found")
 func (s *Server) account(subdomain string) (*account, error) {
 	a := s.accounts[subdomain]
 	if a == nil {
-		return nil, fmt.Errorf("%w: account %q", ErrNotFound, truncate(subdomain, 70))
+		return nil, fmt.Errorf("%w: account %q", ErrNotFound, truncate.Text(subdomain, 70))
 	}
 	return a, nil
 }

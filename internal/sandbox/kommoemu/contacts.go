@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
+	"github.com/kommo-unisender/kommo-unisender/internal/truncate"
 )
 
 // CreateContact adds a contact (or, with Type company, a company) to the
@@ -26,7 +27,7 @@ func (s *Server) CreateContact(subdomain string, c kommo.Contact) (kommo.Contact
 		c.Type = kommo.ContactTypeContact
 	}
 	if c.Type != kommo.ContactTypeContact && c.Type != kommo.ContactTypeCompany {
-		return kommo.Contact{}, fmt.Errorf("kommoemu: contact type %q is neither contact nor company", truncate(string(c.Type), 20))
+		return kommo.Contact{}, fmt.Errorf("kommoemu: contact type %q is neither contact nor company", truncate.Text(string(c.Type), 20))
 	}
 	if c.ID == 0 {
 		c.ID = s.newID()

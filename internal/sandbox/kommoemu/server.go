@@ -182,10 +182,3 @@ func (s *Server) newID() int64 {
 	s.nextID++
 	return s.nextID
 }
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
-}

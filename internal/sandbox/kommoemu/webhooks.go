@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"slices"
 	"time"
+
+	"github.com/kommo-unisender/kommo-unisender/internal/truncate"
 )
 
 // hook is a registered webhook; guarded by Server.mu.
@@ -182,7 +184,7 @@ func validateSubscribe(req subscribeRequest) []validationError {
 	}
 	for _, st := range req.Settings {
 		if !knownSettings[st] {
-			errs = append(errs, validationError{Path: "settings", Detail: "unknown event " + truncate(st, 40)})
+			errs = append(errs, validationError{Path: "settings", Detail: "unknown event " + truncate.Text(st, 40)})
 		}
 	}
 	return errs

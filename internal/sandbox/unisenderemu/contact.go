@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/kommo-unisender/kommo-unisender/internal/truncate"
 )
 
 // ContactNotFoundMessage is the error message of getContact for an unknown
@@ -84,7 +86,7 @@ func (s *Server) isContactInLists(a *account, form formValues) (any, *apiError) 
 		condition = "or"
 	}
 	if condition != "or" && condition != "and" {
-		return nil, errInvalidArg(fmt.Sprintf("condition must be or or and, not %q", truncate(condition, 20)))
+		return nil, errInvalidArg(fmt.Sprintf("condition must be or or and, not %q", truncate.Text(condition, 20)))
 	}
 	c := a.find(email, "")
 	in := func(id int64) bool {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/kommo-unisender/kommo-unisender/internal/truncate"
 )
 
 // TransientMode chooses how a random transient error looks.
@@ -42,7 +44,7 @@ func (m *TransientMode) UnmarshalText(b []byte) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("unknown transient mode %q (want retry_later, http503 or mixed)", truncate(string(b), 40))
+	return fmt.Errorf("unknown transient mode %q (want retry_later, http503 or mixed)", truncate.Text(string(b), 40))
 }
 
 // ForcedError is the answer forced on a coming call by ForceErrors.

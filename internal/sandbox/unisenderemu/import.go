@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/kommo-unisender/kommo-unisender/internal/truncate"
 )
 
 // Per-row log codes of importContacts. Unisender documents a per-row log
@@ -108,7 +110,7 @@ func parseImportColumns(a *account, names []string) (importColumns, *apiError) {
 			key = name
 		}
 		if seen[key] {
-			return cols, errInvalidArg(fmt.Sprintf("Duplicate column %q in field_names", truncate(name, 60)))
+			return cols, errInvalidArg(fmt.Sprintf("Duplicate column %q in field_names", truncate.Text(name, 60)))
 		}
 		seen[key] = true
 		if p, ok := special[lower]; ok {
@@ -120,7 +122,7 @@ func parseImportColumns(a *account, names []string) (importColumns, *apiError) {
 		}
 		f := a.fieldByName(name)
 		if f == nil {
-			return cols, errInvalidArg(fmt.Sprintf("Unknown field %q in field_names", truncate(name, 60)))
+			return cols, errInvalidArg(fmt.Sprintf("Unknown field %q in field_names", truncate.Text(name, 60)))
 		}
 		cols.user[j] = f
 	}
@@ -243,18 +245,18 @@ func (s *Server) readRow(a *account, cols importColumns, row matrixRow) (rowInpu
 	case in.email == "" && in.phone == "":
 		return reject(LogNoContact, "The row has neither an email nor a phone")
 	case in.email != "" && !validEmail(in.email):
-		return reject(LogInvalidEmail, "Invalid email address %q", truncate(in.email, 100))
+		return reject(LogInvalidEmail, "Invalid email address %q", truncate.Text(in.email, 100))
 	case in.email != "" && s.isRoleAddress(in.email):
-		return reject(LogRoleAddress, "Role address %q is not imported", truncate(in.email, 100))
+		return reject(LogRoleAddress, "Role address %q is not imported", truncate.Text(in.email, 100))
 	case in.phone != "" && !validPhone(in.phone):
-		return reject(LogInvalidPhone, "Invalid phone %q: want international format like +79261232323", truncate(in.phone, 40))
+		return reject(LogInvalidPhone, "Invalid phone %q: want international format like +79261232323", truncate.Text(in.phone, 40))
 	}
 	if in.delete {
 		return in, nil
 	}
 	in.status = strings.ToLower(cell(cols.status))
 	if in.status != "" && !importStatuses[in.status] {
-		return reject(LogInvalidStatus, "Invalid email_status %q", truncate(in.status, 40))
+		return reject(LogInvalidStatus, "Invalid email_status %q", truncate.Text(in.status, 40))
 	}
 	for _, target := range []struct {
 		col int
@@ -262,7 +264,7 @@ func (s *Server) readRow(a *account, cols importColumns, row matrixRow) (rowInpu
 	}{{cols.listIDs, &in.listIDs}, {cols.unsubscribed, &in.unsubscribed}, {cols.excluded, &in.excluded}} {
 		ids, ok := idList(cell(target.col))
 		if !ok {
-			return reject(LogInvalidListID, "Malformed list ids %q", truncate(cell(target.col), 60))
+			return reject(LogInvalidListID, "Malformed list ids %q", truncate.Text(cell(target.col), 60))
 		}
 		if id, bad := a.unknownList(ids); bad {
 			return reject(LogInvalidListID, "Unknown list id %d", id)

@@ -19,6 +19,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/kommo-unisender/kommo-unisender/internal/truncate"
 )
 
 // Default limits, per the reference.
@@ -189,7 +191,7 @@ func (s *Server) call(method string, form formValues) (any, *apiError) {
 		return nil, &apiError{Code: "invalid_api_key", Message: "AK100310-02"}
 	}
 	if !known {
-		return nil, &apiError{Code: "unknown_method", Message: "Unknown method: " + truncate(method, 60)}
+		return nil, &apiError{Code: "unknown_method", Message: "Unknown method: " + truncate.Text(method, 60)}
 	}
 	if aerr := s.admit(acct, method); aerr != nil {
 		return nil, aerr
@@ -209,11 +211,4 @@ func writeAnswer(w http.ResponseWriter, status int, body any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(body)
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }

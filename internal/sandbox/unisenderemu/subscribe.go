@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/kommo-unisender/kommo-unisender/internal/truncate"
 )
 
 // subscribe adds one contact to lists. double_optin: 0 invites (a new
@@ -77,7 +79,7 @@ func readSubscribe(a *account, form formValues) (subscribeRequest, *apiError) {
 	for name, v := range fields {
 		f := a.fieldByName(name)
 		if f == nil {
-			return req, errInvalidArg(fmt.Sprintf("Unknown field %q", truncate(name, 60)))
+			return req, errInvalidArg(fmt.Sprintf("Unknown field %q", truncate.Text(name, 60)))
 		}
 		if !validFieldValue(f.typ, v) {
 			return req, errInvalidArg(fmt.Sprintf("Value of %s does not fit type %s", f.name, f.typ))

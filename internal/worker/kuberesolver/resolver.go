@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/contract"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/mapping"
 	"github.com/kommo-unisender/kommo-unisender/internal/segment"
@@ -28,14 +29,6 @@ import (
 	"github.com/kommo-unisender/kommo-unisender/internal/tokens"
 	"github.com/kommo-unisender/kommo-unisender/internal/unisender"
 	"github.com/kommo-unisender/kommo-unisender/internal/worker"
-)
-
-// The Secret the Kommo widget route writes a binding's API key into, used
-// when spec.allowWidgetKey is true and it exists (the same names as the
-// UnisenderBinding reconciler's; see the architecture notes).
-const (
-	widgetKeySuffix    = "-widget-key"
-	widgetKeySecretKey = "apiKey"
 )
 
 // DefaultKeyTTL is how long an API key read from a Secret is reused before
@@ -284,7 +277,7 @@ func (r *Resolver) apiKey(ctx context.Context, key tenant.Key, b *syncv1.Unisend
 
 func (r *Resolver) readKey(ctx context.Context, b *syncv1.UnisenderBinding) (string, error) {
 	if b.Spec.AllowWidgetKey {
-		v, found, err := r.secretValue(ctx, r.o.ManagedSecrets, b.Namespace, b.Name+widgetKeySuffix, widgetKeySecretKey)
+		v, found, err := r.secretValue(ctx, r.o.ManagedSecrets, b.Namespace, contract.WidgetKeySecretName(b.Name), contract.WidgetKeySecretKey)
 		if err != nil {
 			return "", err
 		}

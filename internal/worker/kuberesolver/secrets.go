@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/kommo-unisender/kommo-unisender/internal/contract"
 	"github.com/kommo-unisender/kommo-unisender/internal/namespaces"
 	"github.com/kommo-unisender/kommo-unisender/internal/tokens"
 )
@@ -36,7 +37,7 @@ const DefaultSecretTTL = 10 * time.Second
 // Secrets: an integration's access token and its expiry, and a
 // widget-delivered API key. Refresh tokens (only the manager refreshes)
 // and anything else are not kept.
-var workerReadKeys = []string{tokens.KeyAccessToken, tokens.KeyExpiresAt, widgetKeySecretKey}
+var workerReadKeys = []string{tokens.KeyAccessToken, tokens.KeyExpiresAt, contract.WidgetKeySecretKey}
 
 // ManagedSecretReader reads the operator's Secrets (token and widget-key
 // Secrets) for the Resolver's ManagedSecrets: one get by name per Secret

@@ -1,0 +1,14 @@
+package contract
+
+// WebhookPathPrefix is the path of the Kommo webhook route under the public
+// base URL: <base>/kommo/webhooks/<namespace>.<name>/<secret>. The manager
+// registers such URLs with Kommo; the webhook server serves them.
+const WebhookPathPrefix = "/kommo/webhooks/"
+
+// WebhookSecretKey is the key of the URL secret (32 random bytes, hex) in
+// the binding's webhook Secret, which the UnisenderBinding reconciler
+// owns and names in status.webhookSecretName, and the webhook server reads.
+const WebhookSecretKey = "secret"
+
+// WebhookSecretName is the Secret holding a binding's webhook URL secret.
+func WebhookSecretName(binding string) string { return binding + "-webhook" }
