@@ -55,7 +55,8 @@ func (r *KommoIntegrationReconciler) appCredentials(ctx context.Context, name st
 	var app v1alpha1.KommoApp
 	if err := r.Get(ctx, types.NamespacedName{Name: name}, &app); err != nil {
 		if apierrors.IsNotFound(err) {
-			return kommo.OAuthCredentials{}, &outcome.Waiting{Reason: v1alpha1.ReasonAppNotFound, After: r.waitRecheck(), Message: fmt.Sprintf("KommoApp %q (spec.appRef) not found; waiting for it", name)}
+			return kommo.OAuthCredentials{}, outcome.Wait(r.waitRecheck(), v1alpha1.ReasonAppNotFound,
+				"KommoApp %q (spec.appRef) not found; waiting for it", name)
 		}
 		return kommo.OAuthCredentials{}, fmt.Errorf("reading KommoApp %q: %w", name, err)
 	}

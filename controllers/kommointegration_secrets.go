@@ -28,13 +28,15 @@ func (r *KommoIntegrationReconciler) userSecretValue(ctx context.Context, namesp
 	var s corev1.Secret
 	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: ref.Name}, &s); err != nil {
 		if apierrors.IsNotFound(err) {
-			return "", &outcome.Waiting{Reason: v1alpha1.ReasonSecretNotFound, After: r.waitRecheck(), Message: fmt.Sprintf("Secret %q (spec.%s) not found; waiting for it", ref.Name, field)}
+			return "", outcome.Wait(r.waitRecheck(), v1alpha1.ReasonSecretNotFound,
+				"Secret %q (spec.%s) not found; waiting for it", ref.Name, field)
 		}
 		return "", fmt.Errorf("reading Secret %q (spec.%s): %w", ref.Name, field, err)
 	}
 	v := strings.TrimSpace(string(s.Data[ref.Key]))
 	if v == "" {
-		return "", &outcome.Waiting{Reason: v1alpha1.ReasonSecretNotFound, After: r.waitRecheck(), Message: fmt.Sprintf("Secret %q (spec.%s) has no key %q or it is empty; waiting for it", ref.Name, field, ref.Key)}
+		return "", outcome.Wait(r.waitRecheck(), v1alpha1.ReasonSecretNotFound,
+			"Secret %q (spec.%s) has no key %q or it is empty; waiting for it", ref.Name, field, ref.Key)
 	}
 	return v, nil
 }

@@ -136,10 +136,12 @@ func (run *tokenRun) noToken(codeSpent bool) error {
 		return outcome.Stall(v1alpha1.ReasonAuthorizationCodeInvalid,
 			"the authorization code on hand was already spent and no token is stored: %s", reauthorizeHint(obj))
 	case obj.Spec.OAuthCallback != nil:
-		return &outcome.Waiting{Reason: v1alpha1.ReasonWaitingForAuthorization, After: run.r.waitRecheck(), Message: "waiting for an account admin to authorize the integration at status.authorizationURL"}
+		return outcome.Wait(run.r.waitRecheck(), v1alpha1.ReasonWaitingForAuthorization,
+			"waiting for an account admin to authorize the integration at status.authorizationURL")
 	}
 	ref := obj.Spec.AuthorizationCodeRef
-	return &outcome.Waiting{Reason: v1alpha1.ReasonSecretNotFound, After: run.r.waitRecheck(), Message: fmt.Sprintf("waiting for an authorization code in Secret %q key %q (spec.authorizationCodeRef)", ref.Name, ref.Key)}
+	return outcome.Wait(run.r.waitRecheck(), v1alpha1.ReasonSecretNotFound,
+		"waiting for an authorization code in Secret %q key %q (spec.authorizationCodeRef)", ref.Name, ref.Key)
 }
 
 // exchange trades a new authorization code for the first pair (or a new
