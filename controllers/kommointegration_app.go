@@ -16,6 +16,7 @@ import (
 
 	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
+	"github.com/kommo-unisender/kommo-unisender/internal/outcome"
 	"github.com/kommo-unisender/kommo-unisender/internal/status"
 )
 
@@ -38,7 +39,7 @@ func (r *KommoIntegrationReconciler) oauthCredentials(ctx context.Context, obj *
 	creds := kommo.OAuthCredentials{ClientID: obj.Spec.ClientID, RedirectURI: obj.Spec.RedirectURI}
 	if obj.Spec.ClientSecretRef == nil {
 		// The API server refuses such an object; be explicit anyway.
-		return creds, stall(v1alpha1.ReasonSecretNotFound, "spec.clientSecretRef is required with authorizationCodeRef and oauthCallback")
+		return creds, outcome.Stall(v1alpha1.ReasonSecretNotFound, "spec.clientSecretRef is required with authorizationCodeRef and oauthCallback")
 	}
 	secret, err := r.userSecretValue(ctx, obj.Namespace, *obj.Spec.ClientSecretRef, "clientSecretRef")
 	if err != nil {
@@ -54,22 +55,22 @@ func (r *KommoIntegrationReconciler) appCredentials(ctx context.Context, name st
 	var app v1alpha1.KommoApp
 	if err := r.Get(ctx, types.NamespacedName{Name: name}, &app); err != nil {
 		if apierrors.IsNotFound(err) {
-			return kommo.OAuthCredentials{}, &waitError{reason: v1alpha1.ReasonAppNotFound, after: r.waitRecheck(),
-				message: fmt.Sprintf("KommoApp %q (spec.appRef) not found; waiting for it", name)}
+			return kommo.OAuthCredentials{}, outcome.Wait(r.waitRecheck(), v1alpha1.ReasonAppNotFound,
+				"KommoApp %q (spec.appRef) not found; waiting for it", name)
 		}
 		return kommo.OAuthCredentials{}, fmt.Errorf("reading KommoApp %q: %w", name, err)
 	}
 	creds := kommo.OAuthCredentials{ClientID: app.Spec.ClientID, RedirectURI: app.Spec.RedirectURI}
 	if r.OperatorNamespace == "" {
-		return creds, stall(v1alpha1.ReasonAppNotFound,
+		return creds, outcome.Stall(v1alpha1.ReasonAppNotFound,
 			"spec.appRef needs the manager's --operator-namespace (where the KommoApp's Secret lives); ask the cluster admin")
 	}
 	secret, err := r.userSecretValue(ctx, r.OperatorNamespace, app.Spec.ClientSecretRef, "clientSecretRef of KommoApp "+name)
 	if err != nil {
-		var w *waitError
+		var w *outcome.Waiting
 		if errors.As(err, &w) {
 			// The tenant cannot see that namespace: say whom to ask.
-			w.reason, w.message = v1alpha1.ReasonAppNotFound, "the client secret of KommoApp "+name+" is not available yet (the cluster admin provides it)"
+			w.Reason, w.Message = v1alpha1.ReasonAppNotFound, "the client secret of KommoApp "+name+" is not available yet (the cluster admin provides it)"
 		}
 		return creds, err
 	}

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/outcome"
 )
 
 // The integration's base URL receives its client secret, codes and tokens,
@@ -14,7 +15,7 @@ import (
 // must change spec.baseURL (or the manager's flag).
 func (r *KommoIntegrationReconciler) checkBaseURL(obj *v1alpha1.KommoIntegration) error {
 	if err := r.KommoHosts.Check(obj.Spec.APIBaseURL()); err != nil {
-		return stall(v1alpha1.ReasonBaseURLNotAllowed, "spec.baseURL refused, no request sent: %v", err)
+		return outcome.Stall(v1alpha1.ReasonBaseURLNotAllowed, "spec.baseURL refused, no request sent: %v", err)
 	}
 	return nil
 }
@@ -24,7 +25,7 @@ func (r *KommoIntegrationReconciler) checkBaseURL(obj *v1alpha1.KommoIntegration
 // neither its reconciles nor its cleanup send the token there.
 func (r *UnisenderBindingReconciler) checkIntegrationBaseURL(ki *v1alpha1.KommoIntegration) error {
 	if err := r.KommoHosts.Check(ki.Spec.APIBaseURL()); err != nil {
-		return waitBinding(bindingWaitRecheck, v1alpha1.ReasonBaseURLNotAllowed,
+		return outcome.Wait(bindingWaitRecheck, v1alpha1.ReasonBaseURLNotAllowed,
 			"KommoIntegration %q: spec.baseURL refused, no request sent: %v", ki.Name, err)
 	}
 	return nil

@@ -7,15 +7,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -28,6 +25,7 @@ import (
 	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/budget"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
+	"github.com/kommo-unisender/kommo-unisender/internal/outcome"
 	"github.com/kommo-unisender/kommo-unisender/internal/status"
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
 	"github.com/kommo-unisender/kommo-unisender/internal/tokens"
@@ -36,19 +34,10 @@ import (
 // Defaults of KommoIntegrationReconciler.
 const (
 	DefaultClaimTTL        = 2 * time.Minute
-	DefaultBackoffInitial  = 5 * time.Second
-	DefaultBackoffMax      = 10 * time.Minute
 	DefaultRecheckInterval = 12 * time.Hour
 	defaultWaitRecheck     = 5 * time.Minute
 	defaultConflictRetry   = time.Second
 	kommoCallTimeout       = 2 * time.Minute
-
-	// reasonTokenSecretConflict: a Secret named like the token Secret
-	// exists and is not the integration's.
-	reasonTokenSecretConflict = "TokenSecretConflict"
-	// reasonWaitingForBindings: deletion waits for the bindings that
-	// still need the token to remove their Kommo webhooks.
-	reasonWaitingForBindings = "WaitingForBindings"
 )
 
 // KommoIntegrationReconciler obtains, stores and refreshes the Kommo token
@@ -90,7 +79,8 @@ type KommoIntegrationReconciler struct {
 	// ClaimTTL is how long a refresh claim holds (DefaultClaimTTL).
 	ClaimTTL time.Duration
 	// BackoffInitial and BackoffMax shape the retry delay after transient
-	// failures: initial·2^(failedAttempts−1), capped.
+	// failures: initial·2^(failedAttempts−1), capped (internal/outcome's
+	// defaults when zero).
 	BackoffInitial, BackoffMax time.Duration
 	// RecheckInterval bounds the time between two confirmations of a
 	// token that is not due (DefaultRecheckInterval).
@@ -136,11 +126,15 @@ func (r *KommoIntegrationReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	patcher := status.NewSerialPatcher(obj, r.Client)
 	var after time.Duration
 	var stepErr error
+	suspended := false
 	defer func() {
 		if p := recover(); p != nil {
 			panic(p) // a crash writes nothing, like a dead process
 		}
-		result, retErr = r.finish(ctx, obj, patcher, after, stepErr)
+		if suspended {
+			return // as in Flux, a suspended object's status is left as it was
+		}
+		result, retErr = r.finisher(obj).Finish(ctx, obj, patcher, after, stepErr)
 	}()
 
 	if !obj.DeletionTimestamp.IsZero() {
@@ -153,9 +147,9 @@ func (r *KommoIntegrationReconciler) Reconcile(ctx context.Context, req ctrl.Req
 		}
 	}
 	if obj.Spec.Suspend {
-		// As in Flux, a suspended object's status is left as it was (and
-		// observedGeneration with it: a spec change made while suspended
-		// shows as not yet observed).
+		// The status is left as it was (and observedGeneration with it: a
+		// spec change made while suspended shows as not yet observed).
+		suspended = true
 		logf.FromContext(ctx).Info("suspended; not reconciling")
 		r.event(obj, corev1.EventTypeNormal, v1alpha1.ReasonSuspended, "Reconcile",
 			"spec.suspend is true: the token is not refreshed until it is false again")
@@ -191,7 +185,7 @@ func (r *KommoIntegrationReconciler) reconcileDelete(ctx context.Context, obj *v
 	if err != nil {
 		return 0, err
 	}
-	status.MarkReconciling(obj, reasonWaitingForBindings,
+	status.MarkReconciling(obj, v1alpha1.ReasonWaitingForBindings,
 		"deletion waits for the UnisenderBindings %v: they need the token to remove their Kommo webhooks", names)
 	return min(after, r.waitRecheck()), nil
 }
@@ -213,78 +207,29 @@ func (r *KommoIntegrationReconciler) dependentBindings(ctx context.Context, obj 
 	return names, nil
 }
 
-// finish is the deferred end of every reconcile: it turns the outcome of
-// the steps into conditions (Flux's two kinds of error: stalling and
-// retried), summarizes Ready, patches status once and picks the requeue.
-func (r *KommoIntegrationReconciler) finish(ctx context.Context, obj *v1alpha1.KommoIntegration, patcher *status.SerialPatcher, after time.Duration, err error) (ctrl.Result, error) {
-	log := logf.FromContext(ctx)
-	deleting := !obj.DeletionTimestamp.IsZero()
-	if deleting && !controllerutil.ContainsFinalizer(obj, v1alpha1.Finalizer) {
-		return status.ConflictResult(patcher.Patch(ctx, obj)) // the finalizer goes; the object with it
+// finisher ends a pass over obj (internal/outcome): Authorized follows the
+// outcome, Ready is summarized from it, and the OAuth state's rotation
+// bounds the requeue.
+func (r *KommoIntegrationReconciler) finisher(obj *v1alpha1.KommoIntegration) outcome.Finisher {
+	return outcome.Finisher{
+		Recorder: r.Recorder, Now: r.now, BackoffInitial: r.BackoffInitial, BackoffMax: r.BackoffMax,
+		Mark:      func(o outcome.Outcome) { r.markOutcome(obj, o) },
+		NextCheck: func() time.Duration { return r.stateRotationIn(obj) },
 	}
-	if apierrors.IsConflict(err) {
-		return status.ConflictResult(err) // the early patch met a newer object: start over from a fresh read
+}
+
+// markOutcome: a stall makes Authorized False; a wait or a failure too,
+// unless the stored token is still valid.
+func (r *KommoIntegrationReconciler) markOutcome(obj *v1alpha1.KommoIntegration, o outcome.Outcome) {
+	switch o.Kind {
+	case outcome.Stalled:
+		status.MarkFalse(obj, v1alpha1.ConditionAuthorized, o.Reason, "%s", o.Message)
+	case outcome.Waited:
+		r.markUnauthorizedUnlessValid(obj, o.Reason, o.Message)
+	case outcome.Retrying:
+		r.markUnauthorizedUnlessValid(obj, v1alpha1.ReasonRefreshFailed, o.Message)
 	}
-	if obj.Spec.Suspend && !deleting && err == nil {
-		return ctrl.Result{}, nil
-	}
-	var (
-		busy  *busyError
-		stuck *stallError
-		wait  *waitError
-	)
-	res := ctrl.Result{RequeueAfter: after}
-	switch {
-	case errors.As(err, &busy):
-		log.V(1).Info("another writer is at the token; looking again shortly", "why", busy.why)
-		res = ctrl.Result{RequeueAfter: status.Jitter(busy.after, 0.2)}
-	case errors.As(err, &stuck):
-		r.markStalled(obj, stuck)
-		res = ctrl.Result{}
-	case errors.As(err, &wait):
-		status.MarkReconciling(obj, wait.reason, "%s", wait.message)
-		r.markUnauthorizedUnlessValid(obj, wait.reason, wait.message)
-		res = ctrl.Result{RequeueAfter: status.Jitter(wait.after, 0.1)}
-	case err != nil:
-		res = r.markRetry(ctx, obj, err)
-	}
-	if rotate := r.stateRotationIn(obj); rotate > 0 && (res.RequeueAfter == 0 || rotate < res.RequeueAfter) {
-		res.RequeueAfter = rotate
-	}
-	obj.Status.ObservedGeneration = obj.Generation
 	status.SummarizeReady(obj, "Kommo token stored and confirmed", v1alpha1.ConditionAuthorized)
-	if perr := patcher.Patch(ctx, obj); perr != nil {
-		return status.ConflictResult(perr)
-	}
-	return res, nil
-}
-
-// markStalled: a human must act. A Warning event is emitted when the
-// object newly stalls or stalls for a new reason.
-func (r *KommoIntegrationReconciler) markStalled(obj *v1alpha1.KommoIntegration, e *stallError) {
-	prev := status.Get(obj, v1alpha1.ConditionStalled)
-	if prev == nil || prev.Status != metav1.ConditionTrue || prev.Reason != e.reason || prev.Message != e.message {
-		r.event(obj, corev1.EventTypeWarning, e.reason, "Reconcile", "%s", e.message)
-	}
-	status.MarkStalled(obj, e.reason, "%s", e.message)
-	status.MarkFalse(obj, v1alpha1.ConditionAuthorized, e.reason, "%s", e.message)
-}
-
-// markRetry records a transient failure and backs off exponentially.
-func (r *KommoIntegrationReconciler) markRetry(ctx context.Context, obj *v1alpha1.KommoIntegration, err error) ctrl.Result {
-	st := &obj.Status
-	st.FailedAttempts++
-	now := metav1.NewTime(r.now())
-	st.LastFailureTime = &now
-	delay := status.Backoff(st.FailedAttempts, r.backoffInitial(), r.backoffMax())
-	msg := fmt.Sprintf("attempt %d failed: %v; retrying in %s", st.FailedAttempts, err, delay.Round(time.Second))
-	logf.FromContext(ctx).Error(err, "reconcile failed; retrying", "failedAttempts", st.FailedAttempts, "retryIn", delay)
-	if st.FailedAttempts == 1 {
-		r.event(obj, corev1.EventTypeWarning, v1alpha1.ReasonProgressingWithRetry, "Reconcile", "%s", msg)
-	}
-	status.MarkReconciling(obj, v1alpha1.ReasonProgressingWithRetry, "%s", msg)
-	r.markUnauthorizedUnlessValid(obj, v1alpha1.ReasonRefreshFailed, msg)
-	return ctrl.Result{RequeueAfter: delay}
 }
 
 // markUnauthorizedUnlessValid keeps Authorized=True while the stored token
@@ -299,9 +244,7 @@ func (r *KommoIntegrationReconciler) markUnauthorizedUnlessValid(obj *v1alpha1.K
 }
 
 func (r *KommoIntegrationReconciler) event(obj runtime.Object, eventType, reason, action, format string, args ...any) {
-	if r.Recorder != nil {
-		r.Recorder.Eventf(obj, nil, eventType, reason, action, format, args...)
-	}
+	outcome.Event(r.Recorder, obj, eventType, reason, action, format, args...)
 }
 
 // kommoClient is a client for the integration's account; ts may be nil for
@@ -340,12 +283,6 @@ func (r *KommoIntegrationReconciler) now() time.Time {
 
 func (r *KommoIntegrationReconciler) claimTTL() time.Duration {
 	return orDefault(r.ClaimTTL, DefaultClaimTTL)
-}
-func (r *KommoIntegrationReconciler) backoffInitial() time.Duration {
-	return orDefault(r.BackoffInitial, DefaultBackoffInitial)
-}
-func (r *KommoIntegrationReconciler) backoffMax() time.Duration {
-	return orDefault(r.BackoffMax, DefaultBackoffMax)
 }
 func (r *KommoIntegrationReconciler) recheckInterval() time.Duration {
 	return orDefault(r.RecheckInterval, DefaultRecheckInterval)

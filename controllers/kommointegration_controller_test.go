@@ -453,7 +453,7 @@ func TestKommoIntegrationDeletionWaitsForBindings(t *testing.T) {
 	if err := c.Delete(ctx, &v1alpha1.KommoIntegration{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acme"}}); err != nil {
 		t.Fatal(err)
 	}
-	obj := waitCondition(t, c, ns, "acme", v1alpha1.ConditionReconciling, metav1.ConditionTrue, reasonWaitingForBindings, waitReady)
+	obj := waitCondition(t, c, ns, "acme", v1alpha1.ConditionReconciling, metav1.ConditionTrue, v1alpha1.ReasonWaitingForBindings, waitReady)
 	if !strings.Contains(status.Get(obj, v1alpha1.ConditionReconciling).Message, "acme-list") {
 		t.Fatalf("message does not name the binding: %+v", obj.Status.Conditions)
 	}

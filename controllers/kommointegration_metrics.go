@@ -8,6 +8,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/types"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/outcome"
 )
 
 // TokenMetrics are the KommoIntegration reconciler's series. Labels hold
@@ -60,10 +63,10 @@ func (m *TokenMetrics) grantSucceeded(grant string) {
 
 func (m *TokenMetrics) grantFailed(grant string, err error) {
 	m.grants.WithLabelValues(grant, "failure").Inc()
-	reason := "RefreshFailed"
-	var st *stallError
+	reason := v1alpha1.ReasonRefreshFailed
+	var st *outcome.Stalling
 	if errors.As(err, &st) {
-		reason = st.reason
+		reason = st.Reason
 	}
 	m.failures.WithLabelValues(grant, reason).Inc()
 }

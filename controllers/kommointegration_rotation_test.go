@@ -108,7 +108,7 @@ func TestKommoIntegrationRotationSafetyTwoManagersAndCrashes(t *testing.T) {
 		s.Refreshes, s.GraceRefreshes, s.ReusedRefreshTokens, s.Requests["POST /oauth2/access_token"], s.Requests["GET /api/v4/account"],
 		counterValue(t, ma, "kommo_unisender_token_refreshes_total", map[string]string{"grant": "refresh_token", "result": "success"}),
 		counterValue(t, mb, "kommo_unisender_token_refreshes_total", map[string]string{"grant": "refresh_token", "result": "success"}))
-	contended := strings.Count(ma.logs.String(), "another writer is at the token") + strings.Count(mb.logs.String(), "another writer is at the token")
+	contended := strings.Count(ma.logs.String(), "another writer is at the data") + strings.Count(mb.logs.String(), "another writer is at the data")
 	t.Logf("reconciles that found the token claimed or lost a write race: %d", contended)
 	if contended == 0 {
 		t.Fatal("the managers never contended: the test does not test rotation safety")

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/outcome"
 	"github.com/kommo-unisender/kommo-unisender/internal/tokens"
 )
 
@@ -27,15 +28,15 @@ func (r *KommoIntegrationReconciler) userSecretValue(ctx context.Context, namesp
 	var s corev1.Secret
 	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: ref.Name}, &s); err != nil {
 		if apierrors.IsNotFound(err) {
-			return "", &waitError{reason: v1alpha1.ReasonSecretNotFound, after: r.waitRecheck(),
-				message: fmt.Sprintf("Secret %q (spec.%s) not found; waiting for it", ref.Name, field)}
+			return "", outcome.Wait(r.waitRecheck(), v1alpha1.ReasonSecretNotFound,
+				"Secret %q (spec.%s) not found; waiting for it", ref.Name, field)
 		}
 		return "", fmt.Errorf("reading Secret %q (spec.%s): %w", ref.Name, field, err)
 	}
 	v := strings.TrimSpace(string(s.Data[ref.Key]))
 	if v == "" {
-		return "", &waitError{reason: v1alpha1.ReasonSecretNotFound, after: r.waitRecheck(),
-			message: fmt.Sprintf("Secret %q (spec.%s) has no key %q or it is empty; waiting for it", ref.Name, field, ref.Key)}
+		return "", outcome.Wait(r.waitRecheck(), v1alpha1.ReasonSecretNotFound,
+			"Secret %q (spec.%s) has no key %q or it is empty; waiting for it", ref.Name, field, ref.Key)
 	}
 	return v, nil
 }
@@ -47,7 +48,7 @@ func (r *KommoIntegrationReconciler) userSecretValue(ctx context.Context, namesp
 func (r *KommoIntegrationReconciler) authorizationCode(ctx context.Context, obj *v1alpha1.KommoIntegration) (string, error) {
 	if ref := obj.Spec.AuthorizationCodeRef; ref != nil {
 		code, err := r.userSecretValue(ctx, obj.Namespace, *ref, "authorizationCodeRef")
-		if isWait(err) {
+		if outcome.IsWaiting(err) {
 			return "", nil
 		}
 		return code, err
@@ -131,7 +132,7 @@ func checkOwned(obj *v1alpha1.KommoIntegration, s *corev1.Secret) error {
 	if metav1.IsControlledBy(s, obj) {
 		return nil
 	}
-	return stall(reasonTokenSecretConflict,
+	return outcome.Stall(v1alpha1.ReasonTokenSecretConflict,
 		"Secret %q exists and is not controlled by this KommoIntegration: delete or rename it so the operator can keep the tokens there", s.Name)
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
+	"github.com/kommo-unisender/kommo-unisender/internal/outcome"
 	"github.com/kommo-unisender/kommo-unisender/internal/status"
 	"github.com/kommo-unisender/kommo-unisender/internal/tokens"
 )
@@ -126,7 +127,7 @@ func (e *accountChangedError) Error() string {
 // accountChanged is the stall while RefusedAccountAnnotation is set.
 func (run *tokenRun) accountChanged() error {
 	got := run.sec.Annotations[RefusedAccountAnnotation]
-	return stall(v1alpha1.ReasonAccountChanged,
+	return outcome.Stall(v1alpha1.ReasonAccountChanged,
 		"an authorization code for Kommo account %s arrived, but this integration syncs account %d (status.accountID); "+
 			"its tokens were kept and the code was not used. To sync account %s, create a new KommoIntegration (and bindings) for it, "+
 			"or delete and recreate this one; to go on with account %d, set the annotation %s",

@@ -18,6 +18,7 @@ import (
 
 	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
+	"github.com/kommo-unisender/kommo-unisender/internal/outcome"
 	"github.com/kommo-unisender/kommo-unisender/internal/status"
 	"github.com/kommo-unisender/kommo-unisender/internal/tokens"
 )
@@ -132,15 +133,15 @@ func (run *tokenRun) noToken(codeSpent bool) error {
 	obj := run.obj
 	switch {
 	case codeSpent:
-		return stall(v1alpha1.ReasonAuthorizationCodeInvalid,
+		return outcome.Stall(v1alpha1.ReasonAuthorizationCodeInvalid,
 			"the authorization code on hand was already spent and no token is stored: %s", reauthorizeHint(obj))
 	case obj.Spec.OAuthCallback != nil:
-		return &waitError{reason: v1alpha1.ReasonWaitingForAuthorization, after: run.r.waitRecheck(),
-			message: "waiting for an account admin to authorize the integration at status.authorizationURL"}
+		return outcome.Wait(run.r.waitRecheck(), v1alpha1.ReasonWaitingForAuthorization,
+			"waiting for an account admin to authorize the integration at status.authorizationURL")
 	}
 	ref := obj.Spec.AuthorizationCodeRef
-	return &waitError{reason: v1alpha1.ReasonSecretNotFound, after: run.r.waitRecheck(),
-		message: fmt.Sprintf("waiting for an authorization code in Secret %q key %q (spec.authorizationCodeRef)", ref.Name, ref.Key)}
+	return outcome.Wait(run.r.waitRecheck(), v1alpha1.ReasonSecretNotFound,
+		"waiting for an authorization code in Secret %q key %q (spec.authorizationCodeRef)", ref.Name, ref.Key)
 }
 
 // exchange trades a new authorization code for the first pair (or a new
@@ -163,7 +164,7 @@ func (run *tokenRun) exchange(ctx context.Context, code, hash string) (tokens.Pa
 		return tokens.Pair{}, run.accountChanged()
 	}
 	if err == nil {
-		run.r.event(run.obj, corev1.EventTypeNormal, "Authorized", "Authorize",
+		run.r.event(run.obj, corev1.EventTypeNormal, v1alpha1.ReasonAuthorized, "Authorize",
 			"Obtained the first token pair with the authorization code; stored in Secret %s", run.sec.Name)
 	}
 	return pair, err
@@ -172,7 +173,7 @@ func (run *tokenRun) exchange(ctx context.Context, code, hash string) (tokens.Pa
 // refresh spends the stored refresh token.
 func (run *tokenRun) refresh(ctx context.Context) (tokens.Pair, error) {
 	if cur, err := tokens.FromSecret(run.sec); err != nil || !cur.Refreshable() {
-		return tokens.Pair{}, stall(v1alpha1.ReasonTokenRevoked,
+		return tokens.Pair{}, outcome.Stall(v1alpha1.ReasonTokenRevoked,
 			"the stored token cannot be refreshed (no refresh token in Secret %s): authorize again: %s", run.sec.Name, reauthorizeHint(run.obj))
 	}
 	return run.spend(ctx, "refresh the access token", "refresh_token",
@@ -298,7 +299,7 @@ func (run *tokenRun) longLivedToken(ctx context.Context) (tokens.Pair, error) {
 			return tokens.Pair{}, busyAfterConflict(err, run.r.now(), run.r.conflictRetry())
 		}
 		run.obtained = true
-		run.r.event(obj, corev1.EventTypeNormal, "Authorized", "Authorize",
+		run.r.event(obj, corev1.EventTypeNormal, v1alpha1.ReasonAuthorized, "Authorize",
 			"Stored the long-lived token from Secret %s in Secret %s", obj.Spec.LongLivedTokenRef.Name, run.sec.Name)
 	}
 	pair, err := tokens.FromSecret(run.sec)
@@ -306,7 +307,7 @@ func (run *tokenRun) longLivedToken(ctx context.Context) (tokens.Pair, error) {
 		return tokens.Pair{}, err
 	}
 	if pair.ExpiredAt(run.r.now()) {
-		return tokens.Pair{}, stall(v1alpha1.ReasonTokenExpired, "the long-lived token expired at %s: %s",
+		return tokens.Pair{}, outcome.Stall(v1alpha1.ReasonTokenExpired, "the long-lived token expired at %s: %s",
 			pair.ExpiresAt.UTC().Format(time.RFC3339), reauthorizeHint(obj))
 	}
 	return pair, nil
@@ -325,7 +326,7 @@ func (run *tokenRun) confirmAccount(ctx context.Context, pair tokens.Pair) (*kom
 		acct, err = run.r.kommoClient(run.obj, kommo.StaticToken(pair.AccessToken)).Account(ctx)
 	}
 	if errors.Is(err, kommo.ErrUnauthorized) {
-		return nil, pair, stall(v1alpha1.ReasonTokenRevoked,
+		return nil, pair, outcome.Stall(v1alpha1.ReasonTokenRevoked,
 			"Kommo refuses the access token (the integration was disabled or its tokens revoked): authorize again: %s (%v)", reauthorizeHint(run.obj), err)
 	}
 	if err != nil {
@@ -333,7 +334,7 @@ func (run *tokenRun) confirmAccount(ctx context.Context, pair tokens.Pair) (*kom
 	}
 	if rec := run.obj.Status.AccountID; rec != 0 && acct.ID != rec {
 		// The bindings' sync state, lists and contacts belong to rec.
-		return nil, pair, stall(v1alpha1.ReasonAccountChanged,
+		return nil, pair, outcome.Stall(v1alpha1.ReasonAccountChanged,
 			"the stored token is for Kommo account %d, but this integration syncs account %d (status.accountID): "+
 				"to sync account %d, create a new KommoIntegration (and bindings) for it, or delete and recreate this one; "+
 				"to go on with account %d, %s", acct.ID, rec, acct.ID, rec, reauthorizeHint(run.obj))
@@ -354,7 +355,6 @@ func (run *tokenRun) markAuthorized(pair tokens.Pair, acct *kommo.Account) {
 	if t, ok := tokens.ObtainedAt(run.sec); ok {
 		st.LastRefreshTime = &metav1.Time{Time: t}
 	}
-	st.FailedAttempts = 0
 	status.MarkTrue(run.obj, v1alpha1.ConditionAuthorized, v1alpha1.ReasonSucceeded,
 		"token for Kommo account %d (%s) stored in Secret %s, valid until %s", acct.ID, acct.Subdomain, run.sec.Name, expiry)
 	status.ClearProgress(run.obj)

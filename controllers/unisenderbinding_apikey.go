@@ -12,6 +12,7 @@ import (
 
 	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/contract"
+	"github.com/kommo-unisender/kommo-unisender/internal/outcome"
 	"github.com/kommo-unisender/kommo-unisender/internal/status"
 )
 
@@ -20,9 +21,9 @@ import (
 func (r *UnisenderBindingReconciler) reconcileAPIKey(ctx context.Context, p *bindingPass) (time.Duration, error) {
 	key, source, err := r.apiKey(ctx, p.obj)
 	if err != nil {
-		var w *bindingWait
+		var w *outcome.Waiting
 		if errors.As(err, &w) {
-			status.MarkFalse(p.obj, v1alpha1.ConditionKeyValid, w.reason, "%s", w.message)
+			status.MarkFalse(p.obj, v1alpha1.ConditionKeyValid, w.Reason, "%s", w.Message)
 		}
 		return 0, err
 	}
@@ -31,9 +32,9 @@ func (r *UnisenderBindingReconciler) reconcileAPIKey(ctx context.Context, p *bin
 	lists, err := p.uni.GetLists(ctx)
 	if err != nil {
 		err = unisenderKeyFailure(err, source)
-		var st *bindingStall
+		var st *outcome.Stalling
 		if errors.As(err, &st) {
-			status.MarkFalse(p.obj, v1alpha1.ConditionKeyValid, st.reason, "%s", st.message)
+			status.MarkFalse(p.obj, v1alpha1.ConditionKeyValid, st.Reason, "%s", st.Message)
 			return 0, err
 		}
 		return 0, fmt.Errorf("checking the Unisender API key: %w", err)
@@ -47,7 +48,7 @@ func (r *UnisenderBindingReconciler) reconcileAPIKey(ctx context.Context, p *bin
 // widget-delivered Secret when spec.allowWidgetKey is set and it exists
 // (it is operator-managed, so it is read through the cache), otherwise
 // spec.apiKeySecretRef (a user Secret, read with the API reader). A
-// missing Secret or key is a bindingWait: the Secret watch brings the
+// missing Secret or key is an outcome.Waiting: the Secret watch brings the
 // binding back when it appears.
 func (r *UnisenderBindingReconciler) apiKey(ctx context.Context, obj *v1alpha1.UnisenderBinding) (key, source string, err error) {
 	if obj.Spec.AllowWidgetKey {
@@ -66,7 +67,7 @@ func (r *UnisenderBindingReconciler) apiKey(ctx context.Context, obj *v1alpha1.U
 	var s corev1.Secret
 	err = r.APIReader.Get(ctx, types.NamespacedName{Namespace: obj.Namespace, Name: ref.Name}, &s)
 	if apierrors.IsNotFound(err) {
-		return "", source, waitBinding(bindingWaitRecheck, v1alpha1.ReasonSecretNotFound,
+		return "", source, outcome.Wait(bindingWaitRecheck, v1alpha1.ReasonSecretNotFound,
 			"Secret %q (spec.apiKeySecretRef) not found in namespace %q", ref.Name, obj.Namespace)
 	}
 	if err != nil {
@@ -74,7 +75,7 @@ func (r *UnisenderBindingReconciler) apiKey(ctx context.Context, obj *v1alpha1.U
 	}
 	v := s.Data[ref.Key]
 	if len(v) == 0 {
-		return "", source, waitBinding(bindingWaitRecheck, v1alpha1.ReasonSecretNotFound,
+		return "", source, outcome.Wait(bindingWaitRecheck, v1alpha1.ReasonSecretNotFound,
 			"Secret %q has no key %q (spec.apiKeySecretRef)", ref.Name, ref.Key)
 	}
 	return string(v), source, nil

@@ -2,14 +2,10 @@ package controllers
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -23,6 +19,7 @@ import (
 	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/importer"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
+	"github.com/kommo-unisender/kommo-unisender/internal/outcome"
 	"github.com/kommo-unisender/kommo-unisender/internal/segment"
 	"github.com/kommo-unisender/kommo-unisender/internal/status"
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
@@ -96,6 +93,10 @@ type UnisenderBindingReconciler struct {
 	Metrics *importer.Metrics
 	// ProgressInterval overrides DefaultProgressInterval.
 	ProgressInterval time.Duration
+	// BackoffInitial and BackoffMax shape the retry delay after transient
+	// failures: initial·2^(failedAttempts−1), capped (internal/outcome's
+	// defaults when zero).
+	BackoffInitial, BackoffMax time.Duration
 	// CleanupGiveUp overrides DefaultCleanupGiveUp.
 	CleanupGiveUp time.Duration
 	// HealthInterval overrides DefaultHealthInterval.
@@ -155,7 +156,7 @@ func (r *UnisenderBindingReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	patcher := status.NewSerialPatcher(obj, r.Client)
 	var after time.Duration
 	var stepErr error
-	defer func() { result, retErr = r.finishBinding(ctx, p, patcher, after, stepErr) }()
+	defer func() { result, retErr = r.finisher(p).Finish(ctx, obj, patcher, after, stepErr) }()
 
 	if !obj.DeletionTimestamp.IsZero() {
 		after, stepErr = r.reconcileBindingDelete(ctx, p)
@@ -226,78 +227,48 @@ func (r *UnisenderBindingReconciler) suspend(ctx context.Context, p *bindingPass
 	return nil
 }
 
-// finishBinding is the deferred end of every reconcile: it turns the
-// outcome of the steps into conditions, summarizes Ready, patches status
-// once and picks the requeue.
-func (r *UnisenderBindingReconciler) finishBinding(ctx context.Context, p *bindingPass, patcher *status.SerialPatcher, after time.Duration, err error) (ctrl.Result, error) {
+// finisher ends a pass over a binding (internal/outcome).
+func (r *UnisenderBindingReconciler) finisher(p *bindingPass) outcome.Finisher {
+	return outcome.Finisher{
+		Recorder: r.Recorder, Now: r.now, BackoffInitial: r.BackoffInitial, BackoffMax: r.BackoffMax,
+		Mark: func(o outcome.Outcome) { markBindingOutcome(p, o) },
+	}
+}
+
+// markBindingOutcome: a pass that succeeded settles (unless an import runs
+// or the deletion cleans up); Ready is summarized, says Suspended while the
+// binding is, and names what a waiting binding waits for.
+func markBindingOutcome(p *bindingPass, o outcome.Outcome) {
 	obj := p.obj
-	if !obj.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(obj, v1alpha1.Finalizer) {
-		return status.ConflictResult(patcher.Patch(ctx, obj)) // the finalizer goes; the object with it
+	deleting := !obj.DeletionTimestamp.IsZero()
+	if o.Kind == outcome.Succeeded {
+		switch {
+		case p.importing:
+			// publishRunningImport set Reconciling: the import is the work in progress.
+		case deleting:
+			status.MarkReconciling(obj, v1alpha1.ReasonProgressing, "cleaning up before deletion")
+		default:
+			status.ClearProgress(obj)
+		}
 	}
-	if apierrors.IsConflict(err) {
-		return status.ConflictResult(err) // the early patch met a newer object: start over from a fresh read
-	}
-	var (
-		stuck *bindingStall
-		wait  *bindingWait
-	)
-	res := ctrl.Result{RequeueAfter: after}
-	switch {
-	case errors.As(err, &stuck):
-		r.markBindingStalled(obj, stuck)
-		res = ctrl.Result{}
-	case errors.As(err, &wait):
-		status.MarkReconciling(obj, wait.reason, "%s", wait.message)
-		res = ctrl.Result{RequeueAfter: status.Jitter(wait.after, 0.1)}
-	case err != nil:
-		logf.FromContext(ctx).Error(err, "reconcile failed; retrying")
-		status.MarkReconciling(obj, v1alpha1.ReasonProgressingWithRetry, "%v", err)
-	case p.importing:
-		// publishRunningImport set Reconciling: the import is the work in progress.
-	case !obj.DeletionTimestamp.IsZero():
-		status.MarkReconciling(obj, v1alpha1.ReasonProgressing, "cleaning up before deletion")
-	default:
-		status.ClearProgress(obj)
-	}
-	obj.Status.ObservedGeneration = obj.Generation
-	switch {
-	case obj.Spec.Suspend && obj.DeletionTimestamp.IsZero():
+	if obj.Spec.Suspend && !deleting {
 		status.ClearProgress(obj)
 		status.MarkFalse(obj, v1alpha1.ConditionReady, v1alpha1.ReasonSuspended,
 			"spec.suspend is true: no import, no resync, webhook events are not queued; lifting it starts a resync")
-	case wait != nil:
-		status.SummarizeReady(obj, readyMessage(obj), v1alpha1.ConditionKeyValid, v1alpha1.ConditionWebhookRegistered, v1alpha1.ConditionImported)
-		status.MarkFalse(obj, v1alpha1.ConditionReady, wait.reason, "%s", wait.message)
-	default:
-		status.SummarizeReady(obj, readyMessage(obj), v1alpha1.ConditionKeyValid, v1alpha1.ConditionWebhookRegistered, v1alpha1.ConditionImported)
+		return
 	}
-	if perr := patcher.Patch(ctx, obj); perr != nil {
-		return status.ConflictResult(perr)
+	status.SummarizeReady(obj, readyMessage(obj), v1alpha1.ConditionKeyValid, v1alpha1.ConditionWebhookRegistered, v1alpha1.ConditionImported)
+	if o.Kind == outcome.Waited {
+		status.MarkFalse(obj, v1alpha1.ConditionReady, o.Reason, "%s", o.Message)
 	}
-	if err != nil && stuck == nil && wait == nil {
-		return ctrl.Result{}, err // the workqueue backs off exponentially
-	}
-	return res, nil
 }
 
 func readyMessage(obj *v1alpha1.UnisenderBinding) string {
 	return fmt.Sprintf("Kommo contacts sync into Unisender list %d", obj.Status.ListID)
 }
 
-// markBindingStalled: a human must act. A Warning event is emitted when the
-// object newly stalls or stalls for a new reason.
-func (r *UnisenderBindingReconciler) markBindingStalled(obj *v1alpha1.UnisenderBinding, e *bindingStall) {
-	prev := status.Get(obj, v1alpha1.ConditionStalled)
-	if prev == nil || prev.Status != metav1.ConditionTrue || prev.Reason != e.reason || prev.Message != e.message {
-		r.event(obj, corev1.EventTypeWarning, e.reason, "Reconcile", "%s", e.message)
-	}
-	status.MarkStalled(obj, e.reason, "%s", e.message)
-}
-
 func (r *UnisenderBindingReconciler) event(obj runtime.Object, eventType, reason, action, format string, args ...any) {
-	if r.Recorder != nil {
-		r.Recorder.Eventf(obj, nil, eventType, reason, action, format, args...)
-	}
+	outcome.Event(r.Recorder, obj, eventType, reason, action, format, args...)
 }
 
 func (r *UnisenderBindingReconciler) now() time.Time {

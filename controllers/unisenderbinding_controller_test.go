@@ -236,6 +236,40 @@ func TestBindingWaitsForItsIntegration(t *testing.T) {
 	e.waitBinding("main", v1alpha1.ConditionReady, metav1.ConditionTrue, "", 30*time.Second)
 }
 
+// A transient failure is retried under the same policy as the
+// integration's (internal/outcome): failedAttempts and lastFailureTime
+// count it, Reconciling/ProgressingWithRetry and Ready=False say so with a
+// Warning event, kstatus is InProgress, and the next success clears it.
+func TestBindingTransientFailureBacksOff(t *testing.T) {
+	e := newBindingEnv(t, kommoemu.Options{})
+	e.readyIntegration(true)
+	e.startManager(bindingManagerOptions{tune: func(r *UnisenderBindingReconciler) {
+		r.BackoffInitial, r.BackoffMax = 2*time.Second, 4*time.Second
+	}})
+	e.create(e.binding("main", nil))
+	e.waitBinding("main", v1alpha1.ConditionReady, metav1.ConditionTrue, "", 60*time.Second)
+
+	// Unisender answers 503 to the next eight calls: the key check and its
+	// three retries fail at least once.
+	e.uni.ForceErrors(8, unisenderemu.ForcedError{HTTPStatus: 503})
+	requestBindingReconcile(t, e.c, e.ns, "main")
+	obj := e.waitBinding("main", v1alpha1.ConditionReconciling, metav1.ConditionTrue, v1alpha1.ReasonProgressingWithRetry, 30*time.Second)
+	if obj.Status.FailedAttempts < 1 || obj.Status.LastFailureTime == nil {
+		t.Fatalf("status = %+v", obj.Status)
+	}
+	if r := status.Get(obj, v1alpha1.ConditionReady); r.Status != metav1.ConditionFalse || r.Reason != v1alpha1.ReasonProgressingWithRetry {
+		t.Fatalf("Ready = %+v", r)
+	}
+	if res := bindingKstatus(t, obj); res.Status != kstatus.InProgressStatus {
+		t.Fatalf("kstatus = %s, want InProgress", res.Status)
+	}
+	waitEvent(t, e.c, e.ns, "main", corev1.EventTypeWarning, v1alpha1.ReasonProgressingWithRetry)
+	obj = e.waitBinding("main", v1alpha1.ConditionReady, metav1.ConditionTrue, "", 30*time.Second)
+	if obj.Status.FailedAttempts != 0 || status.Get(obj, v1alpha1.ConditionReconciling) != nil {
+		t.Fatalf("after recovery: %+v", obj.Status)
+	}
+}
+
 func TestDisabledWebhookIsReregisteredOnResyncAndCatchesUp(t *testing.T) {
 	e := newBindingEnv(t, kommoemu.Options{})
 	e.readyIntegration(true)

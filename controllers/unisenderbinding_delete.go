@@ -12,6 +12,7 @@ import (
 
 	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/mapping"
+	"github.com/kommo-unisender/kommo-unisender/internal/outcome"
 	"github.com/kommo-unisender/kommo-unisender/internal/unisender"
 )
 
@@ -48,7 +49,7 @@ func (r *UnisenderBindingReconciler) reconcileBindingDelete(ctx context.Context,
 	r.reportedMu.Lock()
 	delete(r.reported, p.tenant)
 	r.reportedMu.Unlock()
-	r.event(obj, corev1.EventTypeNormal, "CleanedUp", "Delete",
+	r.event(obj, corev1.EventTypeNormal, v1alpha1.ReasonCleanedUp, "Delete",
 		"removed the Kommo webhook; deletion policy %s applied to %d addresses in Unisender list %d", policyOf(obj), n, obj.Status.ListID)
 	controllerutil.RemoveFinalizer(obj, v1alpha1.Finalizer)
 	return 0, nil
@@ -74,10 +75,10 @@ func (r *UnisenderBindingReconciler) giveUp(p *bindingPass, reason, format strin
 // untilGiveUp makes a cleanup that waits look again no later than when it
 // would give up.
 func (r *UnisenderBindingReconciler) untilGiveUp(p *bindingPass, err error) error {
-	var wait *bindingWait
+	var wait *outcome.Waiting
 	if errors.As(err, &wait) {
 		left := r.cleanupGiveUp() - r.now().Sub(p.obj.DeletionTimestamp.Time)
-		wait.after = max(min(wait.after, left+time.Second), time.Second)
+		wait.After = max(min(wait.After, left+time.Second), time.Second)
 	}
 	return err
 }
@@ -89,9 +90,9 @@ func (r *UnisenderBindingReconciler) removeWebhooks(ctx context.Context, p *bind
 	}
 	ki, err := r.readyIntegration(ctx, p.obj, true)
 	if err != nil {
-		var wait *bindingWait
-		if errors.As(err, &wait) && r.giveUp(p, "WebhookNotRemoved",
-			"could not remove the Kommo webhook (%s): remove it by hand in Kommo's settings", wait.message) {
+		var wait *outcome.Waiting
+		if errors.As(err, &wait) && r.giveUp(p, v1alpha1.ReasonWebhookNotRemoved,
+			"could not remove the Kommo webhook (%s): remove it by hand in Kommo's settings", wait.Message) {
 			return nil
 		}
 		return err
@@ -110,7 +111,7 @@ func (r *UnisenderBindingReconciler) removeWebhooks(ctx context.Context, p *bind
 		}
 	}
 	if err != nil {
-		if r.giveUp(p, "WebhookNotRemoved",
+		if r.giveUp(p, v1alpha1.ReasonWebhookNotRemoved,
 			"could not remove the Kommo webhook (%v): remove it by hand in Kommo's settings", err) {
 			return nil
 		}
@@ -130,9 +131,9 @@ func (r *UnisenderBindingReconciler) applyDeletionPolicy(ctx context.Context, p 
 	}
 	key, source, err := r.apiKey(ctx, obj)
 	if err != nil {
-		var wait *bindingWait
-		if errors.As(err, &wait) && r.giveUp(p, "DeletionPolicyNotApplied",
-			"could not apply deletion policy %s (%s): the addresses stay in Unisender list %d", policy, wait.message, obj.Status.ListID) {
+		var wait *outcome.Waiting
+		if errors.As(err, &wait) && r.giveUp(p, v1alpha1.ReasonDeletionPolicyNotApplied,
+			"could not apply deletion policy %s (%s): the addresses stay in Unisender list %d", policy, wait.Message, obj.Status.ListID) {
 			return 0, nil
 		}
 		return 0, err
@@ -161,7 +162,7 @@ func (r *UnisenderBindingReconciler) applyDeletionPolicy(ctx context.Context, p 
 		}
 		b := mapper.RemovalBatch(emails, policy)
 		if _, err := uni.ImportContacts(ctx, unisender.ImportRequest{FieldNames: b.FieldNames, Rows: b.Rows}); err != nil {
-			if unisender.IsPermanentForTenant(err) && r.giveUp(p, "DeletionPolicyNotApplied",
+			if unisender.IsPermanentForTenant(err) && r.giveUp(p, v1alpha1.ReasonDeletionPolicyNotApplied,
 				"could not apply deletion policy %s with the key in %s (%v): the remaining addresses stay in Unisender list %d",
 				policy, source, err, obj.Status.ListID) {
 				return done, nil

@@ -163,7 +163,7 @@ func (r *UnisenderBindingReconciler) recordRunSuccess(p *bindingPass, snap impor
 	imp.Imported, imp.Total, imp.LastPage = prog.Imported, prog.Seen, int32(prog.Pages)
 	status.MarkTrue(obj, v1alpha1.ConditionImported, v1alpha1.ReasonSucceeded,
 		"initial import completed: %d contacts imported", prog.Imported)
-	r.event(obj, corev1.EventTypeNormal, "ImportCompleted", "Import",
+	r.event(obj, corev1.EventTypeNormal, v1alpha1.ReasonImportCompleted, "Import",
 		"initial import completed: %d contacts imported in %s (%d rows refused by Unisender: invalid or role addresses)",
 		prog.Imported, snap.FinishedAt.Sub(snap.StartedAt).Round(time.Second), prog.Rejected)
 }
@@ -172,7 +172,7 @@ func (r *UnisenderBindingReconciler) recordRunSuccess(p *bindingPass, snap impor
 // warning of a sweep that held back its deletions.
 func (r *UnisenderBindingReconciler) reportResync(obj *v1alpha1.UnisenderBinding, prog importer.Progress) {
 	if prog.Imported > 0 || prog.Rejected > 0 || prog.Deleted > 0 {
-		r.event(obj, corev1.EventTypeNormal, "ResyncCompleted", "Resync",
+		r.event(obj, corev1.EventTypeNormal, v1alpha1.ReasonResyncCompleted, "Resync",
 			"resync sent %d changed contacts to Unisender (%d rows refused by Unisender) and removed %d contacts deleted in Kommo without a webhook",
 			prog.Imported, prog.Rejected, prog.Deleted)
 	}
@@ -244,7 +244,7 @@ func (r *UnisenderBindingReconciler) startDueRun(ctx context.Context, p *binding
 	if err == nil && cp.Status == importer.CheckpointRunning {
 		if kind, ok := runKind(cp.RunID, obj); ok {
 			if kind == importer.KindInitial {
-				r.event(obj, corev1.EventTypeNormal, "ImportResumed", "Import",
+				r.event(obj, corev1.EventTypeNormal, v1alpha1.ReasonImportResumed, "Import",
 					"initial import resumed from its checkpoint: %d contacts done, %d pages", cp.Imported, cp.LastPage)
 			}
 			return r.launch(p, cp.RunID, kind, cp.UpdatedFrom)
@@ -252,7 +252,7 @@ func (r *UnisenderBindingReconciler) startDueRun(ctx context.Context, p *binding
 	}
 	selector := obj.Spec.Selector.Digest()
 	if obj.Spec.InitialImport.IsEnabled() && (obj.Status.Import == nil || obj.Status.Import.Phase != v1alpha1.ImportCompleted) {
-		r.event(obj, corev1.EventTypeNormal, "ImportStarted", "Import", "initial import of the Kommo contacts into Unisender list %d started", obj.Status.ListID)
+		r.event(obj, corev1.EventTypeNormal, v1alpha1.ReasonImportStarted, "Import", "initial import of the Kommo contacts into Unisender list %d started", obj.Status.ListID)
 		obj.Status.Selector.Evaluated = selector
 		return r.launch(p, initialRunID(obj), importer.KindInitial, 0)
 	}

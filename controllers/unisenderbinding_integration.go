@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/outcome"
 	"github.com/kommo-unisender/kommo-unisender/internal/status"
 )
 
@@ -28,7 +29,7 @@ func (r *UnisenderBindingReconciler) reconcileIntegrationRef(ctx context.Context
 }
 
 // readyIntegration returns the binding's integration if it is Ready, or a
-// bindingWait saying why not. When cleaningUp, an integration that exists
+// outcome.Waiting saying why not. When cleaningUp, an integration that exists
 // is enough, Ready or not, deleting or not: a deleting integration waits
 // for its bindings (and reports Ready=False meanwhile) but keeps the token
 // fresh precisely so that they can remove their webhooks; a broken token
@@ -38,7 +39,7 @@ func (r *UnisenderBindingReconciler) readyIntegration(ctx context.Context, obj *
 	ki := &v1alpha1.KommoIntegration{}
 	err := r.Get(ctx, types.NamespacedName{Namespace: obj.Namespace, Name: name}, ki)
 	if apierrors.IsNotFound(err) {
-		return nil, waitBinding(bindingWaitRecheck, v1alpha1.ReasonIntegrationNotFound,
+		return nil, outcome.Wait(bindingWaitRecheck, v1alpha1.ReasonIntegrationNotFound,
 			"KommoIntegration %q not found in namespace %q", name, obj.Namespace)
 	}
 	if err != nil {
@@ -51,7 +52,7 @@ func (r *UnisenderBindingReconciler) readyIntegration(ctx context.Context, obj *
 		return ki, nil
 	}
 	if !ki.DeletionTimestamp.IsZero() {
-		return nil, waitBinding(bindingWaitRecheck, v1alpha1.ReasonIntegrationNotReady,
+		return nil, outcome.Wait(bindingWaitRecheck, v1alpha1.ReasonIntegrationNotReady,
 			"KommoIntegration %q is being deleted", name)
 	}
 	if !status.IsTrue(ki, v1alpha1.ConditionReady) {
@@ -59,7 +60,7 @@ func (r *UnisenderBindingReconciler) readyIntegration(ctx context.Context, obj *
 		if c := status.Get(ki, v1alpha1.ConditionReady); c != nil {
 			why = c.Reason + ": " + c.Message
 		}
-		return nil, waitBinding(bindingWaitRecheck, v1alpha1.ReasonIntegrationNotReady,
+		return nil, outcome.Wait(bindingWaitRecheck, v1alpha1.ReasonIntegrationNotReady,
 			"KommoIntegration %q is not Ready (%s)", name, why)
 	}
 	return ki, nil

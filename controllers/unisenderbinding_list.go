@@ -10,6 +10,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/outcome"
 )
 
 // reconcileList resolves spec.list to a list id: an id must name a list of
@@ -22,7 +23,7 @@ func (r *UnisenderBindingReconciler) reconcileList(ctx context.Context, p *bindi
 	switch {
 	case spec.ID != 0:
 		if !hasList(p, func(id int64, _ string) bool { return id == spec.ID }) {
-			return 0, stallBinding(v1alpha1.ReasonListNotFound,
+			return 0, outcome.Stall(v1alpha1.ReasonListNotFound,
 				"the Unisender account of the key in %s has no list with id %d: fix spec.list.id, or use spec.list.title to have the list created", p.keySource, spec.ID)
 		}
 		id = spec.ID
@@ -40,7 +41,7 @@ func (r *UnisenderBindingReconciler) reconcileList(ctx context.Context, p *bindi
 				return 0, fmt.Errorf("creating Unisender list %q: %w", title, unisenderKeyFailure(err, p.keySource))
 			}
 			id = created
-			r.event(p.obj, corev1.EventTypeNormal, "ListCreated", "CreateList", "created Unisender list %q (id %d)", title, id)
+			r.event(p.obj, corev1.EventTypeNormal, v1alpha1.ReasonListCreated, "CreateList", "created Unisender list %q (id %d)", title, id)
 		}
 	}
 	if p.obj.Status.ListID != 0 && p.obj.Status.ListID != id {
@@ -77,7 +78,7 @@ func (r *UnisenderBindingReconciler) switchList(ctx context.Context, p *bindingP
 	p.obj.Status.Import = nil
 	p.obj.Status.LastResyncTime = nil
 	p.obj.Status.LastSyncedUpdatedAt = 0
-	r.event(p.obj, corev1.EventTypeNormal, "ListChanged", "SwitchList",
+	r.event(p.obj, corev1.EventTypeNormal, v1alpha1.ReasonListChanged, "SwitchList",
 		"the binding now syncs into Unisender list %d (was %d); importing the contacts again", id, old)
 	return nil
 }
@@ -98,14 +99,14 @@ func (r *UnisenderBindingReconciler) reconcileFields(ctx context.Context, p *bin
 		typ, exists := have[w.name]
 		switch {
 		case exists && !w.accepts(typ):
-			return 0, stallBinding(v1alpha1.ReasonFieldTypeMismatch,
+			return 0, outcome.Stall(v1alpha1.ReasonFieldTypeMismatch,
 				"the Unisender field %q exists with type %q, but %s needs %s: change the field in Unisender or map to another field",
 				w.name, typ, w.path, strings.Join(w.types, " or "))
 		case !exists:
 			if _, err := p.uni.CreateField(ctx, w.name, w.types[0]); err != nil {
 				return 0, fmt.Errorf("creating Unisender field %q: %w", w.name, unisenderKeyFailure(err, p.keySource))
 			}
-			r.event(p.obj, corev1.EventTypeNormal, "FieldCreated", "CreateField", "created Unisender field %q (%s) for %s", w.name, w.types[0], w.path)
+			r.event(p.obj, corev1.EventTypeNormal, v1alpha1.ReasonFieldCreated, "CreateField", "created Unisender field %q (%s) for %s", w.name, w.types[0], w.path)
 		}
 	}
 	return 0, nil

@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/outcome"
 	"github.com/kommo-unisender/kommo-unisender/internal/status"
 	"github.com/kommo-unisender/kommo-unisender/internal/tenant"
 )
@@ -57,7 +58,7 @@ func (r *UnisenderBindingReconciler) refuseList(ctx context.Context, p *bindingP
 	}
 	listID := p.obj.Status.ListID
 	p.obj.Status.ListID, p.obj.Status.ListKeyID = 0, ""
-	return stallBinding(v1alpha1.ReasonListInUse,
+	return outcome.Stall(v1alpha1.ReasonListInUse,
 		"Unisender list %d of the API key in %s is already synced by UnisenderBinding %s/%s (the older binding keeps it): two bindings on one list remove each other's contacts. "+
 			"Point spec.list at another list, or set spec.list.shared: true on both bindings to share it",
 		listID, p.keySource, holder.Namespace, holder.Name)

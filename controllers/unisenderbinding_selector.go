@@ -9,12 +9,9 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/internal/outcome"
 	"github.com/kommo-unisender/kommo-unisender/internal/segment"
 )
-
-// reasonSelectorUnresolved: spec.selector names a pipeline or status the
-// Kommo account does not have.
-const reasonSelectorUnresolved = "SelectorUnresolved"
 
 // reconcileSelector resolves spec.selector.leads to ids with the account's
 // pipelines (on a spec change, a reconcile request, or when not resolved
@@ -58,7 +55,7 @@ func (r *UnisenderBindingReconciler) resolvePipelines(ctx context.Context, p *bi
 	resolved, err := segment.Resolve(p.obj.Spec.Selector.Leads, pipelines)
 	var unresolved *segment.UnresolvedError
 	if errors.As(err, &unresolved) {
-		return stallBinding(reasonSelectorUnresolved, "spec.selector.leads: %s", unresolved.Error())
+		return outcome.Stall(v1alpha1.ReasonSelectorUnresolved, "spec.selector.leads: %s", unresolved.Error())
 	}
 	if err != nil {
 		return err

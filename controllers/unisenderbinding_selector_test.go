@@ -65,7 +65,7 @@ func TestSegmentBindingResolvesPipelinesAndRegistersLeadEvents(t *testing.T) {
 	e.create(e.binding("unknown", func(s *v1alpha1.UnisenderBindingSpec) {
 		s.Selector = &v1alpha1.Selector{Leads: &v1alpha1.LeadSelector{Pipelines: []v1alpha1.PipelineSelector{{Name: "Wholesale"}}}}
 	}))
-	obj = e.waitBinding("unknown", v1alpha1.ConditionStalled, metav1.ConditionTrue, reasonSelectorUnresolved, 30*time.Second)
+	obj = e.waitBinding("unknown", v1alpha1.ConditionStalled, metav1.ConditionTrue, v1alpha1.ReasonSelectorUnresolved, 30*time.Second)
 	if msg := status.Get(obj, v1alpha1.ConditionStalled).Message; !strings.Contains(msg, `"Wholesale"`) || !strings.Contains(msg, sales.Name) {
 		t.Fatalf("stall message %q: want the unknown name and the pipelines the account has", msg)
 	}

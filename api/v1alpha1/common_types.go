@@ -23,6 +23,19 @@ type SecretKeySelector struct {
 	Key string `json:"key,omitempty"`
 }
 
+// RetryStatus is the record of transient failures both kinds keep in their
+// status: it drives the exponential backoff of internal/outcome, and
+// survives a manager restart or a change of leader.
+type RetryStatus struct {
+	// failedAttempts since the last success; drives the exponential backoff.
+	// +optional
+	FailedAttempts int32 `json:"failedAttempts,omitempty"`
+
+	// lastFailureTime: when the last attempt failed.
+	// +optional
+	LastFailureTime *metav1.Time `json:"lastFailureTime,omitempty"`
+}
+
 // Condition types. Ready summarizes the others; Reconciling and Stalled are
 // the kstatus conditions ("abnormal-true": present and True only while the
 // object is being worked on or is stuck), so generic tools can compute
@@ -94,6 +107,14 @@ const (
 	ReasonSharedClientID = "SharedClientID"
 	// ReasonAppNotFound: spec.appRef names no KommoApp, or its Secret is missing.
 	ReasonAppNotFound = "AppNotFound"
+	// ReasonTokenSecretConflict: a Secret named like the token Secret exists
+	// and is not the integration's.
+	ReasonTokenSecretConflict = "TokenSecretConflict"
+	// ReasonWaitingForBindings: deletion waits for the bindings that still
+	// need the token to remove their Kommo webhooks.
+	ReasonWaitingForBindings = "WaitingForBindings"
+	// ReasonAuthorized (a Normal event): a token was obtained and stored.
+	ReasonAuthorized = "Authorized"
 
 	// UnisenderBinding.
 
@@ -116,6 +137,15 @@ const (
 	ReasonFieldTypeMismatch = "FieldTypeMismatch"
 	// ReasonWebhookDisabled: Kommo disabled the webhook (too many failed deliveries); re-registering.
 	ReasonWebhookDisabled = "WebhookDisabled"
+	// ReasonPublicBaseURLMissing: the manager has no --public-base-url to
+	// register the Kommo webhook under.
+	ReasonPublicBaseURLMissing = "PublicBaseURLMissing"
+	// ReasonWebhookSecretConflict: a Secret named like the binding's webhook
+	// Secret exists and is not the binding's.
+	ReasonWebhookSecretConflict = "WebhookSecretConflict"
+	// ReasonSelectorUnresolved: spec.selector.leads names a pipeline or
+	// status the account does not have.
+	ReasonSelectorUnresolved = "SelectorUnresolved"
 	// ReasonImportRunning: the initial import is in progress.
 	ReasonImportRunning = "ImportRunning"
 	// ReasonImportFailed: the initial import failed; see the condition message.
@@ -135,6 +165,39 @@ const (
 	// applied within the worker's bound (--max-job-age) and were dropped; a
 	// resync was started to catch up with Kommo.
 	ReasonEventsExpired = "EventsExpired"
+)
+
+// Event reasons that are no condition's reason. A Warning one is worth an
+// alert (the README lists them).
+const (
+	// ReasonWebhookRegistered (Normal): the Kommo webhook was registered.
+	ReasonWebhookRegistered = "WebhookRegistered"
+	// ReasonWebhookReregistered (Warning): Kommo had disabled or lost the
+	// webhook, so events were lost; it was registered again and a resync
+	// catches up.
+	ReasonWebhookReregistered = "WebhookReregistered"
+	// ReasonListCreated (Normal): the Unisender list spec.list.title was created.
+	ReasonListCreated = "ListCreated"
+	// ReasonListChanged (Normal): the binding moved to another Unisender list.
+	ReasonListChanged = "ListChanged"
+	// ReasonFieldCreated (Normal): a Unisender field the mapping needs was created.
+	ReasonFieldCreated = "FieldCreated"
+	// ReasonImportStarted, ReasonImportResumed, ReasonImportCompleted and
+	// ReasonResyncCompleted (Normal): an import or resync run started,
+	// resumed from its checkpoint or finished.
+	ReasonImportStarted   = "ImportStarted"
+	ReasonImportResumed   = "ImportResumed"
+	ReasonImportCompleted = "ImportCompleted"
+	ReasonResyncCompleted = "ResyncCompleted"
+	// ReasonCleanedUp (Normal): a deleted binding removed its webhook and
+	// applied its deletion policy.
+	ReasonCleanedUp = "CleanedUp"
+	// ReasonWebhookNotRemoved (Warning): a deleted binding gave up removing
+	// its Kommo webhook: remove it by hand.
+	ReasonWebhookNotRemoved = "WebhookNotRemoved"
+	// ReasonDeletionPolicyNotApplied (Warning): a deleted binding gave up
+	// applying its deletion policy: the addresses stay in the list.
+	ReasonDeletionPolicyNotApplied = "DeletionPolicyNotApplied"
 )
 
 const (

@@ -165,13 +165,8 @@ type KommoIntegrationStatus struct {
 	// +optional
 	LastRefreshTime *metav1.Time `json:"lastRefreshTime,omitempty"`
 
-	// failedAttempts since the last success; drives the exponential backoff.
-	// +optional
-	FailedAttempts int32 `json:"failedAttempts,omitempty"`
-
-	// lastFailureTime: when the last attempt failed.
-	// +optional
-	LastFailureTime *metav1.Time `json:"lastFailureTime,omitempty"`
+	// failedAttempts and lastFailureTime: the retry record.
+	RetryStatus `json:",inline"`
 
 	// lastHandledReconcileAt: the last value of the
 	// sync.kommo-unisender.io/reconcile-requested-at annotation handled.
@@ -214,6 +209,12 @@ func (in *KommoIntegration) GetConditions() []metav1.Condition { return in.Statu
 
 // SetConditions replaces the status conditions.
 func (in *KommoIntegration) SetConditions(c []metav1.Condition) { in.Status.Conditions = c }
+
+// Retries returns the status's record of transient failures.
+func (in *KommoIntegration) Retries() *RetryStatus { return &in.Status.RetryStatus }
+
+// SetObservedGeneration records the generation the status describes.
+func (in *KommoIntegration) SetObservedGeneration(g int64) { in.Status.ObservedGeneration = g }
 
 // TokenSource names the way the first token is obtained.
 type TokenSource string

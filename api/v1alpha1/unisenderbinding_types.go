@@ -320,6 +320,9 @@ type UnisenderBindingStatus struct {
 	// +patchMergeKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty" patchStrategy:"merge" patchMergeKey:"type"`
 
+	// failedAttempts and lastFailureTime: the retry record.
+	RetryStatus `json:",inline"`
+
 	// listID of the Unisender list in use (spec.list.id, or the list found
 	// or created by title).
 	// +optional
@@ -497,6 +500,12 @@ func (in *UnisenderBinding) GetConditions() []metav1.Condition { return in.Statu
 
 // SetConditions replaces the status conditions.
 func (in *UnisenderBinding) SetConditions(c []metav1.Condition) { in.Status.Conditions = c }
+
+// Retries returns the status's record of transient failures.
+func (in *UnisenderBinding) Retries() *RetryStatus { return &in.Status.RetryStatus }
+
+// SetObservedGeneration records the generation the status describes.
+func (in *UnisenderBinding) SetObservedGeneration(g int64) { in.Status.ObservedGeneration = g }
 
 // OnSameList reports whether both bindings resolved the same Unisender
 // list of the same account (status.listID and status.listKeyID).

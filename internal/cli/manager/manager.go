@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -136,29 +137,41 @@ func Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&o.Zap)))
+	log := zap.New(zap.UseFlagOptions(&o.Zap))
+	ctrl.SetLogger(log)
 	cfg, err := kubeconfig.Load(o.Kubeconfig)
 	if err != nil {
 		return err
 	}
-	mgr, closeFn, err := New(ctx, cfg, o)
+	mgr, closeFn, err := New(ctx, cfg, o, log)
 	if err != nil {
 		return err
 	}
 	defer closeFn()
-	ctrl.Log.WithName("manager").Info("starting", "leaderElection", o.LeaderElect, "namespaces", o.Namespaces)
-	return mgr.Start(ctx)
+	log = log.WithName("manager")
+	log.Info("starting", "leaderElection", o.LeaderElect, "namespaces", o.Namespaces)
+	return serve(ctx, mgr, log)
 }
 
-// New builds the manager and registers both reconcilers. The returned
-// function closes what New opened (the store); call it after the manager
-// stopped.
-func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, func(), error) {
+// serve runs mgr until ctx ends (a requested stop: an info line, nil) or
+// mgr fails (a leader lease really lost included: its error).
+func serve(ctx context.Context, mgr ctrl.Manager, log logr.Logger) error {
+	if err := mgr.Start(ctx); err != nil {
+		return err
+	}
+	log.Info("stopped as requested")
+	return nil
+}
+
+// New builds the manager, logging to log, and registers both reconcilers.
+// The returned function closes what New opened (the store); call it after
+// the manager stopped.
+func New(ctx context.Context, cfg *rest.Config, o Options, log logr.Logger) (ctrl.Manager, func(), error) {
 	scheme, err := contract.Scheme()
 	if err != nil {
 		return nil, nil, err
 	}
-	mgr, err := ctrl.NewManager(cfg, managerOptions(scheme, o))
+	mgr, err := ctrl.NewManager(cfg, managerOptions(scheme, o, log))
 	if err != nil {
 		return nil, nil, fmt.Errorf("creating the manager: %w", err)
 	}
@@ -185,11 +198,12 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, func()
 }
 
 // managerOptions: leader election with release on cancel (a rolling update
-// hands over at once), and a cache that holds Secrets only when they carry
-// the managed label — user Secrets are read with the API reader and
-// watched by metadata (internal/secretwatch).
-func managerOptions(scheme *runtime.Scheme, o Options) ctrl.Options {
+// hands over at once) and quiet on a requested stop, and a cache that holds
+// Secrets only when they carry the managed label — user Secrets are read
+// with the API reader and watched by metadata (internal/secretwatch).
+func managerOptions(scheme *runtime.Scheme, o Options, log logr.Logger) ctrl.Options {
 	opts := ctrl.Options{
+		Logger:                        quietStop(log),
 		Scheme:                        scheme,
 		Metrics:                       metricsserver.Options{BindAddress: o.MetricsAddr},
 		HealthProbeBindAddress:        o.ProbeAddr,

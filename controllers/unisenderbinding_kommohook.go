@@ -19,20 +19,21 @@ import (
 	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/contract"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
+	"github.com/kommo-unisender/kommo-unisender/internal/outcome"
 	"github.com/kommo-unisender/kommo-unisender/internal/status"
 	"github.com/kommo-unisender/kommo-unisender/internal/tenant"
 	"github.com/kommo-unisender/kommo-unisender/internal/tokens"
 )
 
-// The webhook URL secret lives in the operator-owned Secret
+// The Kommo webhook: the subscription through which Kommo notifies the
+// webhook server of changed contacts (not a Kubernetes admission webhook).
+// Its URL secret lives in the operator-owned Secret
 // contract.WebhookSecretName, key contract.WebhookSecretKey: 32 random
 // bytes, hex.
 const (
 	webhookSecretSize = 32
 
-	reasonPublicBaseURLMissing = "PublicBaseURLMissing"
-	reasonWebhookSecretTaken   = "WebhookSecretConflict"
-	maskedSecret               = "****"
+	maskedSecret = "****"
 )
 
 // WebhookSettings are the Kommo events every binding subscribes to.
@@ -57,7 +58,7 @@ func WebhookDestination(publicBaseURL string, t tenant.Key, secret string) strin
 // computes the destination; the status shows it with the secret masked.
 func (r *UnisenderBindingReconciler) reconcileWebhookSecret(ctx context.Context, p *bindingPass) (time.Duration, error) {
 	if r.PublicBaseURL == "" {
-		return 0, stallBinding(reasonPublicBaseURLMissing,
+		return 0, outcome.Stall(v1alpha1.ReasonPublicBaseURLMissing,
 			"the manager runs without --public-base-url, so Kommo cannot be told where to send webhooks: set the flag (the chart's publicBaseURL)")
 	}
 	secret, err := r.ensureWebhookSecret(ctx, p.obj)
@@ -84,7 +85,7 @@ func (r *UnisenderBindingReconciler) ensureWebhookSecret(ctx context.Context, ob
 		return "", fmt.Errorf("reading Secret %q: %w", key.Name, err)
 	}
 	if !metav1.IsControlledBy(&s, obj) {
-		return "", stallBinding(reasonWebhookSecretTaken,
+		return "", outcome.Stall(v1alpha1.ReasonWebhookSecretConflict,
 			"Secret %q exists and does not belong to this binding: delete or rename it so the operator can keep the webhook secret there", key.Name)
 	}
 	if v := string(s.Data[contract.WebhookSecretKey]); validWebhookSecret(v) {
@@ -228,11 +229,11 @@ func (r *UnisenderBindingReconciler) registerWebhook(ctx context.Context, p *bin
 	if registeredBefore {
 		p.catchUp = obj.Status.LastSyncedUpdatedAt > 0
 		r.HealthMetrics.webhookReregistered(p.tenant)
-		r.event(obj, corev1.EventTypeWarning, "WebhookReregistered", "RegisterWebhook",
+		r.event(obj, corev1.EventTypeWarning, v1alpha1.ReasonWebhookReregistered, "RegisterWebhook",
 			"the Kommo webhook was %s; registered it again at %s and catching up on contacts changed since %s",
 			what, masked, time.Unix(obj.Status.LastSyncedUpdatedAt, 0).UTC().Format(time.RFC3339))
 	} else {
-		r.event(obj, corev1.EventTypeNormal, "WebhookRegistered", "RegisterWebhook", "registered the Kommo webhook at %s", masked)
+		r.event(obj, corev1.EventTypeNormal, v1alpha1.ReasonWebhookRegistered, "RegisterWebhook", "registered the Kommo webhook at %s", masked)
 	}
 	status.MarkTrue(obj, v1alpha1.ConditionWebhookRegistered, v1alpha1.ReasonSucceeded, "Kommo webhook registered at %s", masked)
 	return nil
