@@ -123,6 +123,12 @@ type UnisenderBindingSpec struct {
 	// verified, store the Unisender API key in apiKeySecretRef.
 	// +optional
 	AllowWidgetKey bool `json:"allowWidgetKey,omitempty"`
+
+	// writeBack shows in Kommo what Unisender learns of the list's
+	// addresses (opt-outs, spam complaints, bounces): omitted, nothing is
+	// written to Kommo. See WriteBack.
+	// +optional
+	WriteBack *WriteBack `json:"writeBack,omitempty"`
 }
 
 // IntegrationReference names a KommoIntegration in the same namespace.
