@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/kommo-unisender/kommo-unisender/controllers"
 	"github.com/kommo-unisender/kommo-unisender/internal/queue"
 )
 
@@ -156,7 +157,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		admit: newAdmission(cfg), mux: http.NewServeMux(),
 	}
 	s.mux.HandleFunc("POST /kommo/webhooks/{tenant}/{secret}", s.handleKommoWebhook)
-	s.mux.HandleFunc("POST "+UnisenderHookPathPrefix+"{tenant}/{secret}", s.handleUnisenderHook)
+	s.mux.HandleFunc("POST "+controllers.UnisenderHookPathPrefix+"{tenant}/{secret}", s.handleUnisenderHook)
 	s.mux.HandleFunc("GET /oauth/callback", s.handleOAuthCallback)
 	s.mux.Handle("POST /widget", s.cors.wrap(http.HandlerFunc(s.handleWidgetKey)))
 	s.mux.Handle("GET /widget/status", s.cors.wrap(http.HandlerFunc(s.handleWidgetStatus)))

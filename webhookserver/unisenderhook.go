@@ -14,10 +14,6 @@ import (
 	"github.com/kommo-unisender/kommo-unisender/internal/writeback"
 )
 
-// UnisenderHookPathPrefix is where Unisender's event hook of a binding with
-// spec.writeBack posts: <prefix><tenant URL segment>/<webhook secret>.
-const UnisenderHookPathPrefix = "/unisender/hooks/"
-
 // HookKeys gives the Unisender API key of a tenant, which signs its hook
 // deliveries (a *Kube). An error means the key cannot be read now.
 type HookKeys interface {

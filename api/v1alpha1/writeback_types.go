@@ -154,3 +154,14 @@ func (p WriteBackPush) HookEventFormat() string {
 	}
 	return p.EventFormat
 }
+
+// ConditionUnisenderHookRegistered (UnisenderBinding with spec.writeBack):
+// Unisender's event hook was registered (setHook, status active) at the
+// last resync. The hook's state cannot be read back (listHooks is
+// unverified), so each resync registers it again, which restarts a hook
+// Unisender stopped.
+const ConditionUnisenderHookRegistered = "UnisenderHookRegistered"
+
+// ReasonHookRegistrationFailed: setHook failed; the pull still reports
+// the outcomes on the resync interval.
+const ReasonHookRegistrationFailed = "HookRegistrationFailed"

@@ -8,10 +8,11 @@ import (
 	"github.com/kommo-unisender/kommo-unisender/internal/unisender"
 )
 
-// Reader reads an address from Unisender (getContact); *unisender.Client
-// is one.
-type Reader interface {
+// Unisender reads addresses from Unisender: one (getContact) or a whole
+// list with its statuses (legacy exportContacts); *unisender.Client is one.
+type Unisender interface {
 	GetContact(ctx context.Context, email string, opts unisender.GetContactOptions) (*unisender.Contact, error)
+	ExportList(ctx context.Context, listID int64, fn func(page []unisender.ExportedContact) error) error
 }
 
 // OutcomeOf is the reported outcome of an address with Unisender's global

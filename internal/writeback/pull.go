@@ -9,20 +9,14 @@ import (
 	"github.com/kommo-unisender/kommo-unisender/internal/unisender"
 )
 
-// Exporter pages through a list with its statuses (legacy exportContacts);
-// *unisender.Client is one.
-type Exporter interface {
-	ExportList(ctx context.Context, listID int64, fn func(page []unisender.ExportedContact) error) error
-}
-
 // Pull reads every address of the list with its status from Unisender
 // (one call per 1,000 addresses) and applies what differs from what was
 // written, under the tenant's lock (waiting up to lockWait for it). Run on
 // the resync interval, it alone brings Kommo to what Unisender holds,
 // whatever the push delivered.
-func Pull(ctx context.Context, st *store.Store, tg Target, ex Exporter, lockWait time.Duration) (Result, error) {
+func Pull(ctx context.Context, st *store.Store, tg Target, lockWait time.Duration) (Result, error) {
 	var states []State
-	err := ex.ExportList(ctx, tg.ListID, func(page []unisender.ExportedContact) error {
+	err := tg.Unisender.ExportList(ctx, tg.ListID, func(page []unisender.ExportedContact) error {
 		for _, c := range page {
 			states = append(states, State{Email: c.Email, Outcome: OutcomeOf(tg.Spec, c.Status, c.Availability)})
 		}

@@ -5,7 +5,7 @@
 //
 // What to show is always read from Unisender's verified API: a hook
 // delivery only names addresses, which the worker reads with getContact
-// (see Reader), and the resync's pull exports the list's statuses (Pull).
+// (see ReadStates), and the resync's pull exports the list's statuses (Pull).
 // Both end in Apply, the one path by which anything is written to Kommo:
 // under the tenant's lock, it compares each address's outcome with what the
 // store recorded as written (writeback_marks), finds the Kommo contacts
@@ -43,7 +43,7 @@ type Target struct {
 	Spec      *syncv1.WriteBack
 	ListID    int64
 	Kommo     Kommo
-	Unisender Reader
+	Unisender Unisender
 }
 
 // State is what Unisender says of one address now: the reported outcome
