@@ -55,7 +55,7 @@ func (c *Client) ExportList(ctx context.Context, listID int64, fn func(page []Ex
 			"field_names[0]": {"email"}, "field_names[1]": {"email_status"}, "field_names[2]": {"email_availability"},
 		}
 		var res struct {
-			FieldNames []string     `json:"field_names"`
+			FieldNames []string       `json:"field_names"`
 			Data       [][]flexString `json:"data"`
 		}
 		if _, err := c.call(ctx, "exportContacts", form, c.maxRetries, &res); err != nil {

@@ -185,7 +185,7 @@ type Contact struct {
 	// spam_rejected or spam_folder.
 	Availability string
 	Lists        []ListMembership
-	Fields map[string]string
+	Fields       map[string]string
 	// Tags are the contact's tags, with IncludeDetails (an array or a
 	// comma-separated string: which one Unisender sends is unverified).
 	Tags []string
