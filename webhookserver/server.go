@@ -129,17 +129,17 @@ type Deps struct {
 
 // Server serves the routes.
 type Server struct {
-	cfg     Config
-	dir     Directory
-	cluster Cluster
+	cfg      Config
+	dir      Directory
+	cluster  Cluster
 	queue    Queue
 	hookKeys HookKeys
 	log      logr.Logger
-	metrics *metrics
-	cors    corsPolicy
-	replays *replaySet
-	admit   *admission
-	mux     *http.ServeMux
+	metrics  *metrics
+	cors     corsPolicy
+	replays  *replaySet
+	admit    *admission
+	mux      *http.ServeMux
 }
 
 // New builds the server.
