@@ -27,9 +27,13 @@ func (w *Worker) writeBack(ctx context.Context, t syncer.Tenant, entries []*entr
 	if err != nil {
 		return err
 	}
-	_, err = writeback.Apply(ctx, w.cfg.Store, *t.WriteBack, states)
+	res, err := writeback.Apply(ctx, w.cfg.Store, *t.WriteBack, states)
 	if ke := (*writeback.KommoError)(nil); errors.As(err, &ke) {
 		return &kommoReadError{err: err}
+	}
+	if err == nil && res.Marked+res.Cleared > 0 {
+		w.cfg.Log.V(1).Info("wrote Unisender's outcomes back to Kommo", "tenant", t.Key,
+			"marked", res.Marked, "cleared", res.Cleared, "contacts", res.Contacts)
 	}
 	return err
 }
