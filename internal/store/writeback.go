@@ -82,10 +82,11 @@ func (s *Store) RecordWriteBack(ctx context.Context, tenant string, marks []Writ
 		for _, m := range chunk {
 			args = append(args, tenant, NormalizeEmail(m.Email), m.Outcome, m.EventAt.UTC().Truncate(time.Microsecond), at)
 		}
-		_, err := s.db.ExecContext(ctx, `INSERT INTO writeback_marks (tenant, email, outcome, event_at, written_at) VALUES `+
-			placeholders("(?, ?, ?, ?, ?)", len(chunk))+
-			` ON DUPLICATE KEY UPDATE outcome = VALUES(outcome), event_at = VALUES(event_at), written_at = VALUES(written_at)`, args...)
-		if err != nil {
+		// Only placeholders are concatenated; every value is bound.
+		query := `INSERT INTO writeback_marks (tenant, email, outcome, event_at, written_at) VALUES ` + //nolint:gosec // placeholders only
+			placeholders("(?, ?, ?, ?, ?)", len(chunk)) +
+			` ON DUPLICATE KEY UPDATE outcome = VALUES(outcome), event_at = VALUES(event_at), written_at = VALUES(written_at)`
+		if _, err := s.db.ExecContext(ctx, query, args...); err != nil {
 			return fmt.Errorf("store: record write-back marks: %w", err)
 		}
 	}

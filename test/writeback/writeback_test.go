@@ -184,6 +184,7 @@ func TestWriteBackBurstStaysWithinKommoLimit(t *testing.T) {
 	s := start(t, ctx, devenv.Options{SeedContacts: 1300}, &syncv1.WriteBack{})
 	var members []unisenderemu.Member
 	s.unisender(t, http.MethodGet, fmt.Sprintf("/lists/%d/members", s.listID), nil, &members)
+	members = slices.DeleteFunc(members, func(m unisenderemu.Member) bool { return m.Email == "" }) // phone-only
 	if len(members) < 1000 {
 		t.Fatalf("%d addresses in the list; want 1000", len(members))
 	}
