@@ -37,19 +37,6 @@ func (s *Store) WriteBackMarks(ctx context.Context, tenant string, emails []stri
 	return out, nil
 }
 
-// ShownWriteBackMarks returns the tenant's marks that Kommo shows (an
-// outcome, not cleared), by address: the pull clears those Unisender
-// reports active again.
-func (s *Store) ShownWriteBackMarks(ctx context.Context, tenant string) (map[string]WriteBackMark, error) {
-	if err := checkTenant(tenant); err != nil {
-		return nil, err
-	}
-	out := map[string]WriteBackMark{}
-	err := s.readMarks(ctx, out, `SELECT email, outcome, event_at FROM writeback_marks
-		WHERE tenant = ? AND outcome <> ''`, tenant)
-	return out, err
-}
-
 func (s *Store) readMarks(ctx context.Context, out map[string]WriteBackMark, query string, args ...any) error {
 	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {
