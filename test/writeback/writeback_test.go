@@ -131,7 +131,7 @@ func TestWriteBackCatchesUpAfterHookOutage(t *testing.T) {
 	s.setStatus(t, seeded[0].Emails[0], unisenderemu.StatusUnsubscribed)
 	devtest.WaitUntil(t, "a failed delivery", within, func() (bool, string) {
 		h, _ := s.hook(t)
-		return h.Failed > 0, fmt.Sprintf("%+v", h)
+		return h.Failed > 0, hookState(h)
 	})
 	if err := server.Restart(); err != nil {
 		t.Fatal(err)
@@ -142,7 +142,7 @@ func TestWriteBackCatchesUpAfterHookOutage(t *testing.T) {
 	s.setStatus(t, seeded[1].Emails[0], unisenderemu.StatusUnsubscribed)
 	devtest.WaitUntil(t, "the hook stopped after its retries", within, func() (bool, string) {
 		h, _ := s.hook(t)
-		return h.Status == unisenderemu.HookStopped, fmt.Sprintf("%+v", h)
+		return h.Status == unisenderemu.HookStopped, hookState(h)
 	})
 	if err := server.Restart(); err != nil {
 		t.Fatal(err)
@@ -150,7 +150,7 @@ func TestWriteBackCatchesUpAfterHookOutage(t *testing.T) {
 	s.requestReconcile(t, ctx)
 	devtest.WaitUntil(t, "the hook registered again", within, func() (bool, string) {
 		h, _ := s.hook(t)
-		return h.Status == unisenderemu.HookActive, fmt.Sprintf("%+v", h)
+		return h.Status == unisenderemu.HookActive, hookState(h)
 	})
 	s.waitMarked(t, seeded[1].ID, tagUnsubscribed, 1)
 	s.waitMarked(t, seeded[0].ID, tagUnsubscribed, 1)
@@ -165,7 +165,7 @@ func TestWriteBackPullAloneWithPushDisabled(t *testing.T) {
 	s := start(t, ctx, devenv.Options{SeedContacts: 10}, &syncv1.WriteBack{Push: syncv1.WriteBackPush{Disabled: true}})
 	seeded := s.seededContacts(t)
 	if h, ok := s.hook(t); ok {
-		t.Fatalf("a hook is registered with push disabled: %+v", h)
+		t.Fatalf("a hook is registered with push disabled: %s", hookState(h))
 	}
 	s.setStatus(t, seeded[0].Emails[0], unisenderemu.StatusUnsubscribed)
 	s.unisender(t, http.MethodPut, "/contacts/"+seeded[1].Emails[0]+"/availability", map[string]string{"availability": "unreachable"}, nil)
@@ -252,4 +252,9 @@ func containsAll(have, want []string) bool {
 		}
 	}
 	return true
+}
+
+// hookState describes the hook without its URL, which holds the secret.
+func hookState(h unisenderemu.HookView) string {
+	return fmt.Sprintf("status %q, %d delivered, %d failed, %d pending", h.Status, h.Delivered, h.Failed, h.Pending)
 }
