@@ -58,6 +58,7 @@ type WriteBack struct {
 	// Unisender, so writing them changes nothing there.
 	// +optional
 	// +kubebuilder:default="unisender-"
+	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=40
 	// +kubebuilder:validation:Pattern=`^[^,]*$`
 	TagPrefix string `json:"tagPrefix,omitempty"`
