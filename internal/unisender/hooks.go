@@ -2,7 +2,6 @@ package unisender
 
 import (
 	"context"
-	"fmt"
 	"net/url"
 	"strconv"
 	"strings"
@@ -29,11 +28,22 @@ func (c *Client) SetHook(ctx context.Context, h Hook) error {
 	}
 	_, err := c.call(ctx, "setHook", form, c.maxRetries, nil)
 	if err != nil {
-		// The error never carries the form, so the URL's secret stays out.
-		return fmt.Errorf("registering the Unisender event hook: %w", err)
+		// Unisender's message might quote the URL, whose path holds a secret.
+		msg := strings.ReplaceAll(err.Error(), h.URL, "<hook URL>")
+		return &hookError{err: err, msg: "registering the Unisender event hook: " + msg}
 	}
 	return nil
 }
+
+// hookError is a setHook failure whose message leaves the hook URL out;
+// Unwrap keeps it classifiable (IsTransient, IsPermanentForTenant).
+type hookError struct {
+	err error
+	msg string
+}
+
+func (e *hookError) Error() string { return e.msg }
+func (e *hookError) Unwrap() error { return e.err }
 
 // MaxExportPage is the most contacts one legacy exportContacts call returns.
 const MaxExportPage = 1000
