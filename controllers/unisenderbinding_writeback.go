@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"time"
 
@@ -49,7 +48,7 @@ func (r *UnisenderBindingReconciler) reconcileWriteBack(ctx context.Context, p *
 	if err != nil {
 		status.MarkFalse(obj, v1alpha1.ConditionUnisenderHookRegistered, v1alpha1.ReasonHookRegistrationFailed,
 			"registering Unisender's event hook failed (the resync's pull still reports the outcomes): %s", err.Error())
-		return 0, fmt.Errorf("registering the Unisender event hook: %w", err)
+		return 0, err
 	}
 	if cond == nil {
 		r.event(obj, corev1.EventTypeNormal, "UnisenderHookRegistered", "RegisterHook", "registered Unisender's event hook at %s", masked)
