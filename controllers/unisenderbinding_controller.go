@@ -138,6 +138,7 @@ type bindingPass struct {
 	lists       []unisender.List
 	listSharers []string         // tenants sharing the list (spec.list.shared on both)
 	destination string           // the webhook URL, with its secret: never logged or shown
+	hookURL     string           // Unisender's event hook URL, with the same secret: never logged or shown
 	catchUp     bool             // the webhook was re-registered: resync now
 	importing   bool             // an initial import runs: keep Reconciling=True
 	segment     *segment.Segment // spec.selector compiled; nil selects every contact
@@ -195,6 +196,7 @@ func (r *UnisenderBindingReconciler) reconcileBindingSteps(ctx context.Context, 
 		r.reconcileFields,
 		r.reconcileWebhookSecret,
 		r.reconcileWebhook,
+		r.reconcileWriteBack,
 		r.reconcileImport,
 	}
 	var after time.Duration

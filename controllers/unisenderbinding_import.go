@@ -299,6 +299,7 @@ func (r *UnisenderBindingReconciler) launch(p *bindingPass, runID string, kind i
 		AccountID:        p.integration.Status.AccountID,
 		ListSharers:      p.listSharers,
 		Kommo:            segment.ReaderFor(p.segment, p.kommoBulk), Unisender: p.uni, Tags: p.uni,
+		WriteBack: writeBackTarget(p),
 	}
 	if _, err := r.runner.Launch(job); err != nil {
 		if errors.Is(err, importer.ErrNotStarted) {

@@ -66,6 +66,7 @@ func (r *UnisenderBindingReconciler) reconcileWebhookSecret(ctx context.Context,
 		return 0, err
 	}
 	p.destination = WebhookDestination(r.PublicBaseURL, p.tenant, secret)
+	p.hookURL = UnisenderHookURL(r.PublicBaseURL, p.tenant, secret)
 	p.obj.Status.WebhookDestination = WebhookDestination(r.PublicBaseURL, p.tenant, maskedSecret)
 	p.obj.Status.WebhookSecretName = contract.WebhookSecretName(p.obj.Name)
 	return 0, nil

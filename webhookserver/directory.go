@@ -26,6 +26,9 @@ type TenantInfo struct {
 	// Suspended: the binding's spec.suspend. Its webhooks are answered and
 	// not queued; resuming runs a resync.
 	Suspended bool
+	// WriteBack: the binding has spec.writeBack, so Unisender's event hook
+	// may post to it.
+	WriteBack bool
 }
 
 // Directory finds tenants by the tenant segment of a webhook URL
@@ -58,6 +61,7 @@ type bindingRef struct {
 	integration string
 	secretName  string
 	suspended   bool
+	writeBack   bool
 }
 
 // NewTenantIndex returns an empty index; feed it with its Handler methods.
@@ -83,7 +87,7 @@ func (x *TenantIndex) Tenant(urlSegment string) (TenantInfo, bool) {
 		return TenantInfo{}, false
 	}
 	account := x.accounts[types.NamespacedName{Namespace: b.key.Namespace, Name: b.integration}]
-	return TenantInfo{Key: b.key, ID: b.id, Secret: secret, AccountID: account, Suspended: b.suspended}, true
+	return TenantInfo{Key: b.key, ID: b.id, Secret: secret, AccountID: account, Suspended: b.suspended, WriteBack: b.writeBack}, true
 }
 
 // BindingHandler keeps the index's bindings current.
@@ -99,7 +103,7 @@ func (x *TenantIndex) BindingHandler() toolscache.ResourceEventHandler {
 		x.bindings[key.URLSegment()] = bindingRef{
 			key: key, id: key.String(),
 			integration: o.Spec.IntegrationRef.Name, secretName: o.Status.WebhookSecretName,
-			suspended: o.Spec.Suspend,
+			suspended: o.Spec.Suspend, writeBack: o.Spec.WriteBack != nil,
 		}
 	})
 }

@@ -119,23 +119,27 @@ type Deps struct {
 	// Cluster serves the OAuth callback and widget routes (a *Kube).
 	Cluster Cluster
 	Queue   Queue
-	Log     logr.Logger
+	// HookKeys reads the Unisender keys that sign the event hook's
+	// deliveries (a *Kube); nil serves no Unisender hook.
+	HookKeys HookKeys
+	Log      logr.Logger
 	// Registry receives the metrics and is served on /metrics.
 	Registry Registry
 }
 
 // Server serves the routes.
 type Server struct {
-	cfg     Config
-	dir     Directory
-	cluster Cluster
-	queue   Queue
-	log     logr.Logger
-	metrics *metrics
-	cors    corsPolicy
-	replays *replaySet
-	admit   *admission
-	mux     *http.ServeMux
+	cfg      Config
+	dir      Directory
+	cluster  Cluster
+	queue    Queue
+	hookKeys HookKeys
+	log      logr.Logger
+	metrics  *metrics
+	cors     corsPolicy
+	replays  *replaySet
+	admit    *admission
+	mux      *http.ServeMux
 }
 
 // New builds the server.
@@ -148,11 +152,12 @@ func New(cfg Config, d Deps) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg: cfg, dir: d.Tenants, cluster: d.Cluster, queue: d.Queue, log: d.Log,
+		cfg: cfg, dir: d.Tenants, cluster: d.Cluster, queue: d.Queue, hookKeys: d.HookKeys, log: d.Log,
 		metrics: newMetrics(d.Registry), cors: cors, replays: newReplaySet(cfg.ReplayCacheSize),
 		admit: newAdmission(cfg), mux: http.NewServeMux(),
 	}
 	s.mux.HandleFunc("POST "+contract.WebhookPathPrefix+"{tenant}/{secret}", s.handleKommoWebhook)
+	s.mux.HandleFunc("POST "+contract.UnisenderHookPathPrefix+"{tenant}/{secret}", s.handleUnisenderHook)
 	s.mux.HandleFunc("GET /oauth/callback", s.handleOAuthCallback)
 	s.mux.Handle("POST /widget", s.cors.wrap(http.HandlerFunc(s.handleWidgetKey)))
 	s.mux.Handle("GET /widget/status", s.cors.wrap(http.HandlerFunc(s.handleWidgetStatus)))

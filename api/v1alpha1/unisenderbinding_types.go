@@ -15,6 +15,8 @@ const (
 
 // UnisenderBindingSpec says where the contacts of one Kommo account go in
 // Unisender, and how. One binding is one tenant.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.writeBack) || !has(self.selector) || !has(self.selector.tags) || !((has(self.selector.tags.anyOf) ? self.selector.tags.anyOf : []) + (has(self.selector.tags.allOf) ? self.selector.tags.allOf : []) + (has(self.selector.tags.noneOf) ? self.selector.tags.noneOf : [])).exists(t, t.startsWith(has(self.writeBack.tagPrefix) ? self.writeBack.tagPrefix : 'unisender-'))",message="spec.selector.tags must not name a tag of spec.writeBack (its tagPrefix): writing an outcome back to Kommo would move the contact in or out of the list",fieldPath=".selector.tags"
 type UnisenderBindingSpec struct {
 	// integrationRef names the KommoIntegration, in the same namespace, whose
 	// contacts are synced. It cannot change: the webhook and the synced
@@ -123,6 +125,12 @@ type UnisenderBindingSpec struct {
 	// verified, store the Unisender API key in apiKeySecretRef.
 	// +optional
 	AllowWidgetKey bool `json:"allowWidgetKey,omitempty"`
+
+	// writeBack shows in Kommo what Unisender learns of the list's
+	// addresses (opt-outs, spam complaints, bounces): omitted, nothing is
+	// written to Kommo. See WriteBack.
+	// +optional
+	WriteBack *WriteBack `json:"writeBack,omitempty"`
 }
 
 // IntegrationReference names a KommoIntegration in the same namespace.

@@ -15,6 +15,7 @@ import (
 func TestNamesAreStable(t *testing.T) {
 	for got, want := range map[string]string{
 		WebhookPathPrefix:           "/kommo/webhooks/",
+		UnisenderHookPathPrefix:     "/unisender/hooks/",
 		WebhookSecretKey:            "secret",
 		WebhookSecretName("news"):   "news-webhook",
 		WidgetKeySecretKey:          "apiKey",

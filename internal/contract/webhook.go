@@ -5,6 +5,11 @@ package contract
 // registers such URLs with Kommo; the webhook server serves them.
 const WebhookPathPrefix = "/kommo/webhooks/"
 
+// UnisenderHookPathPrefix is the path of Unisender's event hook route
+// under the public base URL: <base>/unisender/hooks/<namespace>.<name>/<secret>
+// (the binding's webhook secret). Unisender holds the URL setHook gave it.
+const UnisenderHookPathPrefix = "/unisender/hooks/"
+
 // WebhookSecretKey is the key of the URL secret (32 random bytes, hex) in
 // the binding's webhook Secret, which the UnisenderBinding reconciler
 // owns and names in status.webhookSecretName, and the webhook server reads.

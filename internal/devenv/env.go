@@ -43,6 +43,11 @@ type Options struct {
 	SandboxAccessTokenTTL time.Duration
 	// SeedContacts is the number of contacts of the sandbox account.
 	SeedContacts int
+	// SandboxHookRetry and SandboxHookMaxAttempts shape the sandbox
+	// Unisender's event hook retries (zero: Unisender's 10 minutes, for
+	// 24 hours).
+	SandboxHookRetry       time.Duration
+	SandboxHookMaxAttempts int
 	// PublicBaseURL is where Kommo reaches the webhook server; with the
 	// sandbox it is the local listener.
 	PublicBaseURL string
@@ -195,12 +200,18 @@ func (e *Env) startSandbox(ctx context.Context) error {
 	e.KommoURL = "http://127.0.0.1:" + strconv.Itoa(kp)
 	e.UnisenderURL = "http://127.0.0.1:" + strconv.Itoa(up)
 	e.opts.UnisenderBaseURL = e.UnisenderURL
-	p := e.process("sandbox", []string{"SANDBOX_CLIENT_SECRET=" + SandboxClientSecret},
-		"sandbox", "--kommo-listen", hostPort(kp), "--unisender-listen", hostPort(up),
+	args := []string{"sandbox", "--kommo-listen", hostPort(kp), "--unisender-listen", hostPort(up),
 		"--access-token-ttl", e.opts.SandboxAccessTokenTTL.String(), "--kommo-rate-limit", "7",
 		"--seed-subdomain", SandboxSubdomain, "--seed-contacts", strconv.Itoa(e.opts.SeedContacts),
 		"--seed-client-id", SandboxClientID, "--seed-redirect-uri", e.redirectURI(),
-		"--seed-unisender-key", SandboxUnisenderKey)
+		"--seed-unisender-key", SandboxUnisenderKey}
+	if e.opts.SandboxHookRetry > 0 {
+		args = append(args, "--unisender-hook-retry-interval", e.opts.SandboxHookRetry.String())
+	}
+	if e.opts.SandboxHookMaxAttempts > 0 {
+		args = append(args, "--unisender-hook-max-attempts", strconv.Itoa(e.opts.SandboxHookMaxAttempts))
+	}
+	p := e.process("sandbox", []string{"SANDBOX_CLIENT_SECRET=" + SandboxClientSecret}, args...)
 	if err := p.Start(); err != nil {
 		return err
 	}

@@ -55,6 +55,7 @@ import (
 	"github.com/kommo-unisender/kommo-unisender/internal/syncer"
 	"github.com/kommo-unisender/kommo-unisender/internal/tenant"
 	"github.com/kommo-unisender/kommo-unisender/internal/unisender"
+	"github.com/kommo-unisender/kommo-unisender/internal/writeback"
 )
 
 // ContactSource lists and reads Kommo contacts; *kommo.Client is one.
@@ -140,6 +141,10 @@ type Job struct {
 	// Tags reads tags in Unisender so that tags dropped in Kommo leave it
 	// (syncer.Tenant.Tags); nil leaves them.
 	Tags syncer.TagReader
+	// WriteBack, when set, pulls Unisender's opt-outs and bounces back
+	// into Kommo once a resync has listed and swept (spec.writeBack), so
+	// that Kommo catches up on whatever the hook did not deliver.
+	WriteBack *writeback.Target
 }
 
 func (j *Job) validate() error {
@@ -225,6 +230,9 @@ func (im *Importer) Run(ctx context.Context, job Job, report func(Progress)) (Pr
 		if err := r.sweep(ctx); err != nil {
 			return r.p, err
 		}
+	}
+	if err := r.pullWriteBack(ctx); err != nil {
+		return r.p, err
 	}
 	r.p.Done = true
 	r.p.Seen = r.p.Imported

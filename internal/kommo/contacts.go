@@ -32,6 +32,9 @@ type ListContactsOptions struct {
 	Limit       int     // page size; 0 or more than MaxPageLimit means MaxPageLimit
 	// WithLeads asks for each contact's lead ids (with=leads): Contact.LeadIDs.
 	WithLeads bool
+	// Query is Kommo's full-text search (query=): it matches contacts by
+	// any field, loosely, so callers check what it returns.
+	Query string
 }
 
 func (o ListContactsOptions) query() (url.Values, error) {
@@ -53,6 +56,9 @@ func (o ListContactsOptions) query() (url.Values, error) {
 	}
 	if o.WithLeads {
 		q.Set("with", "leads")
+	}
+	if o.Query != "" {
+		q.Set("query", o.Query)
 	}
 	if o.Order != "" {
 		field, dir, ok := strings.Cut(o.Order, ":")

@@ -5,6 +5,7 @@
 package mapping
 
 import (
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -73,7 +74,7 @@ func (m *Mapper) Profile(c *kommo.Contact) Profile {
 		p.Phone = firstPhone(c.Phones)
 	}
 	if m.spec.FieldMapping.TagsEnabled() {
-		p.Tags = cleanTags(c.Tags)
+		p.Tags = cleanTags(m.withoutWriteBackTags(c.Tags))
 	}
 	for _, cf := range m.spec.FieldMapping.CustomFields {
 		if v, ok := customValue(c, cf); ok {
@@ -81,6 +82,17 @@ func (m *Mapper) Profile(c *kommo.Contact) Profile {
 		}
 	}
 	return p
+}
+
+// withoutWriteBackTags drops the tags the binding's write-back adds
+// (spec.writeBack): they say what Unisender told us, so syncing them back
+// would only make our own Kommo writes cause Unisender calls.
+func (m *Mapper) withoutWriteBackTags(tags []string) []string {
+	if m.spec.WriteBack == nil {
+		return tags
+	}
+	ours := m.spec.WriteBack.Tags()
+	return slices.DeleteFunc(slices.Clone(tags), func(t string) bool { return slices.Contains(ours, t) })
 }
 
 // emails are the addresses the binding syncs: all of them, or the first.

@@ -406,7 +406,7 @@ func (s *Store) GetContact(ctx context.Context, tenant string, id int64) (Contac
 }
 
 // EmailHolders returns the ids of the tenant's live contacts that hold the
-// address (normalised as NormalizeEmail does), in ascending order.
+// address (normalised as emailaddr.Normalize does), in ascending order.
 func (s *Store) EmailHolders(ctx context.Context, tenant, email string) ([]int64, error) {
 	if err := checkTenant(tenant); err != nil {
 		return nil, err

@@ -35,7 +35,7 @@ func openStore(t *testing.T, dsn string) *Store {
 	return s
 }
 
-var wantTables = []string{"call_budgets", "contact_emails", "contact_leads", "contact_state", "dead_letters", "import_checkpoints", "invitations", "refusals", "resync_requests", "sync_latency"}
+var wantTables = []string{"call_budgets", "contact_emails", "contact_leads", "contact_state", "dead_letters", "import_checkpoints", "invitations", "refusals", "resync_requests", "sync_latency", "writeback_marks"}
 
 func tablesOf(t *testing.T, s *Store) []string {
 	t.Helper()

@@ -28,6 +28,7 @@ import (
 	"github.com/kommo-unisender/kommo-unisender/internal/segment"
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
 	"github.com/kommo-unisender/kommo-unisender/internal/unisender"
+	"github.com/kommo-unisender/kommo-unisender/internal/writeback"
 )
 
 // Importer is the part of the Unisender client the sync uses.
@@ -75,6 +76,10 @@ type Tenant struct {
 	// Kommo leave Unisender while tags set by others stay (see tags.go).
 	// Nil: dropped tags stay in Unisender.
 	Tags TagReader
+	// WriteBack shows Unisender's opt-outs and bounces in Kommo
+	// (spec.writeBack); nil when the binding has none. Commit does not use
+	// it: the worker applies the addresses jobs through it.
+	WriteBack *writeback.Target
 }
 
 // Current is one contact as Kommo holds it, read at ReadAt (microseconds on

@@ -181,8 +181,11 @@ type GetContactOptions struct {
 type Contact struct {
 	Email  string
 	Status string // global: new, invited, active, inactive, unsubscribed, blocked, activation_requested
-	Lists  []ListMembership
-	Fields map[string]string
+	// Availability: available, unreachable, temp_unreachable, mailbox_full,
+	// spam_rejected or spam_folder.
+	Availability string
+	Lists        []ListMembership
+	Fields       map[string]string
 	// Tags are the contact's tags, with IncludeDetails (an array or a
 	// comma-separated string: which one Unisender sends is unverified).
 	Tags []string
@@ -205,8 +208,9 @@ func (c *Client) GetContact(ctx context.Context, email string, opts GetContactOp
 	}
 	var res struct {
 		Email struct {
-			Email  string `json:"email"`
-			Status string `json:"status"`
+			Email        string `json:"email"`
+			Status       string `json:"status"`
+			Availability string `json:"availability"`
 		} `json:"email"`
 		Fields flexMap `json:"fields"`
 		Lists  []struct {
@@ -218,7 +222,7 @@ func (c *Client) GetContact(ctx context.Context, email string, opts GetContactOp
 	if _, err := c.call(ctx, "getContact", form, c.maxRetries, &res); err != nil {
 		return nil, err
 	}
-	out := &Contact{Email: res.Email.Email, Status: res.Email.Status, Fields: map[string]string(res.Fields), Tags: res.Tags}
+	out := &Contact{Email: res.Email.Email, Status: res.Email.Status, Availability: res.Email.Availability, Fields: map[string]string(res.Fields), Tags: res.Tags}
 	for _, l := range res.Lists {
 		out.Lists = append(out.Lists, ListMembership{ID: int64(l.ID), Status: l.Status})
 	}

@@ -38,6 +38,9 @@ type entry struct {
 	// leads are the ids a leads job names (queue.KindLeads): their
 	// contacts are re-read.
 	leads []int64
+	// addresses are the e-mail addresses an addresses job names
+	// (queue.KindAddresses): read from Unisender and written back to Kommo.
+	addresses []string
 	// poison says why the job can never be processed; nil for a good job.
 	poison error
 	// settled is set once the job was deleted, released or buried, so the
@@ -48,7 +51,7 @@ type entry struct {
 // weight is what the job counts toward MaxEvents: the contacts it names,
 // and at least one so that empty or poison jobs cannot grow a batch
 // unbounded.
-func (e *entry) weight() int { return max(1, len(e.contacts)+len(e.leads)) }
+func (e *entry) weight() int { return max(1, len(e.contacts)+len(e.leads)+len(e.addresses)) }
 
 // decodeEntry decodes a job's envelope and payload. Anything this binary
 // cannot read is poison.
@@ -60,7 +63,8 @@ func decodeEntry(j *queue.Job) *entry {
 		return e
 	}
 	e.env = env
-	if env.Kind != queue.KindContacts && env.Kind != queue.KindWebhook && env.Kind != KindRecheck && env.Kind != queue.KindLeads {
+	if env.Kind != queue.KindContacts && env.Kind != queue.KindWebhook && env.Kind != KindRecheck && env.Kind != queue.KindLeads &&
+		env.Kind != queue.KindAddresses {
 		e.poison = fmt.Errorf("%w: job kind %q is not one this worker processes", queue.ErrBadEnvelope, truncate.Text(env.Kind, 40))
 		return e
 	}
@@ -75,6 +79,8 @@ func decodeEntry(j *queue.Job) *entry {
 		e.contacts, err = decodeContacts(env)
 	case queue.KindLeads:
 		e.leads, err = decodeLeads(env)
+	case queue.KindAddresses:
+		e.addresses, err = queue.DecodeAddresses(env)
 	default:
 		e.contacts, err = decodeWebhookIDs(env)
 	}

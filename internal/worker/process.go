@@ -125,6 +125,12 @@ func (w *Worker) sync(ctx context.Context, c *queue.Consumer, t syncer.Tenant, e
 	if t.Kommo == nil {
 		return syncer.Outcome{}, fmt.Errorf("tenant %s has no Kommo reader", t.Key)
 	}
+	if err := w.writeBack(ctx, t, entries); err != nil {
+		return syncer.Outcome{}, err
+	}
+	if onlyKind(entries, queue.KindAddresses) {
+		return syncer.Outcome{}, nil // nothing to read from Kommo
+	}
 	ids, verify, leads := named(entries)
 	ofLeads, err := w.contactsOfLeads(ctx, t, leads)
 	if err != nil {
@@ -151,7 +157,7 @@ func (w *Worker) sync(ctx context.Context, c *queue.Consumer, t syncer.Tenant, e
 	if err != nil {
 		return syncer.Outcome{}, &kommoReadError{err: err}
 	}
-	if onlyRechecks(entries) {
+	if onlyKind(entries, KindRecheck) {
 		// A recheck that fails is retried itself; a recheck of its push
 		// would only breed more of them while Unisender is down.
 		return syncer.Commit(ctx, w.cfg.Store, t, current, verify)
@@ -199,9 +205,9 @@ func (w *Worker) contactsOfLeads(ctx context.Context, t syncer.Tenant, leads []i
 	return ids, nil
 }
 
-func onlyRechecks(entries []*entry) bool {
+func onlyKind(entries []*entry, kind string) bool {
 	for _, e := range entries {
-		if e.env.Kind != KindRecheck {
+		if e.env.Kind != kind {
 			return false
 		}
 	}

@@ -150,7 +150,7 @@ func TestHelmTemplateWiring(t *testing.T) {
 			t.Errorf("acme-vip integrationRef = %q", got)
 		}
 		paths := ingressPaths(t, idx["Ingress"]["full-kommo-unisender-webhook"])
-		if want := []string{"/kommo/webhooks/", "/oauth/callback", "/widget"}; !reflect.DeepEqual(paths, want) {
+		if want := []string{"/kommo/webhooks/", "/unisender/hooks/", "/oauth/callback", "/widget"}; !reflect.DeepEqual(paths, want) {
 			t.Errorf("Ingress routes %v, want only %v (metrics and probes stay internal)", paths, want)
 		}
 		for _, crd := range idx["CustomResourceDefinition"] {

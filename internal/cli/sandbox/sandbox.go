@@ -23,6 +23,8 @@ type options struct {
 	accessTokenTTL               time.Duration
 	rateLimit                    float64
 	batchWindow                  time.Duration
+	hookRetry                    time.Duration
+	hookMaxAttempts              int
 	seed                         seedOptions
 }
 
@@ -40,6 +42,8 @@ func parse(args []string) (options, error) {
 	fs.DurationVar(&o.accessTokenTTL, "access-token-ttl", 24*time.Hour, "lifetime of Kommo access tokens (short values exercise refreshes)")
 	fs.Float64Var(&o.rateLimit, "kommo-rate-limit", 7, "Kommo requests per second per account; negative = unlimited")
 	fs.DurationVar(&o.batchWindow, "webhook-batch-window", 200*time.Millisecond, "Kommo gathers changes for this long into one webhook delivery")
+	fs.DurationVar(&o.hookRetry, "unisender-hook-retry-interval", unisenderemu.DefaultHookRetryInterval, "Unisender retries a failed event hook delivery after this long")
+	fs.IntVar(&o.hookMaxAttempts, "unisender-hook-max-attempts", unisenderemu.DefaultHookMaxAttempts, "failed event hook deliveries after which Unisender stops the hook")
 	fs.StringVar(&o.seed.subdomain, "seed-subdomain", "", "create this Kommo account at start-up")
 	fs.IntVar(&o.seed.contacts, "seed-contacts", 0, "contacts to create in the seeded account")
 	fs.StringVar(&o.seed.clientID, "seed-client-id", "", "register this OAuth client")
@@ -64,7 +68,7 @@ func Run(ctx context.Context, args []string) error {
 		WebhookBatchWindow: o.batchWindow, NextOnFullPage: true,
 	})
 	defer kommo.Close()
-	unisender := unisenderemu.New(unisenderemu.Options{})
+	unisender := unisenderemu.New(unisenderemu.Options{HookRetryInterval: o.hookRetry, HookMaxAttempts: o.hookMaxAttempts})
 	defer unisender.Close()
 	if err := seed(kommo, unisender, o.seed); err != nil {
 		return err

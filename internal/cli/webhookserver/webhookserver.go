@@ -124,7 +124,7 @@ func Run(ctx context.Context, args []string) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := webhookserver.New(o.Server, webhookserver.Deps{
-		Tenants: kube.Tenants(), Cluster: kube, Queue: producer, Log: log, Registry: reg,
+		Tenants: kube.Tenants(), Cluster: kube, Queue: producer, HookKeys: kube, Log: log, Registry: reg,
 	})
 	if err != nil {
 		return err

@@ -32,6 +32,7 @@ type account struct {
 	hooks     []*hook
 	leads     map[int64]*Lead
 	pipelines []kommo.Pipeline
+	notes     []Note // added through POST /api/v4/contacts/notes
 
 	limiter   *rate.Limiter
 	recent429 []time.Time // wall time of rate-limit 429s within the block window

@@ -21,6 +21,7 @@ import (
 //	POST   /_admin/accounts/{sub}/contacts AdminContact → AdminContact
 //	PUT    /_admin/accounts/{sub}/contacts/{id} AdminContact → AdminContact
 //	DELETE /_admin/accounts/{sub}/contacts/{id}
+//	GET    /_admin/accounts/{sub}/notes         → [Note] (added through the API)
 //	POST   /_admin/accounts/{sub}/seed   {n}
 //	… pipelines and leads: see registerAdminLeads
 //	GET    /_admin/accounts/{sub}/webhooks           → [Webhook]
@@ -105,6 +106,10 @@ func (s *Server) registerAdminContacts(m *http.ServeMux) {
 		c.ID, _ = strconv.ParseInt(r.PathValue("id"), 10, 64)
 		c, err := s.UpdateContact(r.PathValue("sub"), c)
 		adminAnswer(w, toAdminContact(c), err)
+	})
+	m.HandleFunc("GET /_admin/accounts/{sub}/notes", func(w http.ResponseWriter, r *http.Request) {
+		notes, err := s.Notes(r.PathValue("sub"))
+		adminAnswer(w, notes, err)
 	})
 	m.HandleFunc("DELETE /_admin/accounts/{sub}/contacts/{id}", func(w http.ResponseWriter, r *http.Request) {
 		id, _ := strconv.ParseInt(r.PathValue("id"), 10, 64)

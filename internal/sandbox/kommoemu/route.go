@@ -29,6 +29,10 @@ func route(method, path string) (string, handlerFunc) {
 		return "GET /api/v4/account", (*Server).serveAccount
 	case path == "/api/v4/contacts" && method == http.MethodGet:
 		return "GET /api/v4/contacts", (*Server).serveContacts
+	case path == "/api/v4/contacts" && method == http.MethodPatch:
+		return "PATCH /api/v4/contacts", (*Server).servePatchContacts
+	case path == "/api/v4/contacts/notes" && method == http.MethodPost:
+		return "POST /api/v4/contacts/notes", (*Server).serveAddNotes
 	case strings.HasPrefix(path, "/api/v4/contacts/") && method == http.MethodGet:
 		return "GET /api/v4/contacts/{id}", (*Server).serveContact
 	case path == "/api/v4/leads" && method == http.MethodGet:

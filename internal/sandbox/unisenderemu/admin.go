@@ -176,8 +176,23 @@ func (s *Server) SetContactStatus(key, email, status string) error {
 	if err != nil {
 		return err
 	}
+	if c.status != status {
+		s.queueHookEvent(s.accounts[key], statusEvent(status), c, status)
+	}
 	c.status = status
 	return nil
+}
+
+// statusEvent is the hook event of a change to a global status: an
+// unsubscribe, a subscribe (active again) or another e-mail status change.
+func statusEvent(status string) string {
+	switch status {
+	case StatusUnsubscribed:
+		return "unsubscribe"
+	case StatusActive:
+		return "subscribe"
+	}
+	return "email_status"
 }
 
 // SetListStatus sets a contact's membership status in one list

@@ -42,6 +42,19 @@ func (s *Server) registerAdmin(mux *http.ServeMux) {
 	mux.HandleFunc("GET /_admin/contacts/{email}", s.withAccount(s.adminContactView))
 	mux.HandleFunc("PUT /_admin/contacts/{email}/status", s.withAccount(s.adminSetStatus))
 	mux.HandleFunc("PUT /_admin/contacts/{email}/lists/{id}/status", s.withAccount(s.adminSetListStatus))
+	mux.HandleFunc("PUT /_admin/contacts/{email}/availability", s.withAccount(s.adminSetAvailability))
+	mux.HandleFunc("PUT /_admin/statuses", s.withAccount(s.adminSetStatuses))
+	mux.HandleFunc("GET /_admin/hook", s.withAccount(func(key string, _ *http.Request) (any, error) {
+		h, ok := s.Hook(key)
+		if !ok {
+			return nil, ErrNoHook
+		}
+		return h, nil
+	}))
+	mux.HandleFunc("PUT /_admin/hook/stopped", s.withAccount(func(key string, _ *http.Request) (any, error) {
+		s.StopHook(key)
+		return nil, nil
+	}))
 	mux.HandleFunc("GET /_admin/stats", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.Stats()) })
 	mux.HandleFunc("DELETE /_admin/stats", func(w http.ResponseWriter, _ *http.Request) {
 		s.ResetStats()
@@ -69,7 +82,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 func writeAdminError(w http.ResponseWriter, err error) {
 	status := http.StatusBadRequest
-	if errors.Is(err, ErrUnknownKey) || errors.Is(err, ErrUnknownContact) || errors.Is(err, ErrUnknownList) {
+	if errors.Is(err, ErrUnknownKey) || errors.Is(err, ErrUnknownContact) || errors.Is(err, ErrUnknownList) || errors.Is(err, ErrNoHook) {
 		status = http.StatusNotFound
 	}
 	writeJSON(w, status, adminError{Error: err.Error()})

@@ -47,7 +47,7 @@ func (s *Server) getContact(a *account, form formValues) (any, *apiError) {
 		return nil, errInvalidArg(ContactNotFoundMessage)
 	}
 	out := contactJSON{Email: contactEmailJSON{
-		Email: c.email, AddedAt: formatTime(c.addedAt), Status: c.status, Availability: "available",
+		Email: c.email, AddedAt: formatTime(c.addedAt), Status: c.status, Availability: c.availabilityOrDefault(),
 	}}
 	if form.Get("include_fields") == "1" {
 		out.Fields = make(map[string]string, len(a.fields))

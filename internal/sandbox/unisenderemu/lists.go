@@ -24,6 +24,8 @@ func init() {
 		"unsubscribe":      (*Server).unsubscribe,
 		"getContact":       (*Server).getContact,
 		"isContactInLists": (*Server).isContactInLists,
+		"setHook":          (*Server).setHook,
+		"exportContacts":   (*Server).exportContacts,
 	}
 }
 

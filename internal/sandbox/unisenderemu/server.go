@@ -53,6 +53,12 @@ type Options struct {
 	MaxHang time.Duration
 	// MaxLogEntries bounds the request log (oldest dropped); 0 = 100,000.
 	MaxLogEntries int
+	// HookRetryInterval spaces the attempts of a failed hook delivery;
+	// 0 = DefaultHookRetryInterval (10 min).
+	HookRetryInterval time.Duration
+	// HookMaxAttempts failed attempts stop the hook; 0 =
+	// DefaultHookMaxAttempts (24 h of attempts every 10 min).
+	HookMaxAttempts int
 }
 
 // DefaultRoleLocalParts are rejected by importContacts as role addresses.
@@ -78,6 +84,9 @@ type Server struct {
 
 	closeOnce sync.Once
 	closed    chan struct{}
+
+	hookOnce sync.Once     // starts the hook delivery loop
+	hookWake chan struct{} // wakes it
 }
 
 // New returns an emulator with no API keys; add them with AddAPIKey.

@@ -41,6 +41,7 @@ type account struct {
 	contacts map[string]*contact // by lower-case e-mail
 	byPhone  map[string]*contact
 
+	hook       *hookState  // setHook's registration and its pending events
 	calls      []time.Time // accepted calls in the last minute, for the rate limit
 	subscribes []time.Time // accepted subscribe calls in the last minute
 }
@@ -66,6 +67,8 @@ type contact struct {
 	membership map[int64]*membership
 	fields     map[string]string
 	tags       []string
+	// availability: "" (available), unreachable, mailbox_full, … (bounces)
+	availability string
 }
 
 type membership struct {

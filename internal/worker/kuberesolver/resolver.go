@@ -29,6 +29,7 @@ import (
 	"github.com/kommo-unisender/kommo-unisender/internal/tokens"
 	"github.com/kommo-unisender/kommo-unisender/internal/unisender"
 	"github.com/kommo-unisender/kommo-unisender/internal/worker"
+	"github.com/kommo-unisender/kommo-unisender/internal/writeback"
 )
 
 // DefaultKeyTTL is how long an API key read from a Secret is reused before
@@ -166,7 +167,18 @@ func (r *Resolver) Resolve(ctx context.Context, key tenant.Key) (syncer.Tenant, 
 		Key: key.String(), Mapper: mapping.New(b.Spec, b.Status.ListID), Segment: seg,
 		DeletionPolicy: policy, Unisender: c, Kommo: segment.ReaderFor(seg, reader),
 		DoubleOptin: b.Spec.DoubleOptin, Inviter: c, ListSharers: sharers, Tags: c,
+		WriteBack: writeBackTarget(key, &b, reader, c),
 	}, nil
+}
+
+// writeBackTarget is the binding's write-back, nil without spec.writeBack:
+// its Kommo writes go through the integration's client, within the
+// account's shared budget.
+func writeBackTarget(key tenant.Key, b *syncv1.UnisenderBinding, k *kommo.Client, u *unisender.Client) *writeback.Target {
+	if b.Spec.WriteBack == nil {
+		return nil
+	}
+	return &writeback.Target{Tenant: key.String(), Spec: b.Spec.WriteBack, ListID: b.Status.ListID, Kommo: k, Unisender: u}
 }
 
 // listSharers returns the tenants of the other bindings sharing b's
