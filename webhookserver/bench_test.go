@@ -231,6 +231,10 @@ func BenchmarkWebhookIngestWrk(b *testing.B) {
 		b.ReportMetric(bl.p99, "baseline-p99-ms")
 		b.ReportMetric(bl.serverCPU, "baseline-server-cpu-µs/req")
 		b.ReportMetric(o.rps/bl.rps, "ours/baseline-req/s")
+		b.ReportMetric(o.runtime.allocPerReq, "B-allocated/req")
+		b.ReportMetric(bl.runtime.allocPerReq, "baseline-B-allocated/req")
+		b.ReportMetric(float64(o.runtime.gcCycles), "gc-cycles/round")
+		b.ReportMetric(float64(bl.runtime.gcCycles), "baseline-gc-cycles/round")
 	}
 }
 
@@ -283,17 +287,22 @@ func productionGC(b *testing.B) {
 type wrkRound struct {
 	wrkReport
 	serverCPU, queueCPU float64 // µs per request
+	runtime             runtimeRound
 }
 
 // measureWrk runs wrk against target and meters this process's and
-// beanstalkd's CPU time meanwhile.
+// beanstalkd's CPU time meanwhile, and this process's runtime (GC and
+// scheduling, where a server's latency tail comes from).
 func measureWrk(b *testing.B, name, target string, body []byte, beanstalkdPID int) wrkRound {
 	b.Helper()
 	server, queue := cpuTime(b, os.Getpid()), cpuTime(b, beanstalkdPID)
+	rt := startRuntimeRound()
 	report := runWrk(b, name, target, body)
+	round := wrkRound{wrkReport: report, runtime: rt.end(report.total)}
 	perReq := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(report.total) }
-	return wrkRound{wrkReport: report,
-		serverCPU: perReq(cpuTime(b, os.Getpid()) - server), queueCPU: perReq(cpuTime(b, beanstalkdPID) - queue)}
+	round.serverCPU, round.queueCPU = perReq(cpuTime(b, os.Getpid())-server), perReq(cpuTime(b, beanstalkdPID)-queue)
+	b.Logf("%s: %s", name, round.runtime)
+	return round
 }
 
 // medianRound is the round with the median req/s.

@@ -9,6 +9,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"slices"
@@ -72,6 +73,7 @@ func runWorkers(b *testing.B, workers int) {
 		"webhook → applied over %d jobs: p50 %v, p99 %v; the tenants' p99s from %v to %v",
 		workers, tenants, created, rate, seconds, elapsed.Round(time.Millisecond), float64(created)/elapsed.Seconds(),
 		len(all), p50, p99, lo, hi)
+	b.Logf("the workers' jobs by outcome and batches: %s", s.jobOutcomes(b))
 	b.ReportMetric(float64(created)/elapsed.Seconds(), "events/s")
 	b.ReportMetric(ms(p50), "p50-ms")
 	b.ReportMetric(ms(p99), "p99-ms")
@@ -182,6 +184,31 @@ func (s *system) applied(b *testing.B) float64 {
 		}
 	}
 	return sum
+}
+
+// jobOutcomes sums the workers' jobs by outcome (parked: the tenant was
+// locked by another batch), their batches and the events per batch.
+func (s *system) jobOutcomes(b *testing.B) string {
+	sums := map[string]float64{}
+	for _, name := range s.env.WorkerNames {
+		m, err := devtest.Scrape(s.env.MetricsURLs[name])
+		if err != nil {
+			b.Logf("metrics of %s: %v", name, err)
+			continue
+		}
+		for series, v := range m {
+			if strings.HasPrefix(series, "kommo_unisender_worker_jobs_total{") || strings.HasPrefix(series, "kommo_unisender_worker_batches_total") ||
+				strings.HasPrefix(series, "kommo_unisender_worker_batch_events_sum") || strings.HasPrefix(series, "kommo_unisender_worker_released_jobs_total{") {
+				sums[strings.TrimPrefix(series, "kommo_unisender_worker_")] += v
+			}
+		}
+	}
+	keys := slices.Sorted(maps.Keys(sums))
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s %.0f", k, sums[k])
+	}
+	return strings.Join(parts, ", ")
 }
 
 // tenantLatencies are the sync_latency samples by tenant.
