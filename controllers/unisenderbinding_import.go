@@ -145,6 +145,9 @@ func (r *UnisenderBindingReconciler) recordRunSuccess(p *bindingPass, snap impor
 	now := metav1.NewTime(r.now())
 	obj.Status.LastSyncedUpdatedAt = max(obj.Status.LastSyncedUpdatedAt, prog.Cursor)
 	obj.Status.LastResyncTime = &now
+	if snap.Sweep || snap.Kind == importer.KindInitial { // the import read every contact
+		obj.Status.LastSweepTime = &now
+	}
 	if snap.Kind != importer.KindInitial {
 		r.reportResync(obj, prog)
 		return
@@ -294,7 +297,7 @@ func (r *UnisenderBindingReconciler) launch(p *bindingPass, runID string, kind i
 		Reevaluate:       p.segment != nil || p.reevaluate,
 		DeletionPolicy:   obj.Spec.DeletionPolicy,
 		DoubleOptin:      obj.Spec.DoubleOptin,
-		Sweep:            kind == importer.KindResync,
+		Sweep:            kind == importer.KindResync && r.sweepDue(p),
 		SweepHoldPercent: obj.Spec.SweepHoldPercent(),
 		AccountID:        p.integration.Status.AccountID,
 		ListSharers:      p.listSharers,
@@ -308,6 +311,18 @@ func (r *UnisenderBindingReconciler) launch(p *bindingPass, runID string, kind i
 		return 0, err
 	}
 	return r.publishRunningImport(p), nil
+}
+
+// sweepDue: a resync sweeps when spec.sweepInterval is unset or has passed
+// since the last sweep, and whenever the pass asks for everything to be
+// checked (a reconcile request, a catch-up after the webhook was
+// re-registered, a changed selector).
+func (r *UnisenderBindingReconciler) sweepDue(p *bindingPass) bool {
+	every, last := p.obj.Spec.SweepPeriod(), p.obj.Status.LastSweepTime
+	if every == 0 || last == nil || p.forced || p.catchUp || p.reevaluate {
+		return true
+	}
+	return !r.now().Before(last.Add(every))
 }
 
 // resyncDue: the interval since the last import or resync has passed.

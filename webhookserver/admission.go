@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -34,8 +35,10 @@ type admission struct {
 
 // tenantGate is one tenant's share of the admission.
 type tenantGate struct {
-	limiter  *rate.Limiter
-	inFlight int
+	limiter *rate.Limiter
+	// inFlight is read and raised under admission.mu, and lowered without
+	// it when a request ends.
+	inFlight atomic.Int32
 }
 
 // refusal says why a webhook was not admitted.
@@ -64,36 +67,46 @@ func newAdmission(cfg Config) *admission {
 	}
 }
 
+// admitted is a webhook the admission took on.
+type admitted struct {
+	a *admission
+	g *tenantGate
+	// priority is the beanstalkd priority of its jobs (see priority).
+	priority uint32
+}
+
+// release gives back the places the webhook held; call it once it is
+// answered.
+func (w admitted) release() {
+	<-w.a.slots
+	w.g.inFlight.Add(-1)
+}
+
 // admit takes one of the tenant's tokens, one of its in-flight places and
-// one of the server's. On success the caller must call release once the
-// request is answered.
-func (a *admission) admit(tenantID string, now time.Time) (release func(), refused *refusal) {
+// one of the server's, and tells the priority of its jobs: everything under
+// one hold of the admission's lock, the only one a webhook takes (issue
+// 20: every goroutine waiting on a lock whose holder is descheduled joins
+// the latency tail).
+func (a *admission) admit(tenantID string, now time.Time) (admitted, *refusal) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	g := a.gate(tenantID, now)
-	if g.inFlight >= a.tenantInFlight {
-		return nil, &refusal{http.StatusTooManyRequests, reasonTenantInFlight, time.Second}
+	if int(g.inFlight.Load()) >= a.tenantInFlight {
+		return admitted{}, &refusal{http.StatusTooManyRequests, reasonTenantInFlight, time.Second}
 	}
 	r := g.limiter.ReserveN(now, 1)
 	if delay := r.DelayFrom(now); delay > 0 {
 		r.CancelAt(now)
-		return nil, &refusal{http.StatusTooManyRequests, reasonTenantRate, delay}
+		return admitted{}, &refusal{http.StatusTooManyRequests, reasonTenantRate, delay}
 	}
 	select {
 	case a.slots <- struct{}{}:
 	default:
 		r.CancelAt(now) // the server's fault, not the tenant's: give the token back
-		return nil, &refusal{http.StatusServiceUnavailable, reasonServerBusy, time.Second}
+		return admitted{}, &refusal{http.StatusServiceUnavailable, reasonServerBusy, time.Second}
 	}
-	g.inFlight++
-	return func() { a.done(g) }, nil
-}
-
-func (a *admission) done(g *tenantGate) {
-	<-a.slots
-	a.mu.Lock()
-	g.inFlight--
-	a.mu.Unlock()
+	g.inFlight.Add(1)
+	return admitted{a: a, g: g, priority: a.priority(g, now)}, nil
 }
 
 // charge takes the tokens of the jobs beyond the first a request turned
@@ -122,10 +135,9 @@ const (
 
 // priority is the beanstalkd priority of the tenant's next jobs, from how
 // much of its bucket it has used (quarters of a burst; debt counts too).
-func (a *admission) priority(tenantID string, now time.Time) uint32 {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	used := float64(a.burst) - a.gate(tenantID, now).limiter.TokensAt(now)
+// The caller holds a.mu.
+func (a *admission) priority(g *tenantGate, now time.Time) uint32 {
+	used := float64(a.burst) - g.limiter.TokensAt(now)
 	level := int(math.Floor(4 * used / float64(a.burst)))
 	return jobPriority + uint32(min(max(level, 0), priorityLevels))*priorityStep
 }
@@ -148,7 +160,7 @@ func (a *admission) gate(tenantID string, now time.Time) *tenantGate {
 // prune forgets the gates that are the same as new ones.
 func (a *admission) prune(now time.Time) {
 	for id, g := range a.tenants {
-		if g.inFlight == 0 && g.limiter.TokensAt(now) >= float64(a.burst) {
+		if g.inFlight.Load() == 0 && g.limiter.TokensAt(now) >= float64(a.burst) {
 			delete(a.tenants, id)
 		}
 	}

@@ -35,12 +35,12 @@ func (s *Server) handleUnisenderHook(w http.ResponseWriter, r *http.Request) {
 		s.refuseWebhook(w, start, "", http.StatusNotFound, "not found", "")
 		return
 	}
-	release, refused := s.admit.admit(info.ID, s.now())
+	admitted, refused := s.admit.admit(info.ID, s.now())
 	if refused != nil {
 		s.refuseAdmission(w, start, info.ID, refused)
 		return
 	}
-	defer release()
+	defer admitted.release()
 	ctx, cancel := context.WithDeadline(r.Context(), deadline)
 	defer cancel()
 	emails, status, reason := s.readHook(ctx, w, r, info)
@@ -49,7 +49,7 @@ func (s *Server) handleUnisenderHook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(emails) > 0 && !info.Suspended {
-		if err := s.enqueueAddresses(ctx, info, emails); err != nil {
+		if err := s.enqueueAddresses(ctx, info, admitted.priority, emails); err != nil {
 			s.log.Error(err, "enqueue failed; answered 503", "tenant", info.ID)
 			s.metrics.queueErrors.Inc()
 			s.refuseWebhook(w, start, info.ID, http.StatusServiceUnavailable, "queue unavailable, retry later", "")
@@ -91,9 +91,8 @@ func (s *Server) readHook(ctx context.Context, w http.ResponseWriter, r *http.Re
 
 // enqueueAddresses puts one job per queue.MaxAddressesPerJob addresses and
 // returns once beanstalkd inserted every one.
-func (s *Server) enqueueAddresses(ctx context.Context, info TenantInfo, emails []string) error {
+func (s *Server) enqueueAddresses(ctx context.Context, info TenantInfo, pri uint32, emails []string) error {
 	receivedAt := s.now()
-	pri := s.admit.priority(info.ID, receivedAt)
 	s.admit.charge(info.ID, (len(emails)+queue.MaxAddressesPerJob-1)/queue.MaxAddressesPerJob, receivedAt)
 	for chunk := range slices.Chunk(emails, queue.MaxAddressesPerJob) {
 		body, err := queue.EncodeAddressesJob(info.ID, receivedAt, chunk)

@@ -201,7 +201,7 @@ func TestEnqueueSplitsAndBoundsJobs(t *testing.T) {
 		q := &recordingQueue{}
 		s := &Server{cfg: DefaultConfig(), queue: q, admit: newAdmission(DefaultConfig())}
 		info := TenantInfo{ID: "shop/news.letter"}
-		if err := s.enqueue(context.Background(), info, p.AccountID, refs); err != nil {
+		if err := s.enqueue(context.Background(), info, p.AccountID, jobPriority, refs); err != nil {
 			t.Fatal(err)
 		}
 		if want := (n + queue.MaxContactsPerJob - 1) / queue.MaxContactsPerJob; len(q.bodies) != want {

@@ -738,6 +738,11 @@ func (in *UnisenderBindingSpec) DeepCopyInto(out *UnisenderBindingSpec) {
 		*out = new(v1.Duration)
 		**out = **in
 	}
+	if in.SweepInterval != nil {
+		in, out := &in.SweepInterval, &out.SweepInterval
+		*out = new(v1.Duration)
+		**out = **in
+	}
 	if in.WriteBack != nil {
 		in, out := &in.WriteBack, &out.WriteBack
 		*out = new(WriteBack)
@@ -773,6 +778,10 @@ func (in *UnisenderBindingStatus) DeepCopyInto(out *UnisenderBindingStatus) {
 	}
 	if in.LastResyncTime != nil {
 		in, out := &in.LastResyncTime, &out.LastResyncTime
+		*out = (*in).DeepCopy()
+	}
+	if in.LastSweepTime != nil {
+		in, out := &in.LastSweepTime, &out.LastSweepTime
 		*out = (*in).DeepCopy()
 	}
 	if in.Selector != nil {

@@ -38,6 +38,14 @@ const (
 	// DefaultRequestsPerSecond is Kommo's limit per integration, used when
 	// rps is not positive.
 	DefaultRequestsPerSecond = 7
+	// DefaultForegroundQuiet is how long the foreground must have asked
+	// for nothing before background work may take every slot instead of
+	// its share: a budget nobody waits on is not left idle, so the import
+	// of an account whose contacts are not changing runs at Kommo's full
+	// rate (issue 20: 61% of it with the share alone). A foreground
+	// request marks itself before it takes its slot, so the background's
+	// next take already leaves it the rest.
+	DefaultForegroundQuiet = 5 * time.Second
 )
 
 // Bucket name prefixes. call_budgets holds other kinds of budgets too
@@ -45,6 +53,7 @@ const (
 const (
 	kommoPrefix      = "kommo:"    // every request of an integration
 	kommoBackPrefix  = "kommo-bg:" // its background requests
+	kommoForePrefix  = "kommo-fg:" // when its foreground last asked (a mark)
 	maxBucketLen     = 64          // the call_budgets.bucket column
 	bucketDigestHexs = 40          // 160 bits of SHA-256 when a name is too long
 )
@@ -54,6 +63,7 @@ type Option func(*config)
 
 type config struct {
 	margin, share float64
+	quiet         time.Duration
 }
 
 // WithMargin sets the safety margin added to the spacing 1s/rps of an
@@ -78,6 +88,18 @@ func WithBackgroundShare(s float64) Option {
 	}
 }
 
+// WithForegroundQuiet sets how long the foreground must have asked for
+// nothing before the background may take every slot
+// (DefaultForegroundQuiet); 0 keeps the background to its share always.
+// Negative values are ignored.
+func WithForegroundQuiet(d time.Duration) Option {
+	return func(c *config) {
+		if d >= 0 {
+			c.quiet = d
+		}
+	}
+}
+
 // KommoBudget is the request budget of one KommoIntegration, shared by
 // every process through the store.
 //
@@ -86,7 +108,9 @@ func WithBackgroundShare(s float64) Option {
 // burst: no sliding second ever holds more than rps takes. Background
 // requests first take a slot of a second bucket, spaced interval/share, so
 // that they never take more than that share of the account bucket's slots,
-// whatever their number; foreground requests always find the rest.
+// whatever their number; foreground requests always find the rest. While
+// the foreground has asked for nothing for the quiet time, the second
+// bucket is spaced like the first: the background may take every slot.
 type KommoBudget struct {
 	fg, bg *Taker
 }
@@ -96,7 +120,7 @@ type KommoBudget struct {
 // not be nil: a Taker without a store fails every Take, so that a missing
 // store never passes for an unlimited budget.
 func Kommo(st *store.Store, namespace, integration string, rps int, opts ...Option) *KommoBudget {
-	cfg := config{margin: DefaultMargin, share: DefaultBackgroundShare}
+	cfg := config{margin: DefaultMargin, share: DefaultBackgroundShare, quiet: DefaultForegroundQuiet}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -112,8 +136,13 @@ func Kommo(st *store.Store, namespace, integration string, rps int, opts ...Opti
 		bucket:   bucketName(kommoBackPrefix, id),
 		interval: ceilMillis(float64(account.interval) / cfg.share),
 	}
+	var mark string
+	if cfg.quiet > 0 {
+		mark = bucketName(kommoForePrefix, id)
+		background.quiet = &quietRule{mark: mark, after: cfg.quiet, interval: account.interval}
+	}
 	return &KommoBudget{
-		fg: &Taker{store: st, steps: []step{account}},
+		fg: &Taker{store: st, steps: []step{account}, mark: mark},
 		// The background bucket first: a request waiting for its share
 		// holds no slot of the account bucket meanwhile.
 		bg: &Taker{store: st, steps: []step{background, account}},
@@ -141,10 +170,22 @@ func (k *KommoBudget) Background() *Taker { return k.bg }
 type Taker struct {
 	store *store.Store
 	steps []step
+	// mark, if set, is recorded before every take: the foreground's, which
+	// the background's quiet rule reads.
+	mark string
 }
 
 type step struct {
 	bucket   string
+	interval time.Duration
+	quiet    *quietRule // nil: always interval
+}
+
+// quietRule spaces a step by interval instead of its own while mark has
+// not been recorded for after.
+type quietRule struct {
+	mark     string
+	after    time.Duration
 	interval time.Duration
 }
 
@@ -160,6 +201,11 @@ func (t *Taker) Take(ctx context.Context) error {
 	if t.store == nil {
 		return ErrNoStore
 	}
+	if t.mark != "" {
+		if err := t.store.MarkCall(ctx, t.mark); err != nil {
+			return fmt.Errorf("budget: %w", err)
+		}
+	}
 	for _, s := range t.steps {
 		if err := t.take(ctx, s); err != nil {
 			return err
@@ -173,7 +219,11 @@ func (t *Taker) take(ctx context.Context, s step) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		wait, err := t.store.TakeCall(ctx, s.bucket, s.interval)
+		interval, err := t.interval(ctx, s)
+		var wait time.Duration
+		if err == nil {
+			wait, err = t.store.TakeCall(ctx, s.bucket, interval)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -193,8 +243,25 @@ func (t *Taker) take(ctx context.Context, s step) error {
 	}
 }
 
+// interval is the step's spacing now: the quiet rule's while the
+// foreground has not asked for its time (or ever), the step's own
+// otherwise.
+func (t *Taker) interval(ctx context.Context, s step) (time.Duration, error) {
+	if s.quiet == nil {
+		return s.interval, nil
+	}
+	since, marked, err := t.store.SinceMark(ctx, s.quiet.mark)
+	if err != nil {
+		return 0, err
+	}
+	if !marked || since >= s.quiet.after {
+		return s.quiet.interval, nil
+	}
+	return s.interval, nil
+}
+
 // Intervals reports the spacing of the taker's buckets, in the order they
-// are taken (for logs and tests).
+// are taken, while the foreground asks (for logs and tests).
 func (t *Taker) Intervals() []time.Duration {
 	out := make([]time.Duration, len(t.steps))
 	for i, s := range t.steps {

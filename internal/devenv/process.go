@@ -60,6 +60,17 @@ func (p *Process) Running() bool {
 	}
 }
 
+// PID is the process's id while it runs (0 before Start), for a benchmark
+// reading its memory in /proc.
+func (p *Process) PID() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || p.cmd.Process == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
 // Kill ends the process with SIGKILL, as a crash would, and waits for it.
 func (p *Process) Kill() { p.signal(syscall.SIGKILL, time.Second) }
 

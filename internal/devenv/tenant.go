@@ -36,6 +36,9 @@ type Tenant struct {
 	// ListTitle is the Unisender list the binding creates (in the sandbox's
 	// one Unisender account).
 	ListTitle string
+	// RequestsPerSecond is the integration's spec.rateLimit (0: the
+	// default, Kommo's 7).
+	RequestsPerSecond int32
 }
 
 // SampleTenant is the tenant `make dev` applies.
@@ -70,6 +73,7 @@ func (e *Env) ApplyTenant(ctx context.Context, tn Tenant) error {
 				RedirectURI:          e.redirectURI(),
 				AuthorizationCodeRef: &syncv1.SecretKeySelector{Name: "kommo-oauth", Key: "code"},
 				RefreshBefore:        e.refreshBefore(),
+				RateLimit:            syncv1.RateLimit{RequestsPerSecond: tn.RequestsPerSecond},
 			}},
 		&syncv1.UnisenderBinding{ObjectMeta: metav1.ObjectMeta{Name: tn.Binding, Namespace: tn.Namespace},
 			Spec: syncv1.UnisenderBindingSpec{

@@ -16,6 +16,7 @@ var ErrNotStarted = errors.New("importer: the runner has not started yet")
 type Snapshot struct {
 	RunID      string
 	Kind       Kind
+	Sweep      bool // the run sweeps (Job.Sweep)
 	Running    bool
 	Progress   Progress
 	StartedAt  time.Time
@@ -101,7 +102,7 @@ func (r *Runner) Launch(job Job) (Snapshot, error) {
 	ctx, cancel := context.WithCancel(r.base)
 	a := &activeRun{
 		snap: Snapshot{
-			RunID: job.RunID, Kind: job.Kind, Running: true, StartedAt: r.now(),
+			RunID: job.RunID, Kind: job.Kind, Sweep: job.Sweep, Running: true, StartedAt: r.now(),
 			Progress: Progress{RunID: job.RunID, Kind: job.Kind, Cursor: job.From},
 			Failures: r.failures[job.Tenant],
 		},

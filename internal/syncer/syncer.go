@@ -130,7 +130,13 @@ type Outcome struct {
 // callers can classify it (unisender.IsTransient, store.IsTransient).
 func Commit(ctx context.Context, st *store.Store, t Tenant, contacts []Current, verify []string) (Outcome, error) {
 	var out Outcome
-	err := st.InTx(ctx, func(tx *store.Tx) error {
+	// A shared list's sharers are other tenants, whose lock the caller does
+	// not hold: their rows need REPEATABLE READ's gap locks.
+	inTx := st.InTenantTx
+	if len(t.ListSharers) > 0 {
+		inTx = st.InTx
+	}
+	err := inTx(ctx, func(tx *store.Tx) error {
 		out = Outcome{Contacts: len(contacts)}
 		p, err := planCommit(ctx, tx, t, contacts, &out)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -34,12 +35,25 @@ func (w *Worker) process(ctx context.Context, c *queue.Consumer, b *batch, log l
 	for _, e := range poison {
 		s.bury(e, e.poison.Error())
 	}
+	// Each tenant's group runs on its own, so that one tenant's slow Kommo
+	// or Unisender (or its budget's wait) holds up no other tenant of the
+	// batch while the worker has a slot free; the groups take the slots in
+	// priority order.
+	var wg sync.WaitGroup
 	for _, g := range groups {
 		if s.conn.lost.Load() {
-			return // beanstalkd has put the rest of the batch back
+			break // beanstalkd has put the rest of the batch back
 		}
-		w.processGroup(pctx, s, g)
+		if !w.takeGroupSlot(pctx) {
+			w.processGroup(pctx, s, g) // past the shutdown grace: fails at once and releases the jobs
+			continue
+		}
+		wg.Go(func() {
+			defer w.releaseGroupSlot()
+			w.processGroup(pctx, s, g)
+		})
 	}
+	wg.Wait()
 }
 
 // processGroup applies one tenant's jobs under the tenant's lock.

@@ -158,6 +158,13 @@ type Worker struct {
 	ownProducer bool
 	drainer     *invitations.Drainer
 	nudge       chan struct{} // wakes the invitation drainer
+	// groupSlots bounds the tenant groups being applied at once, over all
+	// the reserving goroutines' batches, to Concurrency (at least two, so
+	// that even a single reserver's batch lets a tenant overtake a slow
+	// one): with two MySQL connections each (the tenant's lock and its
+	// transaction) they stay within the store's pool, as MaxConcurrency
+	// says.
+	groupSlots chan struct{}
 }
 
 // New checks cfg and returns a Worker.
@@ -185,7 +192,7 @@ func New(cfg Config) (*Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
-	w := &Worker{cfg: cfg, drainer: drainer, nudge: make(chan struct{}, 1)}
+	w := &Worker{cfg: cfg, drainer: drainer, nudge: make(chan struct{}, 1), groupSlots: make(chan struct{}, max(cfg.Concurrency, 2))}
 	if w.cfg.Producer == nil {
 		w.cfg.Producer = queue.NewProducer(cfg.BeanstalkdAddr, queue.ProducerOptions{Conns: 2})
 		w.ownProducer = true
@@ -269,6 +276,19 @@ func (w *Worker) loop(ctx context.Context, c *queue.Consumer, log logr.Logger) {
 		w.process(ctx, c, b, log)
 	}
 }
+
+// takeGroupSlot waits for a slot to apply a tenant group in; false when
+// ctx ended first.
+func (w *Worker) takeGroupSlot(ctx context.Context) bool {
+	select {
+	case w.groupSlots <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (w *Worker) releaseGroupSlot() { <-w.groupSlots }
 
 // graceContext is a context for finishing work: it outlives parent by
 // grace, so a batch in flight at shutdown can complete, and is cancelled
