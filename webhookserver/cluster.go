@@ -21,7 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/contract"
 	"github.com/kommo-unisender/kommo-unisender/internal/namespaces"
 	"github.com/kommo-unisender/kommo-unisender/internal/tokens"
@@ -31,18 +31,18 @@ import (
 // in Kubernetes.
 type Cluster interface {
 	// Integration returns the KommoIntegration key names, or ErrNotFound.
-	Integration(ctx context.Context, key types.NamespacedName) (*syncv1.KommoIntegration, error)
+	Integration(ctx context.Context, key types.NamespacedName) (*v1alpha1.KommoIntegration, error)
 	// IntegrationsByClientID returns every KommoIntegration whose client
 	// id is clientID: its own spec.clientID, or that of the KommoApp its
 	// spec.appRef names (one Kommo integration may serve several accounts).
-	IntegrationsByClientID(ctx context.Context, clientID string) ([]syncv1.KommoIntegration, error)
+	IntegrationsByClientID(ctx context.Context, clientID string) ([]v1alpha1.KommoIntegration, error)
 	// BindingsOf returns the UnisenderBindings whose integrationRef names ki,
 	// sorted by name.
-	BindingsOf(ctx context.Context, ki *syncv1.KommoIntegration) ([]syncv1.UnisenderBinding, error)
+	BindingsOf(ctx context.Context, ki *v1alpha1.KommoIntegration) ([]v1alpha1.UnisenderBinding, error)
 	// OAuthClient returns the integration's client id, redirect URI and
 	// client secret: its own (spec.clientSecretRef), or its KommoApp's
 	// (a Secret in the operator's namespace).
-	OAuthClient(ctx context.Context, ki *syncv1.KommoIntegration) (*OAuthClient, error)
+	OAuthClient(ctx context.Context, ki *v1alpha1.KommoIntegration) (*OAuthClient, error)
 	// StateKey returns the key OAuth states are signed with
 	// (tokens.StateKeySecretName in the operator's namespace).
 	StateKey(ctx context.Context) ([]byte, error)
@@ -56,7 +56,7 @@ type Cluster interface {
 	// PutOwnedSecret, recording the state's use (claim); it refuses
 	// (ErrCodePending) while the Secret still holds a code the reconciler
 	// has not spent.
-	PutOAuthCode(ctx context.Context, ki *syncv1.KommoIntegration, code string, claim *TokenClaim) error
+	PutOAuthCode(ctx context.Context, ki *v1alpha1.KommoIntegration, code string, claim *TokenClaim) error
 }
 
 // OAuthClient is the Kommo integration an integration authenticates as.
@@ -169,8 +169,8 @@ func (k *Kube) Tenants() *TenantIndex { return k.tenants }
 // hold the current state, so that the server never answers 404 to a tenant
 // that exists; or an error after SyncTimeout.
 func (k *Kube) Start(ctx context.Context) error {
-	if err := k.cache.IndexField(ctx, &syncv1.KommoIntegration{}, indexClientID, func(o client.Object) []string {
-		ki := o.(*syncv1.KommoIntegration)
+	if err := k.cache.IndexField(ctx, &v1alpha1.KommoIntegration{}, indexClientID, func(o client.Object) []string {
+		ki := o.(*v1alpha1.KommoIntegration)
 		if ki.Spec.AppRef != nil {
 			return []string{"app:" + ki.Spec.AppRef.Name}
 		}
@@ -178,13 +178,13 @@ func (k *Kube) Start(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("indexing integrations by client id: %w", err)
 	}
-	if err := k.cache.IndexField(ctx, &syncv1.KommoApp{}, indexAppClientID, func(o client.Object) []string {
-		return []string{o.(*syncv1.KommoApp).Spec.ClientID}
+	if err := k.cache.IndexField(ctx, &v1alpha1.KommoApp{}, indexAppClientID, func(o client.Object) []string {
+		return []string{o.(*v1alpha1.KommoApp).Spec.ClientID}
 	}); err != nil {
 		return fmt.Errorf("indexing apps by client id: %w", err)
 	}
-	if err := k.cache.IndexField(ctx, &syncv1.UnisenderBinding{}, indexIntegration, func(o client.Object) []string {
-		return []string{o.(*syncv1.UnisenderBinding).Spec.IntegrationRef.Name}
+	if err := k.cache.IndexField(ctx, &v1alpha1.UnisenderBinding{}, indexIntegration, func(o client.Object) []string {
+		return []string{o.(*v1alpha1.UnisenderBinding).Spec.IntegrationRef.Name}
 	}); err != nil {
 		return fmt.Errorf("indexing bindings by integration: %w", err)
 	}
@@ -192,8 +192,8 @@ func (k *Kube) Start(ctx context.Context) error {
 		obj client.Object
 		h   toolscache.ResourceEventHandler
 	}{
-		{&syncv1.UnisenderBinding{}, k.tenants.BindingHandler()},
-		{&syncv1.KommoIntegration{}, k.tenants.IntegrationHandler()},
+		{&v1alpha1.UnisenderBinding{}, k.tenants.BindingHandler()},
+		{&v1alpha1.KommoIntegration{}, k.tenants.IntegrationHandler()},
 		{&corev1.Secret{}, k.tenants.SecretHandler()},
 	}
 	for _, h := range handlers {
@@ -238,8 +238,8 @@ func (k *Kube) Start(ctx context.Context) error {
 }
 
 // Integration implements Cluster.
-func (k *Kube) Integration(ctx context.Context, key types.NamespacedName) (*syncv1.KommoIntegration, error) {
-	var ki syncv1.KommoIntegration
+func (k *Kube) Integration(ctx context.Context, key types.NamespacedName) (*v1alpha1.KommoIntegration, error) {
+	var ki v1alpha1.KommoIntegration
 	if err := k.cache.Get(ctx, key, &ki); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, ErrNotFound
@@ -250,11 +250,11 @@ func (k *Kube) Integration(ctx context.Context, key types.NamespacedName) (*sync
 }
 
 // IntegrationsByClientID implements Cluster.
-func (k *Kube) IntegrationsByClientID(ctx context.Context, clientID string) ([]syncv1.KommoIntegration, error) {
+func (k *Kube) IntegrationsByClientID(ctx context.Context, clientID string) ([]v1alpha1.KommoIntegration, error) {
 	if clientID == "" {
 		return nil, nil
 	}
-	var apps syncv1.KommoAppList
+	var apps v1alpha1.KommoAppList
 	if err := k.cache.List(ctx, &apps, client.MatchingFields{indexAppClientID: clientID}); err != nil {
 		return nil, err
 	}
@@ -262,9 +262,9 @@ func (k *Kube) IntegrationsByClientID(ctx context.Context, clientID string) ([]s
 	for _, app := range apps.Items {
 		keys = append(keys, "app:"+app.Name)
 	}
-	var out []syncv1.KommoIntegration
+	var out []v1alpha1.KommoIntegration
 	for _, key := range keys {
-		var list syncv1.KommoIntegrationList
+		var list v1alpha1.KommoIntegrationList
 		if err := k.cache.List(ctx, &list, client.MatchingFields{indexClientID: key}); err != nil {
 			return nil, err
 		}
@@ -274,17 +274,17 @@ func (k *Kube) IntegrationsByClientID(ctx context.Context, clientID string) ([]s
 }
 
 // BindingsOf implements Cluster.
-func (k *Kube) BindingsOf(ctx context.Context, ki *syncv1.KommoIntegration) ([]syncv1.UnisenderBinding, error) {
-	var list syncv1.UnisenderBindingList
+func (k *Kube) BindingsOf(ctx context.Context, ki *v1alpha1.KommoIntegration) ([]v1alpha1.UnisenderBinding, error) {
+	var list v1alpha1.UnisenderBindingList
 	if err := k.cache.List(ctx, &list, client.InNamespace(ki.Namespace), client.MatchingFields{indexIntegration: ki.Name}); err != nil {
 		return nil, err
 	}
-	slices.SortFunc(list.Items, func(a, b syncv1.UnisenderBinding) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(list.Items, func(a, b v1alpha1.UnisenderBinding) int { return strings.Compare(a.Name, b.Name) })
 	return list.Items, nil
 }
 
 // OAuthClient implements Cluster.
-func (k *Kube) OAuthClient(ctx context.Context, ki *syncv1.KommoIntegration) (*OAuthClient, error) {
+func (k *Kube) OAuthClient(ctx context.Context, ki *v1alpha1.KommoIntegration) (*OAuthClient, error) {
 	if ki.Spec.AppRef == nil {
 		secret, err := k.secretValue(ctx, ki.Namespace, ki.Spec.ClientSecretRef)
 		if err != nil {
@@ -292,7 +292,7 @@ func (k *Kube) OAuthClient(ctx context.Context, ki *syncv1.KommoIntegration) (*O
 		}
 		return &OAuthClient{ClientID: ki.Spec.ClientID, RedirectURI: ki.Spec.RedirectURI, Secret: secret}, nil
 	}
-	var app syncv1.KommoApp
+	var app v1alpha1.KommoApp
 	if err := k.cache.Get(ctx, types.NamespacedName{Name: ki.Spec.AppRef.Name}, &app); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, ErrNoClientSecret
@@ -335,7 +335,7 @@ func (k *Kube) StateKey(ctx context.Context) ([]byte, error) {
 // secret) from the API server, at most once per ClientSecretTTL per key:
 // an unauthenticated caller who names an integration must not cost a
 // Secret read per request.
-func (k *Kube) secretValue(ctx context.Context, namespace string, ref *syncv1.SecretKeySelector) ([]byte, error) {
+func (k *Kube) secretValue(ctx context.Context, namespace string, ref *v1alpha1.SecretKeySelector) ([]byte, error) {
 	if namespace == "" || ref == nil || ref.Name == "" || ref.Key == "" {
 		return nil, ErrNoClientSecret
 	}
@@ -366,7 +366,7 @@ func (k *Kube) PutOwnedSecret(ctx context.Context, owner client.Object, name str
 }
 
 // PutOAuthCode implements Cluster.
-func (k *Kube) PutOAuthCode(ctx context.Context, ki *syncv1.KommoIntegration, code string, claim *TokenClaim) error {
+func (k *Kube) PutOAuthCode(ctx context.Context, ki *v1alpha1.KommoIntegration, code string, claim *TokenClaim) error {
 	return k.putWithRetries(ctx, ki, tokens.OAuthCodeSecretName(ki.Name), map[string][]byte{tokens.OAuthCodeKey: []byte(code)}, claim,
 		func(s *corev1.Secret) error {
 			if len(s.Data[tokens.OAuthCodeKey]) > 0 {

@@ -11,7 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/tokens"
 )
 
@@ -56,7 +56,7 @@ func TestCrossTenantWidgetSharedNamespacedSecretIsRefused(t *testing.T) {
 }
 
 // newApp declares a KommoApp whose secret is in the operator's namespace.
-func newApp(t *testing.T) (*syncv1.KommoApp, string) {
+func newApp(t *testing.T) (*v1alpha1.KommoApp, string) {
 	t.Helper()
 	_, c := cluster(t)
 	ctx := context.Background()
@@ -65,10 +65,10 @@ func newApp(t *testing.T) (*syncv1.KommoApp, string) {
 		ObjectMeta: metav1.ObjectMeta{Namespace: operatorNamespace, Name: name},
 		Data:       map[string][]byte{"client-secret": []byte(secret)},
 	}))
-	app := &syncv1.KommoApp{
+	app := &v1alpha1.KommoApp{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: syncv1.KommoAppSpec{ClientID: "app-" + randomHex(t, 8), RedirectURI: "https://hooks.example.test/oauth/callback",
-			ClientSecretRef: syncv1.SecretKeySelector{Name: name, Key: "client-secret"}},
+		Spec: v1alpha1.KommoAppSpec{ClientID: "app-" + randomHex(t, 8), RedirectURI: "https://hooks.example.test/oauth/callback",
+			ClientSecretRef: v1alpha1.SecretKeySelector{Name: name, Key: "client-secret"}},
 	}
 	must(t, c.Create(ctx, app))
 	t.Cleanup(func() { _ = c.Delete(context.Background(), app) })
@@ -169,9 +169,9 @@ func TestCrossTenantOAuthSecondCallbackWhilePendingIsRefused(t *testing.T) {
 	k, c := cluster(t)
 	ki := g.Integration.DeepCopy()
 	must(t, c.Get(context.Background(), keyOf(g), ki))
-	for _, typ := range []string{syncv1.ConditionAuthorized, syncv1.ConditionReady} {
+	for _, typ := range []string{v1alpha1.ConditionAuthorized, v1alpha1.ConditionReady} {
 		ki.Status.Conditions = append(ki.Status.Conditions, metav1.Condition{Type: typ, Status: metav1.ConditionTrue,
-			Reason: syncv1.ReasonSucceeded, Message: "ok", LastTransitionTime: metav1.Now()})
+			Reason: v1alpha1.ReasonSucceeded, Message: "ok", LastTransitionTime: metav1.Now()})
 	}
 	must(t, c.Status().Update(context.Background(), ki))
 	waitFor(t, "the cache to see Authorized", func() bool {

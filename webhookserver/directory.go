@@ -7,7 +7,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	toolscache "k8s.io/client-go/tools/cache"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/contract"
 	"github.com/kommo-unisender/kommo-unisender/internal/tenant"
 )
@@ -92,7 +92,7 @@ func (x *TenantIndex) Tenant(urlSegment string) (TenantInfo, bool) {
 
 // BindingHandler keeps the index's bindings current.
 func (x *TenantIndex) BindingHandler() toolscache.ResourceEventHandler {
-	return handlerFuncs(func(o *syncv1.UnisenderBinding, deleted bool) {
+	return handlerFuncs(func(o *v1alpha1.UnisenderBinding, deleted bool) {
 		key := tenant.Key{Namespace: o.Namespace, Name: o.Name}
 		x.mu.Lock()
 		defer x.mu.Unlock()
@@ -110,7 +110,7 @@ func (x *TenantIndex) BindingHandler() toolscache.ResourceEventHandler {
 
 // IntegrationHandler keeps the index's account ids current.
 func (x *TenantIndex) IntegrationHandler() toolscache.ResourceEventHandler {
-	return handlerFuncs(func(o *syncv1.KommoIntegration, deleted bool) {
+	return handlerFuncs(func(o *v1alpha1.KommoIntegration, deleted bool) {
 		key := types.NamespacedName{Namespace: o.Namespace, Name: o.Name}
 		x.mu.Lock()
 		defer x.mu.Unlock()

@@ -32,7 +32,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/contract"
 	"github.com/kommo-unisender/kommo-unisender/internal/fixtures"
 	"github.com/kommo-unisender/kommo-unisender/internal/queue"
@@ -120,7 +120,7 @@ type tenantOpts struct {
 	// sharing one Kommo integration's namespaced secret).
 	clientID, clientSecret string
 	// app, if set, is the KommoApp the integration references instead.
-	app *syncv1.KommoApp
+	app *v1alpha1.KommoApp
 }
 
 // tenantFixture is one tenant as the reconcilers would leave it: a
@@ -129,8 +129,8 @@ type tenantOpts struct {
 // webhook Secret.
 type tenantFixture struct {
 	Namespace     string
-	Integration   *syncv1.KommoIntegration
-	Binding       *syncv1.UnisenderBinding
+	Integration   *v1alpha1.KommoIntegration
+	Binding       *v1alpha1.UnisenderBinding
 	WebhookSecret string
 	ClientSecret  string
 	ClientID      string
@@ -180,16 +180,16 @@ func newTenant(t testing.TB, o tenantOpts) *tenantFixture {
 		ObjectMeta: metav1.ObjectMeta{Namespace: f.Namespace, Name: "kommo-client"},
 		Data:       map[string][]byte{"client-secret": []byte(f.ClientSecret)},
 	}))
-	ki := &syncv1.KommoIntegration{
+	ki := &v1alpha1.KommoIntegration{
 		ObjectMeta: metav1.ObjectMeta{Namespace: f.Namespace, Name: "kommo"},
-		Spec: syncv1.KommoIntegrationSpec{
+		Spec: v1alpha1.KommoIntegrationSpec{
 			Subdomain: "acme", ClientID: f.ClientID, RedirectURI: f.RedirectURI,
-			ClientSecretRef: &syncv1.SecretKeySelector{Name: "kommo-client", Key: "client-secret"},
-			OAuthCallback:   &syncv1.OAuthCallbackSource{},
+			ClientSecretRef: &v1alpha1.SecretKeySelector{Name: "kommo-client", Key: "client-secret"},
+			OAuthCallback:   &v1alpha1.OAuthCallbackSource{},
 		},
 	}
 	if o.app != nil {
-		ki.Spec.AppRef = &syncv1.AppReference{Name: o.app.Name}
+		ki.Spec.AppRef = &v1alpha1.AppReference{Name: o.app.Name}
 		ki.Spec.ClientID, ki.Spec.ClientSecretRef, ki.Spec.RedirectURI = "", nil, ""
 		f.ClientID, f.RedirectURI = o.app.Spec.ClientID, o.app.Spec.RedirectURI
 	}
@@ -197,12 +197,12 @@ func newTenant(t testing.TB, o tenantOpts) *tenantFixture {
 	ki.Status.AccountID = f.AccountID
 	must(t, c.Status().Update(ctx, ki))
 	f.Integration = ki
-	b := &syncv1.UnisenderBinding{
+	b := &v1alpha1.UnisenderBinding{
 		ObjectMeta: metav1.ObjectMeta{Namespace: f.Namespace, Name: "newsletter"},
-		Spec: syncv1.UnisenderBindingSpec{
-			IntegrationRef:  syncv1.IntegrationReference{Name: ki.Name},
-			APIKeySecretRef: syncv1.SecretKeySelector{Name: "unisender", Key: "api-key"},
-			List:            syncv1.ListSelector{Title: "Kommo contacts"},
+		Spec: v1alpha1.UnisenderBindingSpec{
+			IntegrationRef:  v1alpha1.IntegrationReference{Name: ki.Name},
+			APIKeySecretRef: v1alpha1.SecretKeySelector{Name: "unisender", Key: "api-key"},
+			List:            v1alpha1.ListSelector{Title: "Kommo contacts"},
 			AllowWidgetKey:  o.allowWidgetKey,
 			Suspend:         o.suspended,
 		},
@@ -222,7 +222,7 @@ func newTenant(t testing.TB, o tenantOpts) *tenantFixture {
 	})
 	waitFor(t, "the integration in the cache", func() bool {
 		kis, err := k.IntegrationsByClientID(ctx, f.ClientID)
-		return err == nil && slices.ContainsFunc(kis, func(ki syncv1.KommoIntegration) bool {
+		return err == nil && slices.ContainsFunc(kis, func(ki v1alpha1.KommoIntegration) bool {
 			return ki.UID == f.Integration.UID && ki.Status.AccountID == f.AccountID
 		})
 	})
@@ -235,7 +235,7 @@ func (f *tenantFixture) setSuspended(t testing.TB, suspended bool) {
 	t.Helper()
 	k, c := cluster(t)
 	ctx := context.Background()
-	var b syncv1.UnisenderBinding
+	var b v1alpha1.UnisenderBinding
 	must(t, c.Get(ctx, client.ObjectKeyFromObject(f.Binding), &b))
 	b.Spec.Suspend = suspended
 	must(t, c.Update(ctx, &b))

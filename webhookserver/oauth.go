@@ -6,7 +6,7 @@ import (
 	"html/template"
 	"net/http"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/status"
 	"github.com/kommo-unisender/kommo-unisender/internal/tokens"
 )
@@ -66,7 +66,7 @@ func (s *Server) handleOAuthCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	// Ready: the stored tokens were confirmed and nothing is amiss (after
 	// the token Secret is deleted, or the tokens are revoked, it is not).
-	if status.IsTrue(ki, syncv1.ConditionReady) {
+	if status.IsTrue(ki, v1alpha1.ConditionReady) {
 		s.page(w, http.StatusConflict, "Already authorized",
 			"KommoIntegration "+ki.Namespace+"/"+ki.Name+" already holds working tokens; nothing was changed. "+
 				"To replace them on purpose, delete its token Secret first, then authorize again.")
@@ -104,7 +104,7 @@ func (s *Server) refuseCallback(w http.ResponseWriter, err error) bool {
 }
 
 // refuseCodeWrite answers a code that was not stored; false when err is nil.
-func (s *Server) refuseCodeWrite(w http.ResponseWriter, ki *syncv1.KommoIntegration, err error) bool {
+func (s *Server) refuseCodeWrite(w http.ResponseWriter, ki *v1alpha1.KommoIntegration, err error) bool {
 	name := ki.Namespace + "/" + tokens.OAuthCodeSecretName(ki.Name)
 	switch {
 	case err == nil:
@@ -133,7 +133,7 @@ var errBadState = errors.New("state does not verify")
 // finds the integration it names. Every mismatch is errBadState (an expired
 // but genuine state is tokens.ErrStateExpired), so the page does not tell
 // which part was wrong.
-func (s *Server) callbackIntegration(ctx context.Context, state, clientID string) (*syncv1.KommoIntegration, tokens.CallbackState, error) {
+func (s *Server) callbackIntegration(ctx context.Context, state, clientID string) (*v1alpha1.KommoIntegration, tokens.CallbackState, error) {
 	if _, err := tokens.ParseCallbackState(state); err != nil {
 		return nil, tokens.CallbackState{}, errBadState
 	}

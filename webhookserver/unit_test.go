@@ -14,7 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	toolscache "k8s.io/client-go/tools/cache"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/contract"
 	"github.com/kommo-unisender/kommo-unisender/internal/fixtures"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
@@ -28,15 +28,15 @@ import (
 func TestTenantIndexFollowsEvents(t *testing.T) {
 	x := NewTenantIndex()
 	bh, ih, sh := x.BindingHandler(), x.IntegrationHandler(), x.SecretHandler()
-	binding := &syncv1.UnisenderBinding{
+	binding := &v1alpha1.UnisenderBinding{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "news.letter"},
-		Spec:       syncv1.UnisenderBindingSpec{IntegrationRef: syncv1.IntegrationReference{Name: "kommo"}},
+		Spec:       v1alpha1.UnisenderBindingSpec{IntegrationRef: v1alpha1.IntegrationReference{Name: "kommo"}},
 	}
 	secret := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "news.letter-webhook"},
 		Data:       map[string][]byte{contract.WebhookSecretKey: []byte("s3cret"), "other": []byte("x")},
 	}
-	integration := &syncv1.KommoIntegration{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "kommo"}}
+	integration := &v1alpha1.KommoIntegration{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "kommo"}}
 	lookup := func() (TenantInfo, bool) { return x.Tenant("shop.news.letter") }
 
 	bh.OnAdd(binding, true)

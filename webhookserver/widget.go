@@ -15,7 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/contract"
 )
 
@@ -87,7 +87,7 @@ func (s *Server) handleWidgetKey(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, "widget", err)
 		return
 	}
-	var allowed []syncv1.UnisenderBinding
+	var allowed []v1alpha1.UnisenderBinding
 	for _, b := range bindings {
 		if b.Spec.AllowWidgetKey {
 			allowed = append(allowed, b)
@@ -209,10 +209,10 @@ func (s *Server) handleWidgetStatus(w http.ResponseWriter, r *http.Request) {
 	s.writeJSON(w, "widget-status", http.StatusOK, widgetStatusOf(chosen))
 }
 
-func widgetStatusOf(b *syncv1.UnisenderBinding) WidgetStatus {
+func widgetStatusOf(b *v1alpha1.UnisenderBinding) WidgetStatus {
 	st := WidgetStatus{
 		Binding:   b.Namespace + "/" + b.Name,
-		Connected: meta.IsStatusConditionTrue(b.Status.Conditions, syncv1.ConditionReady),
+		Connected: meta.IsStatusConditionTrue(b.Status.Conditions, v1alpha1.ConditionReady),
 		ListID:    b.Status.ListID,
 		ListTitle: b.Spec.List.Title,
 		LastError: lastError(b.Status.Conditions),
@@ -220,7 +220,7 @@ func widgetStatusOf(b *syncv1.UnisenderBinding) WidgetStatus {
 	if imp := b.Status.Import; imp != nil {
 		st.Import = &WidgetImportStatus{
 			Phase: string(imp.Phase), Imported: imp.Imported, Total: imp.Total,
-			Completed: imp.Phase == syncv1.ImportCompleted,
+			Completed: imp.Phase == v1alpha1.ImportCompleted,
 		}
 	}
 	return st
@@ -229,15 +229,15 @@ func widgetStatusOf(b *syncv1.UnisenderBinding) WidgetStatus {
 // lastError is the message of what stops the binding: Stalled if true,
 // else a Ready=False that is not mere progress.
 func lastError(conds []metav1.Condition) string {
-	if c := meta.FindStatusCondition(conds, syncv1.ConditionStalled); c != nil && c.Status == metav1.ConditionTrue {
+	if c := meta.FindStatusCondition(conds, v1alpha1.ConditionStalled); c != nil && c.Status == metav1.ConditionTrue {
 		return c.Message
 	}
-	c := meta.FindStatusCondition(conds, syncv1.ConditionReady)
+	c := meta.FindStatusCondition(conds, v1alpha1.ConditionReady)
 	if c == nil || c.Status == metav1.ConditionTrue {
 		return ""
 	}
 	switch c.Reason {
-	case syncv1.ReasonProgressing, syncv1.ReasonImportRunning, syncv1.ReasonSuspended:
+	case v1alpha1.ReasonProgressing, v1alpha1.ReasonImportRunning, v1alpha1.ReasonSuspended:
 		return ""
 	}
 	return c.Message
@@ -264,8 +264,8 @@ func (s *Server) widgetCaller(ctx context.Context, w http.ResponseWriter, r *htt
 // the token's account qualify (verifyWidgetToken selects them so; checked
 // here again because it is what keeps a key out of another account's
 // binding).
-func (s *Server) widgetBindings(ctx context.Context, caller *widgetCaller) ([]syncv1.UnisenderBinding, error) {
-	var out []syncv1.UnisenderBinding
+func (s *Server) widgetBindings(ctx context.Context, caller *widgetCaller) ([]v1alpha1.UnisenderBinding, error) {
+	var out []v1alpha1.UnisenderBinding
 	for i := range caller.integrations {
 		if caller.integrations[i].Status.AccountID != caller.claims.AccountID {
 			continue

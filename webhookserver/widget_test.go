@@ -11,7 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/tokens"
 	"github.com/kommo-unisender/kommo-unisender/webhookserver"
 )
@@ -129,9 +129,9 @@ func TestWidgetStatusShowsTheBinding(t *testing.T) {
 	k, _ := cluster(t)
 	b := f.Binding.DeepCopy()
 	b.Status.ListID = 4242
-	b.Status.Import = &syncv1.ImportStatus{Phase: syncv1.ImportRunning, Imported: 300, Total: 1200}
-	meta.SetStatusCondition(&b.Status.Conditions, metav1.Condition{Type: syncv1.ConditionReady, Status: metav1.ConditionFalse,
-		Reason: syncv1.ReasonInvalidAPIKey, Message: "Unisender refused the API key in Secret \"newsletter-widget-key\""})
+	b.Status.Import = &v1alpha1.ImportStatus{Phase: v1alpha1.ImportRunning, Imported: 300, Total: 1200}
+	meta.SetStatusCondition(&b.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse,
+		Reason: v1alpha1.ReasonInvalidAPIKey, Message: "Unisender refused the API key in Secret \"newsletter-widget-key\""})
 	must(t, c.Status().Update(context.Background(), b))
 	waitFor(t, "the status in the cache", func() bool {
 		bs, err := k.BindingsOf(context.Background(), f.Integration)
@@ -157,13 +157,13 @@ func TestWidgetStatusShowsTheBinding(t *testing.T) {
 		t.Errorf("no CORS grant on the status answer")
 	}
 
-	b.Status.Import = &syncv1.ImportStatus{Phase: syncv1.ImportCompleted, Imported: 1200, Total: 1200}
-	meta.SetStatusCondition(&b.Status.Conditions, metav1.Condition{Type: syncv1.ConditionReady, Status: metav1.ConditionTrue,
-		Reason: syncv1.ReasonSucceeded, Message: "synced"})
+	b.Status.Import = &v1alpha1.ImportStatus{Phase: v1alpha1.ImportCompleted, Imported: 1200, Total: 1200}
+	meta.SetStatusCondition(&b.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue,
+		Reason: v1alpha1.ReasonSucceeded, Message: "synced"})
 	must(t, c.Status().Update(context.Background(), b))
 	waitFor(t, "the ready status in the cache", func() bool {
 		bs, err := k.BindingsOf(context.Background(), f.Integration)
-		return err == nil && len(bs) == 1 && meta.IsStatusConditionTrue(bs[0].Status.Conditions, syncv1.ConditionReady)
+		return err == nil && len(bs) == 1 && meta.IsStatusConditionTrue(bs[0].Status.Conditions, v1alpha1.ConditionReady)
 	})
 	resp = h.request(http.MethodGet, "/widget/status", "", "", map[string]string{"X-Auth-Token": f.token().sign(t)})
 	got = webhookserver.WidgetStatus{}

@@ -13,7 +13,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/truncate"
 )
 
@@ -32,7 +32,7 @@ type widgetClaims struct {
 // client secret signed it.
 type widgetCaller struct {
 	claims       widgetClaims
-	integrations []syncv1.KommoIntegration
+	integrations []v1alpha1.KommoIntegration
 }
 
 // tokenError is a refused token. Its message is shown to the caller, so it
@@ -111,7 +111,7 @@ func (s *Server) verifyWidgetToken(ctx context.Context, raw string) (*widgetCall
 // signature does not prove Kommo issued the token. A token verified with
 // a KommoApp's secret, which no tenant reads, is trusted whatever else
 // declares its client id.
-func refuseSharedSecret(candidates []syncv1.KommoIntegration, caller *widgetCaller) error {
+func refuseSharedSecret(candidates []v1alpha1.KommoIntegration, caller *widgetCaller) error {
 	for i := range caller.integrations {
 		if caller.integrations[i].Spec.AppRef != nil {
 			return nil
@@ -134,7 +134,7 @@ func refuseSharedSecret(candidates []syncv1.KommoIntegration, caller *widgetCall
 }
 
 // checkSignedBy verifies raw against one integration.
-func (s *Server) checkSignedBy(ctx context.Context, raw string, ki *syncv1.KommoIntegration) (*widgetClaims, error) {
+func (s *Server) checkSignedBy(ctx context.Context, raw string, ki *v1alpha1.KommoIntegration) (*widgetClaims, error) {
 	oc, err := s.cluster.OAuthClient(ctx, ki)
 	if err != nil {
 		return nil, err

@@ -7,15 +7,15 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 )
 
 func TestTokenSource(t *testing.T) {
-	cases := map[syncv1.TokenSource]syncv1.KommoIntegrationSpec{
-		syncv1.TokenSourceAuthorizationCode: {AuthorizationCodeRef: ref("s", "k")},
-		syncv1.TokenSourceOAuthCallback:     {OAuthCallback: &syncv1.OAuthCallbackSource{}},
-		syncv1.TokenSourceLongLivedToken:    {LongLivedTokenRef: ref("s", "k")},
-		"":                                  {},
+	cases := map[v1alpha1.TokenSource]v1alpha1.KommoIntegrationSpec{
+		v1alpha1.TokenSourceAuthorizationCode: {AuthorizationCodeRef: ref("s", "k")},
+		v1alpha1.TokenSourceOAuthCallback:     {OAuthCallback: &v1alpha1.OAuthCallbackSource{}},
+		v1alpha1.TokenSourceLongLivedToken:    {LongLivedTokenRef: ref("s", "k")},
+		"":                                    {},
 	}
 	for want, spec := range cases {
 		if got := spec.TokenSource(); got != want {
@@ -26,12 +26,12 @@ func TestTokenSource(t *testing.T) {
 
 func TestAPIBaseURL(t *testing.T) {
 	cases := []struct {
-		spec syncv1.KommoIntegrationSpec
+		spec v1alpha1.KommoIntegrationSpec
 		want string
 	}{
-		{syncv1.KommoIntegrationSpec{Subdomain: "acme"}, "https://acme.kommo.com"},
-		{syncv1.KommoIntegrationSpec{BaseURL: "https://acme.amocrm.ru/"}, "https://acme.amocrm.ru"},
-		{syncv1.KommoIntegrationSpec{BaseURL: "http://127.0.0.1:8080"}, "http://127.0.0.1:8080"},
+		{v1alpha1.KommoIntegrationSpec{Subdomain: "acme"}, "https://acme.kommo.com"},
+		{v1alpha1.KommoIntegrationSpec{BaseURL: "https://acme.amocrm.ru/"}, "https://acme.amocrm.ru"},
+		{v1alpha1.KommoIntegrationSpec{BaseURL: "http://127.0.0.1:8080"}, "http://127.0.0.1:8080"},
 	}
 	for _, c := range cases {
 		if got := c.spec.APIBaseURL(); got != c.want {
@@ -41,8 +41,8 @@ func TestAPIBaseURL(t *testing.T) {
 }
 
 func TestDoubleOptinAPIValue(t *testing.T) {
-	cases := map[syncv1.DoubleOptin]int{
-		syncv1.DoubleOptinInvite: 0, syncv1.DoubleOptinConsentHeld: 3, syncv1.DoubleOptinInviteUnknown: 4, "": 3,
+	cases := map[v1alpha1.DoubleOptin]int{
+		v1alpha1.DoubleOptinInvite: 0, v1alpha1.DoubleOptinConsentHeld: 3, v1alpha1.DoubleOptinInviteUnknown: 4, "": 3,
 	}
 	for d, want := range cases {
 		if got := d.APIValue(); got != want {
@@ -54,8 +54,8 @@ func TestDoubleOptinAPIValue(t *testing.T) {
 // TestUnsetFieldsFallBackToDefaults: objects read before a default existed
 // (or built in Go) behave like the CRD defaults say.
 func TestUnsetFieldsFallBackToDefaults(t *testing.T) {
-	var ki syncv1.KommoIntegrationSpec
-	if ki.RequestsPerSecond() != syncv1.DefaultRequestsPerSecond || ki.RefreshBeforeDuration() != syncv1.DefaultRefreshBefore {
+	var ki v1alpha1.KommoIntegrationSpec
+	if ki.RequestsPerSecond() != v1alpha1.DefaultRequestsPerSecond || ki.RefreshBeforeDuration() != v1alpha1.DefaultRefreshBefore {
 		t.Errorf("unset integration: rps=%d refreshBefore=%v", ki.RequestsPerSecond(), ki.RefreshBeforeDuration())
 	}
 	ki.RateLimit.RequestsPerSecond = 3
@@ -64,8 +64,8 @@ func TestUnsetFieldsFallBackToDefaults(t *testing.T) {
 		t.Errorf("set integration: rps=%d refreshBefore=%v", ki.RequestsPerSecond(), ki.RefreshBeforeDuration())
 	}
 
-	var ub syncv1.UnisenderBindingSpec
-	if ub.ResyncPeriod() != syncv1.DefaultResyncInterval || ub.FieldMapping.NameField() != syncv1.DefaultNameField ||
+	var ub v1alpha1.UnisenderBindingSpec
+	if ub.ResyncPeriod() != v1alpha1.DefaultResyncInterval || ub.FieldMapping.NameField() != v1alpha1.DefaultNameField ||
 		!ub.FieldMapping.PhoneEnabled() || !ub.FieldMapping.TagsEnabled() || !ub.InitialImport.IsEnabled() {
 		t.Errorf("unset binding does not fall back to the defaults: %+v", ub)
 	}
@@ -77,11 +77,11 @@ func TestUnsetFieldsFallBackToDefaults(t *testing.T) {
 
 func TestReconcileRequestedAt(t *testing.T) {
 	ki := validIntegration()
-	if _, ok := syncv1.ReconcileRequestedAt(ki); ok {
+	if _, ok := v1alpha1.ReconcileRequestedAt(ki); ok {
 		t.Error("requested without the annotation")
 	}
-	ki.Annotations = map[string]string{syncv1.ReconcileRequestAnnotation: "2026-01-02T03:04:05Z"}
-	if v, ok := syncv1.ReconcileRequestedAt(ki); !ok || v != "2026-01-02T03:04:05Z" {
+	ki.Annotations = map[string]string{v1alpha1.ReconcileRequestAnnotation: "2026-01-02T03:04:05Z"}
+	if v, ok := v1alpha1.ReconcileRequestedAt(ki); !ok || v != "2026-01-02T03:04:05Z" {
 		t.Errorf("ReconcileRequestedAt = %q, %v", v, ok)
 	}
 }

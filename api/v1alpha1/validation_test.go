@@ -22,7 +22,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/testenv"
 )
 
@@ -44,7 +44,7 @@ func newClient(t *testing.T) (client.Client, string) {
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		t.Fatal(err)
 	}
-	if err := syncv1.AddToScheme(scheme); err != nil {
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
 		t.Fatal(err)
 	}
 	c, err := client.New(kube.Config, client.Options{Scheme: scheme})
@@ -65,16 +65,16 @@ func randomSuffix() string {
 	return hex.EncodeToString(b)
 }
 
-func ref(name, key string) *syncv1.SecretKeySelector {
-	return &syncv1.SecretKeySelector{Name: name, Key: key}
+func ref(name, key string) *v1alpha1.SecretKeySelector {
+	return &v1alpha1.SecretKeySelector{Name: name, Key: key}
 }
 
 // validIntegration is the smallest accepted KommoIntegration using the
 // authorization-code flow; the cases below break one thing each.
-func validIntegration() *syncv1.KommoIntegration {
-	return &syncv1.KommoIntegration{
+func validIntegration() *v1alpha1.KommoIntegration {
+	return &v1alpha1.KommoIntegration{
 		ObjectMeta: metav1.ObjectMeta{Name: "acme"},
-		Spec: syncv1.KommoIntegrationSpec{
+		Spec: v1alpha1.KommoIntegrationSpec{
 			Subdomain:            "acme",
 			ClientID:             "0b1f8f2e-3c7d-4b5e-9a1f-2d3c4b5a6e7f",
 			ClientSecretRef:      ref("kommo", "client-secret"),
@@ -85,24 +85,24 @@ func validIntegration() *syncv1.KommoIntegration {
 }
 
 // validBinding is the smallest accepted UnisenderBinding.
-func validBinding() *syncv1.UnisenderBinding {
-	return &syncv1.UnisenderBinding{
+func validBinding() *v1alpha1.UnisenderBinding {
+	return &v1alpha1.UnisenderBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: "acme"},
-		Spec: syncv1.UnisenderBindingSpec{
-			IntegrationRef:  syncv1.IntegrationReference{Name: "acme"},
-			APIKeySecretRef: syncv1.SecretKeySelector{Name: "unisender", Key: "api-key"},
-			List:            syncv1.ListSelector{Title: "Kommo contacts"},
+		Spec: v1alpha1.UnisenderBindingSpec{
+			IntegrationRef:  v1alpha1.IntegrationReference{Name: "acme"},
+			APIKeySecretRef: v1alpha1.SecretKeySelector{Name: "unisender", Key: "api-key"},
+			List:            v1alpha1.ListSelector{Title: "Kommo contacts"},
 		},
 	}
 }
 
-func integrationWith(mutate func(*syncv1.KommoIntegrationSpec)) client.Object {
+func integrationWith(mutate func(*v1alpha1.KommoIntegrationSpec)) client.Object {
 	o := validIntegration()
 	mutate(&o.Spec)
 	return o
 }
 
-func bindingWith(mutate func(*syncv1.UnisenderBindingSpec)) client.Object {
+func bindingWith(mutate func(*v1alpha1.UnisenderBindingSpec)) client.Object {
 	o := validBinding()
 	mutate(&o.Spec)
 	return o
@@ -117,7 +117,7 @@ func unstructuredWith(obj client.Object, value any, path ...string) client.Objec
 		panic(err)
 	}
 	u := &unstructured.Unstructured{Object: m}
-	gvk := syncv1.GroupVersion.WithKind(kindOf(obj))
+	gvk := v1alpha1.GroupVersion.WithKind(kindOf(obj))
 	u.SetGroupVersionKind(gvk)
 	if err := unstructured.SetNestedField(u.Object, value, path...); err != nil {
 		panic(err)
@@ -127,9 +127,9 @@ func unstructuredWith(obj client.Object, value any, path ...string) client.Objec
 
 func kindOf(obj client.Object) string {
 	switch obj.(type) {
-	case *syncv1.KommoIntegration:
+	case *v1alpha1.KommoIntegration:
 		return "KommoIntegration"
-	case *syncv1.UnisenderBinding:
+	case *v1alpha1.UnisenderBinding:
 		return "UnisenderBinding"
 	}
 	panic("unexpected type")
@@ -144,59 +144,59 @@ type invalidCase struct {
 
 func invalidIntegrations() []invalidCase {
 	return []invalidCase{
-		{"no subdomain nor baseURL", integrationWith(func(s *syncv1.KommoIntegrationSpec) { s.Subdomain = "" }),
+		{"no subdomain nor baseURL", integrationWith(func(s *v1alpha1.KommoIntegrationSpec) { s.Subdomain = "" }),
 			"spec", "exactly one of subdomain or baseURL"},
-		{"both subdomain and baseURL", integrationWith(func(s *syncv1.KommoIntegrationSpec) { s.BaseURL = "https://acme.amocrm.ru" }),
+		{"both subdomain and baseURL", integrationWith(func(s *v1alpha1.KommoIntegrationSpec) { s.BaseURL = "https://acme.amocrm.ru" }),
 			"spec", "exactly one of subdomain or baseURL"},
-		{"subdomain with upper case and underscore", integrationWith(func(s *syncv1.KommoIntegrationSpec) { s.Subdomain = "Acme_Corp" }),
+		{"subdomain with upper case and underscore", integrationWith(func(s *v1alpha1.KommoIntegrationSpec) { s.Subdomain = "Acme_Corp" }),
 			"spec.subdomain", "should match"},
-		{"subdomain ending in a dash", integrationWith(func(s *syncv1.KommoIntegrationSpec) { s.Subdomain = "acme-" }),
+		{"subdomain ending in a dash", integrationWith(func(s *v1alpha1.KommoIntegrationSpec) { s.Subdomain = "acme-" }),
 			"spec.subdomain", "should match"},
-		{"baseURL not a URL", integrationWith(func(s *syncv1.KommoIntegrationSpec) { s.Subdomain, s.BaseURL = "", "acme.kommo.com" }),
+		{"baseURL not a URL", integrationWith(func(s *v1alpha1.KommoIntegrationSpec) { s.Subdomain, s.BaseURL = "", "acme.kommo.com" }),
 			"spec.baseURL", "absolute http or https URL"},
-		{"baseURL with ftp scheme", integrationWith(func(s *syncv1.KommoIntegrationSpec) { s.Subdomain, s.BaseURL = "", "ftp://acme.kommo.com" }),
+		{"baseURL with ftp scheme", integrationWith(func(s *v1alpha1.KommoIntegrationSpec) { s.Subdomain, s.BaseURL = "", "ftp://acme.kommo.com" }),
 			"spec.baseURL", "absolute http or https URL"},
-		{"redirectURI relative", integrationWith(func(s *syncv1.KommoIntegrationSpec) { s.RedirectURI = "/oauth/callback" }),
+		{"redirectURI relative", integrationWith(func(s *v1alpha1.KommoIntegrationSpec) { s.RedirectURI = "/oauth/callback" }),
 			"spec.redirectURI", "absolute http or https URL"},
-		{"neither clientID nor appRef", integrationWith(func(s *syncv1.KommoIntegrationSpec) { s.ClientID = "" }),
+		{"neither clientID nor appRef", integrationWith(func(s *v1alpha1.KommoIntegrationSpec) { s.ClientID = "" }),
 			"spec", "exactly one of appRef"},
-		{"both clientID and appRef", integrationWith(func(s *syncv1.KommoIntegrationSpec) {
+		{"both clientID and appRef", integrationWith(func(s *v1alpha1.KommoIntegrationSpec) {
 			s.ClientSecretRef, s.RedirectURI = nil, ""
-			s.AppRef = &syncv1.AppReference{Name: "shared"}
+			s.AppRef = &v1alpha1.AppReference{Name: "shared"}
 		}), "spec", "exactly one of appRef"},
-		{"appRef with the tenant's own client secret", integrationWith(func(s *syncv1.KommoIntegrationSpec) {
-			s.ClientID, s.AppRef = "", &syncv1.AppReference{Name: "shared"}
+		{"appRef with the tenant's own client secret", integrationWith(func(s *v1alpha1.KommoIntegrationSpec) {
+			s.ClientID, s.AppRef = "", &v1alpha1.AppReference{Name: "shared"}
 		}), "spec", "with appRef the KommoApp holds the client secret"},
-		{"clientID with spaces", integrationWith(func(s *syncv1.KommoIntegrationSpec) { s.ClientID = "my client" }),
+		{"clientID with spaces", integrationWith(func(s *v1alpha1.KommoIntegrationSpec) { s.ClientID = "my client" }),
 			"spec.clientID", "should match"},
-		{"no first-token source", integrationWith(func(s *syncv1.KommoIntegrationSpec) { s.AuthorizationCodeRef = nil }),
+		{"no first-token source", integrationWith(func(s *v1alpha1.KommoIntegrationSpec) { s.AuthorizationCodeRef = nil }),
 			"spec", "exactly one first-token source"},
-		{"two first-token sources", integrationWith(func(s *syncv1.KommoIntegrationSpec) { s.LongLivedTokenRef = ref("kommo", "token") }),
+		{"two first-token sources", integrationWith(func(s *v1alpha1.KommoIntegrationSpec) { s.LongLivedTokenRef = ref("kommo", "token") }),
 			"spec", "exactly one first-token source"},
-		{"three first-token sources", integrationWith(func(s *syncv1.KommoIntegrationSpec) {
-			s.LongLivedTokenRef, s.OAuthCallback = ref("kommo", "token"), &syncv1.OAuthCallbackSource{}
+		{"three first-token sources", integrationWith(func(s *v1alpha1.KommoIntegrationSpec) {
+			s.LongLivedTokenRef, s.OAuthCallback = ref("kommo", "token"), &v1alpha1.OAuthCallbackSource{}
 		}), "spec", "exactly one first-token source"},
-		{"code flow without clientSecretRef", integrationWith(func(s *syncv1.KommoIntegrationSpec) { s.ClientSecretRef = nil }),
+		{"code flow without clientSecretRef", integrationWith(func(s *v1alpha1.KommoIntegrationSpec) { s.ClientSecretRef = nil }),
 			"spec.clientSecretRef", "clientSecretRef is required"},
-		{"callback flow without redirectURI", integrationWith(func(s *syncv1.KommoIntegrationSpec) {
-			s.AuthorizationCodeRef, s.OAuthCallback, s.RedirectURI = nil, &syncv1.OAuthCallbackSource{}, ""
+		{"callback flow without redirectURI", integrationWith(func(s *v1alpha1.KommoIntegrationSpec) {
+			s.AuthorizationCodeRef, s.OAuthCallback, s.RedirectURI = nil, &v1alpha1.OAuthCallbackSource{}, ""
 		}), "spec.redirectURI", "redirectURI is required"},
-		{"secret ref without key", integrationWith(func(s *syncv1.KommoIntegrationSpec) { s.ClientSecretRef.Key = "" }),
+		{"secret ref without key", integrationWith(func(s *v1alpha1.KommoIntegrationSpec) { s.ClientSecretRef.Key = "" }),
 			"spec.clientSecretRef.key", "Required value"},
 		{"secret ref with empty key", unstructuredWith(validIntegration(), "", "spec", "authorizationCodeRef", "key"),
 			"spec.authorizationCodeRef.key", "at least 1 chars"},
-		{"secret ref with a slash in the key", integrationWith(func(s *syncv1.KommoIntegrationSpec) { s.AuthorizationCodeRef.Key = "a/b" }),
+		{"secret ref with a slash in the key", integrationWith(func(s *v1alpha1.KommoIntegrationSpec) { s.AuthorizationCodeRef.Key = "a/b" }),
 			"spec.authorizationCodeRef.key", "should match"},
-		{"secret ref with a bad name", integrationWith(func(s *syncv1.KommoIntegrationSpec) { s.ClientSecretRef.Name = "Kommo_Secret" }),
+		{"secret ref with a bad name", integrationWith(func(s *v1alpha1.KommoIntegrationSpec) { s.ClientSecretRef.Name = "Kommo_Secret" }),
 			"spec.clientSecretRef.name", "should match"},
 		{"rateLimit zero", unstructuredWith(validIntegration(), int64(0), "spec", "rateLimit", "requestsPerSecond"),
 			"spec.rateLimit.requestsPerSecond", "greater than or equal to 1"},
-		{"rateLimit above the account limit", integrationWith(func(s *syncv1.KommoIntegrationSpec) { s.RateLimit.RequestsPerSecond = 51 }),
+		{"rateLimit above the account limit", integrationWith(func(s *v1alpha1.KommoIntegrationSpec) { s.RateLimit.RequestsPerSecond = 51 }),
 			"spec.rateLimit.requestsPerSecond", "less than or equal to 50"},
-		{"refreshBefore longer than a token lives", integrationWith(func(s *syncv1.KommoIntegrationSpec) {
+		{"refreshBefore longer than a token lives", integrationWith(func(s *v1alpha1.KommoIntegrationSpec) {
 			s.RefreshBefore = &metav1.Duration{Duration: 48 * time.Hour}
 		}), "spec.refreshBefore", "must be a duration between 1s and 24h"},
-		{"refreshBefore zero", integrationWith(func(s *syncv1.KommoIntegrationSpec) { s.RefreshBefore = &metav1.Duration{} }),
+		{"refreshBefore zero", integrationWith(func(s *v1alpha1.KommoIntegrationSpec) { s.RefreshBefore = &metav1.Duration{} }),
 			"spec.refreshBefore", "must be a duration between 1s and 24h"},
 		{"refreshBefore not a duration", unstructuredWith(validIntegration(), "one hour", "spec", "refreshBefore"),
 			"spec.refreshBefore", "must be a duration between 1s and 24h"},
@@ -204,71 +204,75 @@ func invalidIntegrations() []invalidCase {
 }
 
 func invalidBindings() []invalidCase {
-	customField := func(f syncv1.CustomFieldMapping) func(*syncv1.UnisenderBindingSpec) {
-		return func(s *syncv1.UnisenderBindingSpec) {
+	customField := func(f v1alpha1.CustomFieldMapping) func(*v1alpha1.UnisenderBindingSpec) {
+		return func(s *v1alpha1.UnisenderBindingSpec) {
 			s.FieldMapping.CustomFields = append(s.FieldMapping.CustomFields, f)
 		}
 	}
 	return []invalidCase{
-		{"missing integrationRef", bindingWith(func(s *syncv1.UnisenderBindingSpec) { s.IntegrationRef = syncv1.IntegrationReference{} }),
+		{"missing integrationRef", bindingWith(func(s *v1alpha1.UnisenderBindingSpec) { s.IntegrationRef = v1alpha1.IntegrationReference{} }),
 			"spec.integrationRef", "Required value"},
-		{"integrationRef with a bad name", bindingWith(func(s *syncv1.UnisenderBindingSpec) { s.IntegrationRef.Name = "Acme!" }),
+		{"integrationRef with a bad name", bindingWith(func(s *v1alpha1.UnisenderBindingSpec) { s.IntegrationRef.Name = "Acme!" }),
 			"spec.integrationRef.name", "should match"},
-		{"missing apiKeySecretRef", bindingWith(func(s *syncv1.UnisenderBindingSpec) { s.APIKeySecretRef = syncv1.SecretKeySelector{} }),
+		{"missing apiKeySecretRef", bindingWith(func(s *v1alpha1.UnisenderBindingSpec) { s.APIKeySecretRef = v1alpha1.SecretKeySelector{} }),
 			"spec.apiKeySecretRef", "Required value"},
-		{"apiKeySecretRef without key", bindingWith(func(s *syncv1.UnisenderBindingSpec) { s.APIKeySecretRef.Key = "" }),
+		{"apiKeySecretRef without key", bindingWith(func(s *v1alpha1.UnisenderBindingSpec) { s.APIKeySecretRef.Key = "" }),
 			"spec.apiKeySecretRef.key", "Required value"},
-		{"missing list", bindingWith(func(s *syncv1.UnisenderBindingSpec) { s.List = syncv1.ListSelector{} }),
+		{"missing list", bindingWith(func(s *v1alpha1.UnisenderBindingSpec) { s.List = v1alpha1.ListSelector{} }),
 			"spec.list", "Required value"},
 		{"list with neither id nor title", unstructuredWith(validBinding(), map[string]any{}, "spec", "list"),
 			"spec.list", "exactly one of id or title"},
-		{"list with both id and title", bindingWith(func(s *syncv1.UnisenderBindingSpec) { s.List.ID = 42 }),
+		{"list with both id and title", bindingWith(func(s *v1alpha1.UnisenderBindingSpec) { s.List.ID = 42 }),
 			"spec.list", "exactly one of id or title"},
-		{"negative list id", bindingWith(func(s *syncv1.UnisenderBindingSpec) { s.List = syncv1.ListSelector{ID: -5} }),
+		{"negative list id", bindingWith(func(s *v1alpha1.UnisenderBindingSpec) { s.List = v1alpha1.ListSelector{ID: -5} }),
 			"spec.list.id", "greater than or equal to 1"},
 		{"empty list title", unstructuredWith(validBinding(), "", "spec", "list", "title"),
 			"spec.list.title", "at least 1 chars"},
-		{"list title too long", bindingWith(func(s *syncv1.UnisenderBindingSpec) { s.List.Title = strings.Repeat("x", 256) }),
+		{"list title too long", bindingWith(func(s *v1alpha1.UnisenderBindingSpec) { s.List.Title = strings.Repeat("x", 256) }),
 			"spec.list.title", "may not be more than 255"},
-		{"unisender field starting with a digit", bindingWith(customField(syncv1.CustomFieldMapping{KommoFieldID: 1, UnisenderField: "1st"})),
+		{"unisender field starting with a digit", bindingWith(customField(v1alpha1.CustomFieldMapping{KommoFieldID: 1, UnisenderField: "1st"})),
 			"spec.fieldMapping.customFields[0].unisenderField", "should match"},
-		{"unisender field shadowing the email column", bindingWith(customField(syncv1.CustomFieldMapping{KommoFieldID: 1, UnisenderField: "email_status"})),
+		{"unisender field shadowing the email column", bindingWith(customField(v1alpha1.CustomFieldMapping{KommoFieldID: 1, UnisenderField: "email_status"})),
 			"spec.fieldMapping.customFields[0].unisenderField", "special Unisender column"},
-		{"custom field with an unknown type", bindingWith(customField(syncv1.CustomFieldMapping{KommoFieldID: 1, UnisenderField: "Age", Type: "integer"})),
+		{"custom field with an unknown type", bindingWith(customField(v1alpha1.CustomFieldMapping{KommoFieldID: 1, UnisenderField: "Age", Type: "integer"})),
 			"spec.fieldMapping.customFields[0].type", "Unsupported value"},
-		{"custom field with both id and code", bindingWith(customField(syncv1.CustomFieldMapping{KommoFieldID: 1, KommoFieldCode: "POSITION", UnisenderField: "Position"})),
+		{"custom field with both id and code", bindingWith(customField(v1alpha1.CustomFieldMapping{KommoFieldID: 1, KommoFieldCode: "POSITION", UnisenderField: "Position"})),
 			"spec.fieldMapping.customFields[0]", "exactly one of kommoFieldID or kommoFieldCode"},
-		{"custom field with neither id nor code", bindingWith(customField(syncv1.CustomFieldMapping{UnisenderField: "Position"})),
+		{"custom field with neither id nor code", bindingWith(customField(v1alpha1.CustomFieldMapping{UnisenderField: "Position"})),
 			"spec.fieldMapping.customFields[0]", "exactly one of kommoFieldID or kommoFieldCode"},
-		{"duplicate unisender field", bindingWith(func(s *syncv1.UnisenderBindingSpec) {
-			s.FieldMapping.CustomFields = []syncv1.CustomFieldMapping{
+		{"duplicate unisender field", bindingWith(func(s *v1alpha1.UnisenderBindingSpec) {
+			s.FieldMapping.CustomFields = []v1alpha1.CustomFieldMapping{
 				{KommoFieldID: 1, UnisenderField: "City"}, {KommoFieldID: 2, UnisenderField: "City"},
 			}
 		}), "spec.fieldMapping.customFields[1]", "Duplicate value"},
-		{"custom field writing the name field", bindingWith(customField(syncv1.CustomFieldMapping{KommoFieldID: 1, UnisenderField: "Name"})),
+		{"custom field writing the name field", bindingWith(customField(v1alpha1.CustomFieldMapping{KommoFieldID: 1, UnisenderField: "Name"})),
 			"spec.fieldMapping.customFields", "must not use the Unisender field of the contact name"},
-		{"name field shadowing the phone column", bindingWith(func(s *syncv1.UnisenderBindingSpec) { s.FieldMapping.Name = "phone" }),
+		{"name field shadowing the phone column", bindingWith(func(s *v1alpha1.UnisenderBindingSpec) { s.FieldMapping.Name = "phone" }),
 			"spec.fieldMapping.name", "special Unisender column"},
 		{"sweepMaxRemovalPercent 0", unstructuredWith(validBinding(), int64(0), "spec", "sweepMaxRemovalPercent"),
 			"spec.sweepMaxRemovalPercent", "should be greater than or equal to 1"},
-		{"sweepMaxRemovalPercent 101", bindingWith(func(s *syncv1.UnisenderBindingSpec) { s.SweepMaxRemovalPercent = 101 }),
+		{"sweepMaxRemovalPercent 101", bindingWith(func(s *v1alpha1.UnisenderBindingSpec) { s.SweepMaxRemovalPercent = 101 }),
 			"spec.sweepMaxRemovalPercent", "should be less than or equal to 100"},
-		{"resyncInterval 10s", bindingWith(func(s *syncv1.UnisenderBindingSpec) { s.ResyncInterval = &metav1.Duration{Duration: 10 * time.Second} }),
+		{"resyncInterval 10s", bindingWith(func(s *v1alpha1.UnisenderBindingSpec) {
+			s.ResyncInterval = &metav1.Duration{Duration: 10 * time.Second}
+		}),
 			"spec.resyncInterval", "must be a duration between 1m and 168h"},
-		{"resyncInterval 1000h", bindingWith(func(s *syncv1.UnisenderBindingSpec) { s.ResyncInterval = &metav1.Duration{Duration: 1000 * time.Hour} }),
+		{"resyncInterval 1000h", bindingWith(func(s *v1alpha1.UnisenderBindingSpec) {
+			s.ResyncInterval = &metav1.Duration{Duration: 1000 * time.Hour}
+		}),
 			"spec.resyncInterval", "must be a duration between 1m and 168h"},
 		{"resyncInterval negative", unstructuredWith(validBinding(), "-5m", "spec", "resyncInterval"),
 			"spec.resyncInterval", "must be a duration between 1m and 168h"},
-		{"bad deletionPolicy", bindingWith(func(s *syncv1.UnisenderBindingSpec) { s.DeletionPolicy = "Unsubscribe" }),
+		{"bad deletionPolicy", bindingWith(func(s *v1alpha1.UnisenderBindingSpec) { s.DeletionPolicy = "Unsubscribe" }),
 			"spec.deletionPolicy", "Unsupported value"},
-		{"bad emails", bindingWith(func(s *syncv1.UnisenderBindingSpec) { s.Emails = "First" }),
+		{"bad emails", bindingWith(func(s *v1alpha1.UnisenderBindingSpec) { s.Emails = "First" }),
 			"spec.emails", "Unsupported value"},
 		{"doubleOptin as a number", unstructuredWith(validBinding(), int64(3), "spec", "doubleOptin"),
 			"spec.doubleOptin", "must be of type string"},
-		{"too many custom fields", bindingWith(func(s *syncv1.UnisenderBindingSpec) {
+		{"too many custom fields", bindingWith(func(s *v1alpha1.UnisenderBindingSpec) {
 			for i := range 51 {
 				s.FieldMapping.CustomFields = append(s.FieldMapping.CustomFields,
-					syncv1.CustomFieldMapping{KommoFieldID: int64(i + 1), UnisenderField: "F" + string(rune('a'+i%26)) + strings.Repeat("x", i/26)})
+					v1alpha1.CustomFieldMapping{KommoFieldID: int64(i + 1), UnisenderField: "F" + string(rune('a'+i%26)) + strings.Repeat("x", i/26)})
 			}
 		}), "spec.fieldMapping.customFields", "must have at most 50 items"},
 	}
@@ -312,7 +316,7 @@ func assertNamesField(t *testing.T, err error, field, text string) {
 func assertNotStored(t *testing.T, c client.Client, obj client.Object) {
 	t.Helper()
 	u := &unstructured.Unstructured{}
-	u.SetGroupVersionKind(syncv1.GroupVersion.WithKind(kindOf(typed(obj))))
+	u.SetGroupVersionKind(v1alpha1.GroupVersion.WithKind(kindOf(typed(obj))))
 	err := c.Get(context.Background(), client.ObjectKeyFromObject(obj), u)
 	if !apierrors.IsNotFound(err) {
 		t.Errorf("refused object is readable (err=%v)", err)
@@ -324,9 +328,9 @@ func typed(obj client.Object) client.Object {
 	if u, ok := obj.(*unstructured.Unstructured); ok {
 		switch u.GetKind() {
 		case "KommoIntegration":
-			return &syncv1.KommoIntegration{}
+			return &v1alpha1.KommoIntegration{}
 		case "UnisenderBinding":
-			return &syncv1.UnisenderBinding{}
+			return &v1alpha1.UnisenderBinding{}
 		}
 	}
 	return obj
@@ -351,31 +355,31 @@ func TestUnknownFieldIsRefused(t *testing.T) {
 func TestValidVariantsAreAccepted(t *testing.T) {
 	c, ns := newClient(t)
 	cases := map[string]client.Object{
-		"oauth callback": integrationWith(func(s *syncv1.KommoIntegrationSpec) {
-			s.AuthorizationCodeRef, s.OAuthCallback = nil, &syncv1.OAuthCallbackSource{}
+		"oauth callback": integrationWith(func(s *v1alpha1.KommoIntegrationSpec) {
+			s.AuthorizationCodeRef, s.OAuthCallback = nil, &v1alpha1.OAuthCallbackSource{}
 		}),
-		"oauth callback through a shared KommoApp": integrationWith(func(s *syncv1.KommoIntegrationSpec) {
-			s.AuthorizationCodeRef, s.OAuthCallback = nil, &syncv1.OAuthCallbackSource{}
+		"oauth callback through a shared KommoApp": integrationWith(func(s *v1alpha1.KommoIntegrationSpec) {
+			s.AuthorizationCodeRef, s.OAuthCallback = nil, &v1alpha1.OAuthCallbackSource{}
 			s.ClientID, s.ClientSecretRef, s.RedirectURI = "", nil, ""
-			s.AppRef = &syncv1.AppReference{Name: "shared"}
+			s.AppRef = &v1alpha1.AppReference{Name: "shared"}
 		}),
-		"long-lived token without client secret or redirect": integrationWith(func(s *syncv1.KommoIntegrationSpec) {
+		"long-lived token without client secret or redirect": integrationWith(func(s *v1alpha1.KommoIntegrationSpec) {
 			s.AuthorizationCodeRef, s.ClientSecretRef, s.RedirectURI = nil, nil, ""
 			s.LongLivedTokenRef = ref("kommo", "token")
 		}),
-		"sandbox over http by baseURL": integrationWith(func(s *syncv1.KommoIntegrationSpec) {
+		"sandbox over http by baseURL": integrationWith(func(s *v1alpha1.KommoIntegrationSpec) {
 			s.Subdomain, s.BaseURL = "", "http://127.0.0.1:8080"
 			s.RedirectURI = "http://127.0.0.1:8081/oauth/callback"
 			s.RefreshBefore = &metav1.Duration{Duration: 2 * time.Second}
 			s.RateLimit.RequestsPerSecond = 50
 		}),
-		"binding by list id with custom fields": bindingWith(func(s *syncv1.UnisenderBindingSpec) {
-			s.List = syncv1.ListSelector{ID: 55688}
-			s.FieldMapping.CustomFields = []syncv1.CustomFieldMapping{
-				{KommoFieldID: 1234, UnisenderField: "Birthday", Type: syncv1.FieldTypeDate},
+		"binding by list id with custom fields": bindingWith(func(s *v1alpha1.UnisenderBindingSpec) {
+			s.List = v1alpha1.ListSelector{ID: 55688}
+			s.FieldMapping.CustomFields = []v1alpha1.CustomFieldMapping{
+				{KommoFieldID: 1234, UnisenderField: "Birthday", Type: v1alpha1.FieldTypeDate},
 				{KommoFieldCode: "POSITION", UnisenderField: "job_title-2"},
 			}
-			s.Emails, s.DoubleOptin, s.DeletionPolicy = syncv1.EmailsPrimary, syncv1.DoubleOptinInvite, syncv1.DeletionPolicyKeep
+			s.Emails, s.DoubleOptin, s.DeletionPolicy = v1alpha1.EmailsPrimary, v1alpha1.DoubleOptinInvite, v1alpha1.DeletionPolicyKeep
 			s.ResyncInterval = &metav1.Duration{Duration: 168 * time.Hour}
 			s.InitialImport.Enabled = ptr.To(false)
 			s.FieldMapping.Phone = ptr.To(false)
@@ -479,15 +483,15 @@ func TestDefaultsAreApplied(t *testing.T) {
 	if err := c.Create(ctx, ki, strict); err != nil {
 		t.Fatal(err)
 	}
-	got := &syncv1.KommoIntegration{}
+	got := &v1alpha1.KommoIntegration{}
 	if err := c.Get(ctx, client.ObjectKeyFromObject(ki), got); err != nil {
 		t.Fatal(err)
 	}
-	if got.Spec.RateLimit.RequestsPerSecond != syncv1.DefaultRequestsPerSecond {
-		t.Errorf("rateLimit.requestsPerSecond = %d, want %d", got.Spec.RateLimit.RequestsPerSecond, syncv1.DefaultRequestsPerSecond)
+	if got.Spec.RateLimit.RequestsPerSecond != v1alpha1.DefaultRequestsPerSecond {
+		t.Errorf("rateLimit.requestsPerSecond = %d, want %d", got.Spec.RateLimit.RequestsPerSecond, v1alpha1.DefaultRequestsPerSecond)
 	}
-	if got.Spec.RefreshBefore == nil || got.Spec.RefreshBefore.Duration != syncv1.DefaultRefreshBefore {
-		t.Errorf("refreshBefore = %v, want %v", got.Spec.RefreshBefore, syncv1.DefaultRefreshBefore)
+	if got.Spec.RefreshBefore == nil || got.Spec.RefreshBefore.Duration != v1alpha1.DefaultRefreshBefore {
+		t.Errorf("refreshBefore = %v, want %v", got.Spec.RefreshBefore, v1alpha1.DefaultRefreshBefore)
 	}
 	if got.Spec.Suspend {
 		t.Error("suspend defaulted to true")
@@ -495,11 +499,11 @@ func TestDefaultsAreApplied(t *testing.T) {
 
 	ub := validBinding()
 	ub.Namespace = ns
-	ub.Spec.FieldMapping.CustomFields = []syncv1.CustomFieldMapping{{KommoFieldID: 7, UnisenderField: "City"}}
+	ub.Spec.FieldMapping.CustomFields = []v1alpha1.CustomFieldMapping{{KommoFieldID: 7, UnisenderField: "City"}}
 	if err := c.Create(ctx, ub, strict); err != nil {
 		t.Fatal(err)
 	}
-	b := &syncv1.UnisenderBinding{}
+	b := &v1alpha1.UnisenderBinding{}
 	if err := c.Get(ctx, client.ObjectKeyFromObject(ub), b); err != nil {
 		t.Fatal(err)
 	}
@@ -508,17 +512,17 @@ func TestDefaultsAreApplied(t *testing.T) {
 		field     string
 		got, want any
 	}{
-		{"emails", s.Emails, syncv1.EmailsAll},
-		{"doubleOptin", s.DoubleOptin, syncv1.DoubleOptinConsentHeld},
-		{"deletionPolicy", s.DeletionPolicy, syncv1.DeletionPolicyExclude},
-		{"fieldMapping.name", s.FieldMapping.Name, syncv1.DefaultNameField},
+		{"emails", s.Emails, v1alpha1.EmailsAll},
+		{"doubleOptin", s.DoubleOptin, v1alpha1.DoubleOptinConsentHeld},
+		{"deletionPolicy", s.DeletionPolicy, v1alpha1.DeletionPolicyExclude},
+		{"fieldMapping.name", s.FieldMapping.Name, v1alpha1.DefaultNameField},
 		{"fieldMapping.phone", s.FieldMapping.Phone != nil && *s.FieldMapping.Phone, true},
 		{"fieldMapping.tags", s.FieldMapping.Tags != nil && *s.FieldMapping.Tags, true},
-		{"fieldMapping.customFields[0].type", s.FieldMapping.CustomFields[0].Type, syncv1.FieldTypeString},
+		{"fieldMapping.customFields[0].type", s.FieldMapping.CustomFields[0].Type, v1alpha1.FieldTypeString},
 		{"initialImport.enabled", s.InitialImport.Enabled != nil && *s.InitialImport.Enabled, true},
-		{"resyncInterval", s.ResyncInterval != nil && s.ResyncInterval.Duration == syncv1.DefaultResyncInterval, true},
+		{"resyncInterval", s.ResyncInterval != nil && s.ResyncInterval.Duration == v1alpha1.DefaultResyncInterval, true},
 		{"allowWidgetKey", s.AllowWidgetKey, false},
-		{"sweepMaxRemovalPercent", s.SweepMaxRemovalPercent, int32(syncv1.DefaultSweepMaxRemovalPercent)},
+		{"sweepMaxRemovalPercent", s.SweepMaxRemovalPercent, int32(v1alpha1.DefaultSweepMaxRemovalPercent)},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
@@ -550,7 +554,7 @@ func TestIntegrationRefIsImmutable(t *testing.T) {
 	if err := c.Get(ctx, client.ObjectKeyFromObject(ub), ub); err != nil {
 		t.Fatal(err)
 	}
-	ub.Spec.List = syncv1.ListSelector{ID: 99}
+	ub.Spec.List = v1alpha1.ListSelector{ID: 99}
 	ub.Spec.Suspend = true
 	if err := c.Update(ctx, ub, strict); err != nil {
 		t.Fatalf("ordinary spec change refused: %v", err)
@@ -585,13 +589,13 @@ func TestStatusIsASubresource(t *testing.T) {
 	ki.Status.AccountID = 123
 	ki.Status.TokenExpiresAt = &now
 	ki.SetConditions([]metav1.Condition{{
-		Type: syncv1.ConditionReady, Status: metav1.ConditionTrue, Reason: syncv1.ReasonSucceeded,
+		Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonSucceeded,
 		ObservedGeneration: ki.Generation, LastTransitionTime: now,
 	}})
 	if err := c.Status().Update(ctx, ki); err != nil {
 		t.Fatal(err)
 	}
-	got := &syncv1.KommoIntegration{}
+	got := &v1alpha1.KommoIntegration{}
 	if err := c.Get(ctx, client.ObjectKeyFromObject(ki), got); err != nil {
 		t.Fatal(err)
 	}

@@ -8,11 +8,11 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 )
 
-func writeBackWith(wb *syncv1.WriteBack, sel *syncv1.Selector) func(*syncv1.UnisenderBindingSpec) {
-	return func(s *syncv1.UnisenderBindingSpec) { s.WriteBack, s.Selector = wb, sel }
+func writeBackWith(wb *v1alpha1.WriteBack, sel *v1alpha1.Selector) func(*v1alpha1.UnisenderBindingSpec) {
+	return func(s *v1alpha1.UnisenderBindingSpec) { s.WriteBack, s.Selector = wb, sel }
 }
 
 // TestWriteBackValidation: the API server refuses a selector on the
@@ -21,18 +21,18 @@ func writeBackWith(wb *syncv1.WriteBack, sel *syncv1.Selector) func(*syncv1.Unis
 // naming the field; a full write-back is accepted.
 func TestWriteBackValidation(t *testing.T) {
 	c, ns := newClient(t)
-	ours := &syncv1.Selector{Tags: &syncv1.TagSelector{NoneOf: []string{"unisender-unsubscribed"}}}
+	ours := &v1alpha1.Selector{Tags: &v1alpha1.TagSelector{NoneOf: []string{"unisender-unsubscribed"}}}
 	cases := []invalidCase{
-		{"selector on the default prefix", bindingWith(writeBackWith(&syncv1.WriteBack{}, ours)),
+		{"selector on the default prefix", bindingWith(writeBackWith(&v1alpha1.WriteBack{}, ours)),
 			"spec.selector.tags", "must not name a tag of spec.writeBack"},
-		{"selector on a custom prefix", bindingWith(writeBackWith(&syncv1.WriteBack{TagPrefix: "mail:"},
-			&syncv1.Selector{Tags: &syncv1.TagSelector{AnyOf: []string{"vip", "mail:blocked"}}})),
+		{"selector on a custom prefix", bindingWith(writeBackWith(&v1alpha1.WriteBack{TagPrefix: "mail:"},
+			&v1alpha1.Selector{Tags: &v1alpha1.TagSelector{AnyOf: []string{"vip", "mail:blocked"}}})),
 			"spec.selector.tags", "must not name a tag of spec.writeBack"},
-		{"unknown outcome", bindingWith(writeBackWith(&syncv1.WriteBack{Outcomes: []syncv1.WriteBackOutcome{"opened"}}, nil)),
+		{"unknown outcome", bindingWith(writeBackWith(&v1alpha1.WriteBack{Outcomes: []v1alpha1.WriteBackOutcome{"opened"}}, nil)),
 			"spec.writeBack.outcomes[0]", "Unsupported value"},
-		{"unknown event format", bindingWith(writeBackWith(&syncv1.WriteBack{Push: syncv1.WriteBackPush{EventFormat: "xml"}}, nil)),
+		{"unknown event format", bindingWith(writeBackWith(&v1alpha1.WriteBack{Push: v1alpha1.WriteBackPush{EventFormat: "xml"}}, nil)),
 			"spec.writeBack.push.eventFormat", "Unsupported value"},
-		{"empty tag prefix", unstructuredWith(bindingWith(writeBackWith(&syncv1.WriteBack{}, nil)), "", "spec", "writeBack", "tagPrefix"),
+		{"empty tag prefix", unstructuredWith(bindingWith(writeBackWith(&v1alpha1.WriteBack{}, nil)), "", "spec", "writeBack", "tagPrefix"),
 			"spec.writeBack.tagPrefix", "at least 1 chars"},
 	}
 	for i, tc := range cases {
@@ -51,10 +51,10 @@ func TestWriteBackValidation(t *testing.T) {
 			assertNotStored(t, c, obj)
 		})
 	}
-	ok := bindingWith(writeBackWith(&syncv1.WriteBack{
-		Outcomes: []syncv1.WriteBackOutcome{syncv1.OutcomeUnsubscribed, syncv1.OutcomeSpamRejected}, TagPrefix: "mail:",
-		Notes: new(false), Push: syncv1.WriteBackPush{EventFormat: "http_get", Events: []string{"unsubscribe"}},
-	}, &syncv1.Selector{Tags: &syncv1.TagSelector{AnyOf: []string{"newsletter"}}}))
+	ok := bindingWith(writeBackWith(&v1alpha1.WriteBack{
+		Outcomes: []v1alpha1.WriteBackOutcome{v1alpha1.OutcomeUnsubscribed, v1alpha1.OutcomeSpamRejected}, TagPrefix: "mail:",
+		Notes: new(false), Push: v1alpha1.WriteBackPush{EventFormat: "http_get", Events: []string{"unsubscribe"}},
+	}, &v1alpha1.Selector{Tags: &v1alpha1.TagSelector{AnyOf: []string{"newsletter"}}}))
 	ok.SetNamespace(ns)
 	ok.SetName("wb-ok")
 	if err := c.Create(context.Background(), ok, strict); err != nil {

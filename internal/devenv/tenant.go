@@ -16,7 +16,7 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/config/samples"
 )
 
@@ -66,20 +66,20 @@ func (e *Env) ApplyTenant(ctx context.Context, tn Tenant) error {
 			StringData: map[string]string{"client-secret": SandboxClientSecret, "code": code}},
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "unisender", Namespace: tn.Namespace},
 			StringData: map[string]string{"api-key": SandboxUnisenderKey}},
-		&syncv1.KommoIntegration{ObjectMeta: metav1.ObjectMeta{Name: tn.Integration, Namespace: tn.Namespace},
-			Spec: syncv1.KommoIntegrationSpec{
+		&v1alpha1.KommoIntegration{ObjectMeta: metav1.ObjectMeta{Name: tn.Integration, Namespace: tn.Namespace},
+			Spec: v1alpha1.KommoIntegrationSpec{
 				BaseURL: e.KommoURL + "/_acct/" + tn.Subdomain, ClientID: SandboxClientID,
-				ClientSecretRef:      &syncv1.SecretKeySelector{Name: "kommo-oauth", Key: "client-secret"},
+				ClientSecretRef:      &v1alpha1.SecretKeySelector{Name: "kommo-oauth", Key: "client-secret"},
 				RedirectURI:          e.redirectURI(),
-				AuthorizationCodeRef: &syncv1.SecretKeySelector{Name: "kommo-oauth", Key: "code"},
+				AuthorizationCodeRef: &v1alpha1.SecretKeySelector{Name: "kommo-oauth", Key: "code"},
 				RefreshBefore:        e.refreshBefore(),
-				RateLimit:            syncv1.RateLimit{RequestsPerSecond: tn.RequestsPerSecond},
+				RateLimit:            v1alpha1.RateLimit{RequestsPerSecond: tn.RequestsPerSecond},
 			}},
-		&syncv1.UnisenderBinding{ObjectMeta: metav1.ObjectMeta{Name: tn.Binding, Namespace: tn.Namespace},
-			Spec: syncv1.UnisenderBindingSpec{
-				IntegrationRef:  syncv1.IntegrationReference{Name: tn.Integration},
-				APIKeySecretRef: syncv1.SecretKeySelector{Name: "unisender", Key: "api-key"},
-				List:            syncv1.ListSelector{Title: tn.ListTitle},
+		&v1alpha1.UnisenderBinding{ObjectMeta: metav1.ObjectMeta{Name: tn.Binding, Namespace: tn.Namespace},
+			Spec: v1alpha1.UnisenderBindingSpec{
+				IntegrationRef:  v1alpha1.IntegrationReference{Name: tn.Integration},
+				APIKeySecretRef: v1alpha1.SecretKeySelector{Name: "unisender", Key: "api-key"},
+				List:            v1alpha1.ListSelector{Title: tn.ListTitle},
 			}},
 	}
 	for _, o := range objs {
@@ -124,11 +124,11 @@ func (e *Env) ApplyRoutedSample(ctx context.Context) error {
 // RoutedSampleBindings are the routed bindings of config/samples (won deals
 // to "Customers", lost ones to "Win-back") for the sample tenant: in its
 // namespace, on its integration and Unisender key.
-func RoutedSampleBindings() ([]*syncv1.UnisenderBinding, error) {
+func RoutedSampleBindings() ([]*v1alpha1.UnisenderBinding, error) {
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(samples.RoutedBindings), 4096)
-	var out []*syncv1.UnisenderBinding
+	var out []*v1alpha1.UnisenderBinding
 	for {
-		var b syncv1.UnisenderBinding
+		var b v1alpha1.UnisenderBinding
 		err := dec.Decode(&b)
 		if errors.Is(err, io.EOF) {
 			return out, nil
@@ -142,7 +142,7 @@ func RoutedSampleBindings() ([]*syncv1.UnisenderBinding, error) {
 		b.Namespace = SampleNamespace
 		b.Name = strings.Replace(b.Name, "example", SampleIntegration, 1)
 		b.Spec.IntegrationRef.Name = SampleIntegration
-		b.Spec.APIKeySecretRef = syncv1.SecretKeySelector{Name: "unisender", Key: "api-key"}
+		b.Spec.APIKeySecretRef = v1alpha1.SecretKeySelector{Name: "unisender", Key: "api-key"}
 		out = append(out, &b)
 	}
 }
@@ -179,8 +179,8 @@ func (e *Env) sandboxAuthCode(ctx context.Context, subdomain string) (string, er
 }
 
 // SampleBindingStatus reads the sample binding's status.
-func (e *Env) SampleBindingStatus(ctx context.Context) (syncv1.UnisenderBindingStatus, error) {
-	var b syncv1.UnisenderBinding
+func (e *Env) SampleBindingStatus(ctx context.Context) (v1alpha1.UnisenderBindingStatus, error) {
+	var b v1alpha1.UnisenderBinding
 	err := e.Client.Get(ctx, client.ObjectKey{Namespace: SampleNamespace, Name: SampleBinding}, &b)
 	return b.Status, err
 }

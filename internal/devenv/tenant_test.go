@@ -3,7 +3,7 @@ package devenv
 import (
 	"testing"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 )
 
 // TestSegmentRoutedSampleBindings: make dev applies the routed pair of
@@ -18,8 +18,8 @@ func TestSegmentRoutedSampleBindings(t *testing.T) {
 		list   string
 		status int64
 	}{
-		"acme-customers": {"Customers", syncv1.StatusWon},
-		"acme-win-back":  {"Win-back", syncv1.StatusLost},
+		"acme-customers": {"Customers", v1alpha1.StatusWon},
+		"acme-win-back":  {"Win-back", v1alpha1.StatusLost},
 	}
 	if len(bs) != len(want) {
 		t.Fatalf("%d bindings, want %d", len(bs), len(want))

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/importer"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/mapping"
@@ -39,7 +39,7 @@ type env struct {
 	sink     *unisender.Client
 	listID   int64
 	tenant   tenant.Key
-	spec     syncv1.UnisenderBindingSpec
+	spec     v1alpha1.UnisenderBindingSpec
 }
 
 func newEnv(t *testing.T) *env {
@@ -75,7 +75,7 @@ func newEnv(t *testing.T) *env {
 	if err := e.store.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	e.spec = syncv1.UnisenderBindingSpec{DeletionPolicy: syncv1.DeletionPolicyExclude}
+	e.spec = v1alpha1.UnisenderBindingSpec{DeletionPolicy: v1alpha1.DeletionPolicyExclude}
 	e.uni.ResetStats()
 	return e
 }

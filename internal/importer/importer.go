@@ -47,7 +47,7 @@ import (
 	"errors"
 	"fmt"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/mapping"
 	"github.com/kommo-unisender/kommo-unisender/internal/segment"
@@ -115,11 +115,11 @@ type Job struct {
 	// Reevaluate: the sweep also commits the live contacts it reads, so
 	// that each is evaluated against Segment again (see sweep.go).
 	Reevaluate     bool
-	DeletionPolicy syncv1.DeletionPolicy
+	DeletionPolicy v1alpha1.DeletionPolicy
 	// DoubleOptin is the binding's spec.doubleOptin: when it invites, each
 	// batch queues an invitation for every address it brings into the
 	// list, in the batch's transaction (the worker sends them).
-	DoubleOptin syncv1.DoubleOptin
+	DoubleOptin v1alpha1.DoubleOptin
 	// Sweep: after the listing, remove the contacts the store holds that
 	// Kommo no longer has (see sweep.go). Resyncs sweep; the initial
 	// import has nothing to sweep.

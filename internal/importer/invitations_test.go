@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"testing"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/importer"
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
 )
@@ -18,7 +18,7 @@ func TestImportQueuesInvitationsForNewAddresses(t *testing.T) {
 	contacts := e.addContacts(30, 10)
 	ctx := context.Background()
 	job := e.job("initial", 0)
-	job.DoubleOptin = syncv1.DoubleOptinInvite
+	job.DoubleOptin = v1alpha1.DoubleOptinInvite
 	first, err := e.importer().Run(ctx, job, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -32,7 +32,7 @@ func TestImportQueuesInvitationsForNewAddresses(t *testing.T) {
 		t.Fatal(err)
 	}
 	resync := e.job("resync-1", first.Cursor)
-	resync.Kind, resync.DoubleOptin = importer.KindResync, syncv1.DoubleOptinInvite
+	resync.Kind, resync.DoubleOptin = importer.KindResync, v1alpha1.DoubleOptinInvite
 	p, err := e.importer().Run(ctx, resync, nil)
 	if err != nil || p.Invitations != 1 {
 		t.Fatalf("resync = %+v, %v; want one invitation queued (the new address)", p, err)

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/kommoemu"
 	"github.com/kommo-unisender/kommo-unisender/internal/segment"
@@ -67,36 +67,36 @@ func seedSegments(t *testing.T, e *env) {
 }
 
 func TestSegmentSelectorsImportExactlyTheirContacts(t *testing.T) {
-	pipelines := func(ps ...syncv1.PipelineSelector) *syncv1.LeadSelector {
-		return &syncv1.LeadSelector{Pipelines: ps}
+	pipelines := func(ps ...v1alpha1.PipelineSelector) *v1alpha1.LeadSelector {
+		return &v1alpha1.LeadSelector{Pipelines: ps}
 	}
 	cases := []struct {
 		name     string
-		selector *syncv1.Selector
+		selector *v1alpha1.Selector
 		want     []string // the names of the people in the list
 	}{
 		{"no selector: everyone", nil, []string{"ann", "bob", "cat", "dan", "eve", "fay"}},
-		{"tags anyOf", &syncv1.Selector{Tags: &syncv1.TagSelector{AnyOf: []string{"newsletter"}}}, []string{"ann", "bob", "eve"}},
-		{"tags allOf", &syncv1.Selector{Tags: &syncv1.TagSelector{AllOf: []string{"newsletter", "vip"}}}, []string{"ann"}},
-		{"tags noneOf", &syncv1.Selector{Tags: &syncv1.TagSelector{NoneOf: []string{"newsletter"}}}, []string{"cat", "dan", "fay"}},
-		{"tags anyOf and noneOf", &syncv1.Selector{Tags: &syncv1.TagSelector{AnyOf: []string{"newsletter"}, NoneOf: []string{"do-not-mail"}}}, []string{"ann", "bob"}},
-		{"consent checkbox ticked", &syncv1.Selector{Field: &syncv1.FieldSelector{KommoFieldID: consentFieldID}}, []string{"ann", "cat", "dan", "eve"}},
-		{"enum by value", &syncv1.Selector{Field: &syncv1.FieldSelector{KommoFieldID: planFieldID, Values: []string{"pro"}}}, []string{"ann", "dan"}},
-		{"enum by id", &syncv1.Selector{Field: &syncv1.FieldSelector{KommoFieldID: planFieldID, Values: []string{"56"}}}, []string{"eve"}},
-		{"pipeline by name", &syncv1.Selector{Leads: pipelines(syncv1.PipelineSelector{Name: "Sales"})}, []string{"ann", "bob", "cat"}},
-		{"pipeline and status by name", &syncv1.Selector{Leads: pipelines(syncv1.PipelineSelector{Name: "sales", Statuses: []syncv1.StatusSelector{{Name: "Negotiation"}}})}, []string{"ann"}},
-		{"won", &syncv1.Selector{Leads: pipelines(syncv1.PipelineSelector{Name: "Sales", Statuses: []syncv1.StatusSelector{{ID: syncv1.StatusWon}}})}, []string{"bob"}},
-		{"lost", &syncv1.Selector{Leads: pipelines(syncv1.PipelineSelector{Name: "Sales", Statuses: []syncv1.StatusSelector{{ID: syncv1.StatusLost}}})}, []string{"cat"}},
-		{"two pipelines", &syncv1.Selector{Leads: pipelines(
-			syncv1.PipelineSelector{Name: "Partners"},
-			syncv1.PipelineSelector{Name: "Sales", Statuses: []syncv1.StatusSelector{{ID: syncv1.StatusWon}}})}, []string{"bob", "dan"}},
-		{"tags and consent", &syncv1.Selector{Tags: &syncv1.TagSelector{AnyOf: []string{"newsletter"}},
-			Field: &syncv1.FieldSelector{KommoFieldID: consentFieldID}}, []string{"ann", "eve"}},
-		{"pipeline and tag", &syncv1.Selector{Tags: &syncv1.TagSelector{AnyOf: []string{"vip"}},
-			Leads: pipelines(syncv1.PipelineSelector{Name: "Sales"})}, []string{"ann", "cat"}},
-		{"everything", &syncv1.Selector{Tags: &syncv1.TagSelector{AnyOf: []string{"newsletter"}},
-			Field: &syncv1.FieldSelector{KommoFieldID: consentFieldID},
-			Leads: pipelines(syncv1.PipelineSelector{Name: "Sales", Statuses: []syncv1.StatusSelector{{Name: "Negotiation"}, {ID: syncv1.StatusWon}}})}, []string{"ann"}},
+		{"tags anyOf", &v1alpha1.Selector{Tags: &v1alpha1.TagSelector{AnyOf: []string{"newsletter"}}}, []string{"ann", "bob", "eve"}},
+		{"tags allOf", &v1alpha1.Selector{Tags: &v1alpha1.TagSelector{AllOf: []string{"newsletter", "vip"}}}, []string{"ann"}},
+		{"tags noneOf", &v1alpha1.Selector{Tags: &v1alpha1.TagSelector{NoneOf: []string{"newsletter"}}}, []string{"cat", "dan", "fay"}},
+		{"tags anyOf and noneOf", &v1alpha1.Selector{Tags: &v1alpha1.TagSelector{AnyOf: []string{"newsletter"}, NoneOf: []string{"do-not-mail"}}}, []string{"ann", "bob"}},
+		{"consent checkbox ticked", &v1alpha1.Selector{Field: &v1alpha1.FieldSelector{KommoFieldID: consentFieldID}}, []string{"ann", "cat", "dan", "eve"}},
+		{"enum by value", &v1alpha1.Selector{Field: &v1alpha1.FieldSelector{KommoFieldID: planFieldID, Values: []string{"pro"}}}, []string{"ann", "dan"}},
+		{"enum by id", &v1alpha1.Selector{Field: &v1alpha1.FieldSelector{KommoFieldID: planFieldID, Values: []string{"56"}}}, []string{"eve"}},
+		{"pipeline by name", &v1alpha1.Selector{Leads: pipelines(v1alpha1.PipelineSelector{Name: "Sales"})}, []string{"ann", "bob", "cat"}},
+		{"pipeline and status by name", &v1alpha1.Selector{Leads: pipelines(v1alpha1.PipelineSelector{Name: "sales", Statuses: []v1alpha1.StatusSelector{{Name: "Negotiation"}}})}, []string{"ann"}},
+		{"won", &v1alpha1.Selector{Leads: pipelines(v1alpha1.PipelineSelector{Name: "Sales", Statuses: []v1alpha1.StatusSelector{{ID: v1alpha1.StatusWon}}})}, []string{"bob"}},
+		{"lost", &v1alpha1.Selector{Leads: pipelines(v1alpha1.PipelineSelector{Name: "Sales", Statuses: []v1alpha1.StatusSelector{{ID: v1alpha1.StatusLost}}})}, []string{"cat"}},
+		{"two pipelines", &v1alpha1.Selector{Leads: pipelines(
+			v1alpha1.PipelineSelector{Name: "Partners"},
+			v1alpha1.PipelineSelector{Name: "Sales", Statuses: []v1alpha1.StatusSelector{{ID: v1alpha1.StatusWon}}})}, []string{"bob", "dan"}},
+		{"tags and consent", &v1alpha1.Selector{Tags: &v1alpha1.TagSelector{AnyOf: []string{"newsletter"}},
+			Field: &v1alpha1.FieldSelector{KommoFieldID: consentFieldID}}, []string{"ann", "eve"}},
+		{"pipeline and tag", &v1alpha1.Selector{Tags: &v1alpha1.TagSelector{AnyOf: []string{"vip"}},
+			Leads: pipelines(v1alpha1.PipelineSelector{Name: "Sales"})}, []string{"ann", "cat"}},
+		{"everything", &v1alpha1.Selector{Tags: &v1alpha1.TagSelector{AnyOf: []string{"newsletter"}},
+			Field: &v1alpha1.FieldSelector{KommoFieldID: consentFieldID},
+			Leads: pipelines(v1alpha1.PipelineSelector{Name: "Sales", Statuses: []v1alpha1.StatusSelector{{Name: "Negotiation"}, {ID: v1alpha1.StatusWon}}})}, []string{"ann"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -125,9 +125,9 @@ func TestSegmentSelectorsImportExactlyTheirContacts(t *testing.T) {
 
 // compile resolves a selector's pipelines with the account's, as the
 // binding's reconciler does, and compiles it.
-func (e *env) compile(sel *syncv1.Selector) *segment.Segment {
+func (e *env) compile(sel *v1alpha1.Selector) *segment.Segment {
 	e.t.Helper()
-	var resolved []syncv1.ResolvedPipeline
+	var resolved []v1alpha1.ResolvedPipeline
 	if sel.UsesLeads() {
 		pipelines, err := e.source.Pipelines(e.t.Context())
 		if err != nil {
@@ -151,8 +151,8 @@ func (e *env) compile(sel *syncv1.Selector) *segment.Segment {
 func TestSegmentResyncEvaluatesEverySyncedContactAgain(t *testing.T) {
 	e := newEnv(t)
 	seedSegments(t, e)
-	won := &syncv1.Selector{Leads: &syncv1.LeadSelector{Pipelines: []syncv1.PipelineSelector{
-		{Name: "Sales", Statuses: []syncv1.StatusSelector{{ID: syncv1.StatusWon}}}}}}
+	won := &v1alpha1.Selector{Leads: &v1alpha1.LeadSelector{Pipelines: []v1alpha1.PipelineSelector{
+		{Name: "Sales", Statuses: []v1alpha1.StatusSelector{{ID: v1alpha1.StatusWon}}}}}}
 	job := e.job("initial", 0)
 	job.Segment = e.compile(won)
 	job.Kommo = segment.ReaderFor(job.Segment, e.source)
@@ -192,7 +192,7 @@ func TestSegmentResyncEvaluatesEverySyncedContactAgain(t *testing.T) {
 	// The selector changes to the vip tag: the next resync moves the list
 	// to it (bob leaves, cat comes in), though no contact changed.
 	resync = e.resyncJob("resync-2", p.Cursor+1)
-	resync.Segment = e.compile(&syncv1.Selector{Tags: &syncv1.TagSelector{AnyOf: []string{"vip"}}})
+	resync.Segment = e.compile(&v1alpha1.Selector{Tags: &v1alpha1.TagSelector{AnyOf: []string{"vip"}}})
 	resync.Kommo, resync.Reevaluate = segment.ReaderFor(resync.Segment, e.source), true
 	if _, err := e.importer().Run(t.Context(), resync, nil); err != nil {
 		t.Fatal(err)

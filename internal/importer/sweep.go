@@ -3,7 +3,7 @@ package importer
 import (
 	"context"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/syncer"
 )
@@ -59,7 +59,7 @@ func (r *run) sweep(ctx context.Context) error {
 	}
 	percent := r.job.SweepHoldPercent
 	if percent <= 0 {
-		percent = syncv1.DefaultSweepMaxRemovalPercent
+		percent = v1alpha1.DefaultSweepMaxRemovalPercent
 	}
 	holdAbove := live * int64(percent) / 100
 	var gone []syncer.Current

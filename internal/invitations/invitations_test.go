@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/invitations"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/mapping"
@@ -37,7 +37,7 @@ type harness struct {
 
 type subscribeCall struct{ email, name, listIDs, doubleOptin, overwrite string }
 
-func newHarness(t *testing.T, mode syncv1.DoubleOptin) *harness {
+func newHarness(t *testing.T, mode v1alpha1.DoubleOptin) *harness {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, testenv.MySQLDSN(t))
@@ -73,8 +73,8 @@ func newHarness(t *testing.T, mode syncv1.DoubleOptin) *harness {
 		t.Fatal(err)
 	}
 	h.tenant = syncer.Tenant{
-		Key: "acme/invites", Mapper: mapping.New(syncv1.UnisenderBindingSpec{}, listID),
-		DeletionPolicy: syncv1.DeletionPolicyExclude, Unisender: client,
+		Key: "acme/invites", Mapper: mapping.New(v1alpha1.UnisenderBindingSpec{}, listID),
+		DeletionPolicy: v1alpha1.DeletionPolicyExclude, Unisender: client,
 		DoubleOptin: mode, Inviter: client,
 	}
 	return h
@@ -161,7 +161,7 @@ func (h *harness) status(email string) string {
 }
 
 func TestInviteSendsOneSubscribePerNewAddress(t *testing.T) {
-	h := newHarness(t, syncv1.DoubleOptinInvite)
+	h := newHarness(t, v1alpha1.DoubleOptinInvite)
 	ann := person(1, "ann@example.com", "Ann.Work@Example.com")
 	if out := h.apply(kommo.ActionAdd, ann); out.Invitations != 2 {
 		t.Fatalf("queued %d invitations, want 2", out.Invitations)
@@ -200,7 +200,7 @@ func TestInviteSendsOneSubscribePerNewAddress(t *testing.T) {
 }
 
 func TestInviteUnknownSendsDoubleOptin4(t *testing.T) {
-	h := newHarness(t, syncv1.DoubleOptinInviteUnknown)
+	h := newHarness(t, v1alpha1.DoubleOptinInviteUnknown)
 	h.apply(kommo.ActionAdd, person(1, "bo@example.com"))
 	h.step(h.drainer(0), h.tenant)
 	if calls := h.calls(); len(calls) != 1 || calls[0].doubleOptin != "4" {
@@ -209,13 +209,13 @@ func TestInviteUnknownSendsDoubleOptin4(t *testing.T) {
 }
 
 func TestConsentHeldQueuesNothingAndCancelsPending(t *testing.T) {
-	h := newHarness(t, syncv1.DoubleOptinConsentHeld)
+	h := newHarness(t, v1alpha1.DoubleOptinConsentHeld)
 	if out := h.apply(kommo.ActionAdd, person(1, "cy@example.com")); out.Invitations != 0 {
 		t.Fatalf("ConsentHeld queued %d invitations", out.Invitations)
 	}
 	// Queued while inviting, then the binding switches to ConsentHeld.
 	inviting := h.tenant
-	inviting.DoubleOptin = syncv1.DoubleOptinInvite
+	inviting.DoubleOptin = v1alpha1.DoubleOptinInvite
 	h.commit(inviting, kommo.ActionAdd, person(2, "di@example.com"))
 	res := h.step(h.drainer(0), h.tenant)
 	if res.Counts[invitations.OutcomeCancelled] != 1 || len(h.calls()) != 0 {
@@ -229,7 +229,7 @@ func TestConsentHeldQueuesNothingAndCancelsPending(t *testing.T) {
 // An address that unsubscribed is never subscribed again; one whose
 // contact was deleted before its turn is not invited.
 func TestNoInvitationForUnsubscribedOrDeparted(t *testing.T) {
-	h := newHarness(t, syncv1.DoubleOptinInvite)
+	h := newHarness(t, v1alpha1.DoubleOptinInvite)
 	ctx := context.Background()
 	if _, err := h.tenant.Unisender.ImportContacts(ctx, unisender.ImportRequest{
 		FieldNames: []string{"email"}, Rows: [][]string{{"left@example.com"}},
@@ -262,7 +262,7 @@ func TestNoInvitationForUnsubscribedOrDeparted(t *testing.T) {
 }
 
 func TestTransientFailureIsRetriedPermanentIsRecorded(t *testing.T) {
-	h := newHarness(t, syncv1.DoubleOptinInvite)
+	h := newHarness(t, v1alpha1.DoubleOptinInvite)
 	h.apply(kommo.ActionAdd, person(1, "a@example.com"), person(2, "b@example.com"))
 	d := h.drainer(0)
 
@@ -292,7 +292,7 @@ func TestTransientFailureIsRetriedPermanentIsRecorded(t *testing.T) {
 // The budget spreads calls evenly: at 6 a minute, a step sends one and
 // the next call is not affordable within a step.
 func TestStepKeepsToTheBudget(t *testing.T) {
-	h := newHarness(t, syncv1.DoubleOptinInvite)
+	h := newHarness(t, v1alpha1.DoubleOptinInvite)
 	h.apply(kommo.ActionAdd, person(1, "a@example.com"), person(2, "b@example.com"), person(3, "c@example.com"))
 	d := h.drainer(6)
 	first := h.step(d, h.tenant)
@@ -309,7 +309,7 @@ func TestStepKeepsToTheBudget(t *testing.T) {
 // The budget lives in the store: two drainers (two worker replicas) and
 // two tenants on the same key share it.
 func TestReplicasShareTheKeyBudget(t *testing.T) {
-	h := newHarness(t, syncv1.DoubleOptinInvite)
+	h := newHarness(t, v1alpha1.DoubleOptinInvite)
 	h.apply(kommo.ActionAdd, person(1, "a@example.com"), person(2, "b@example.com"))
 	other := h.tenant
 	other.Key = "acme/second"

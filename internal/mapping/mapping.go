@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"strings"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/emailaddr"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 )
@@ -46,12 +46,12 @@ type Batch struct {
 
 // Mapper applies one binding's mapping for one list.
 type Mapper struct {
-	spec   syncv1.UnisenderBindingSpec
+	spec   v1alpha1.UnisenderBindingSpec
 	listID string
 }
 
 // New returns the mapper of a binding whose list has the given id.
-func New(spec syncv1.UnisenderBindingSpec, listID int64) *Mapper {
+func New(spec v1alpha1.UnisenderBindingSpec, listID int64) *Mapper {
 	return &Mapper{spec: spec, listID: strconv.FormatInt(listID, 10)}
 }
 
@@ -105,7 +105,7 @@ func (m *Mapper) emails(c *kommo.Contact) []string {
 			out = append(out, n)
 		}
 	}
-	if m.spec.Emails == syncv1.EmailsPrimary && len(out) > 1 {
+	if m.spec.Emails == v1alpha1.EmailsPrimary && len(out) > 1 {
 		out = out[:1]
 	}
 	return out
@@ -151,13 +151,13 @@ func (m *Mapper) UpsertRows(p Profile) [][]string {
 // RemovalBatch takes addresses out of the list as the deletion policy says:
 // Exclude removes them from the list without unsubscribing them, Delete
 // deletes the contacts, Keep leaves them (nil batch).
-func (m *Mapper) RemovalBatch(emails []string, policy syncv1.DeletionPolicy) *Batch {
-	if len(emails) == 0 || policy == syncv1.DeletionPolicyKeep {
+func (m *Mapper) RemovalBatch(emails []string, policy v1alpha1.DeletionPolicy) *Batch {
+	if len(emails) == 0 || policy == v1alpha1.DeletionPolicyKeep {
 		return nil
 	}
 	b := &Batch{FieldNames: []string{ColumnEmail, ColumnExcludedLists}}
 	value := m.listID
-	if policy == syncv1.DeletionPolicyDelete {
+	if policy == v1alpha1.DeletionPolicyDelete {
 		b.FieldNames[1], value = ColumnDelete, "1"
 	}
 	for _, e := range emails {
@@ -226,7 +226,7 @@ func cleanTags(tags []string) []string {
 }
 
 // customValue finds the first value of the Kommo field a mapping names.
-func customValue(c *kommo.Contact, cf syncv1.CustomFieldMapping) (string, bool) {
+func customValue(c *kommo.Contact, cf v1alpha1.CustomFieldMapping) (string, bool) {
 	for _, f := range c.CustomFields {
 		matches := (cf.KommoFieldID != 0 && f.ID == cf.KommoFieldID) ||
 			(cf.KommoFieldCode != "" && strings.EqualFold(f.Code, cf.KommoFieldCode))

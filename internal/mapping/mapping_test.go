@@ -4,7 +4,7 @@ import (
 	"reflect"
 	"testing"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 )
 
@@ -24,7 +24,7 @@ func contact() *kommo.Contact {
 }
 
 func TestProfileAllEmails(t *testing.T) {
-	spec := syncv1.UnisenderBindingSpec{FieldMapping: syncv1.FieldMapping{CustomFields: []syncv1.CustomFieldMapping{
+	spec := v1alpha1.UnisenderBindingSpec{FieldMapping: v1alpha1.FieldMapping{CustomFields: []v1alpha1.CustomFieldMapping{
 		{KommoFieldID: 9, UnisenderField: "city"}, {KommoFieldCode: "position", UnisenderField: "role"}, {KommoFieldID: 99, UnisenderField: "absent"},
 	}}}
 	p := New(spec, 55).Profile(contact())
@@ -41,7 +41,7 @@ func TestProfileAllEmails(t *testing.T) {
 
 func TestPrimaryEmailAndDisabledFields(t *testing.T) {
 	off := false
-	spec := syncv1.UnisenderBindingSpec{Emails: syncv1.EmailsPrimary, FieldMapping: syncv1.FieldMapping{Name: "FullName", Phone: &off, Tags: &off}}
+	spec := v1alpha1.UnisenderBindingSpec{Emails: v1alpha1.EmailsPrimary, FieldMapping: v1alpha1.FieldMapping{Name: "FullName", Phone: &off, Tags: &off}}
 	m := New(spec, 55)
 	p := m.Profile(contact())
 	if !reflect.DeepEqual(p.Emails, []string{"maria@example.com"}) || p.Phone != "" || p.Tags != nil {
@@ -56,7 +56,7 @@ func TestPrimaryEmailAndDisabledFields(t *testing.T) {
 }
 
 func TestUpsertRowsMatchColumns(t *testing.T) {
-	m := New(syncv1.UnisenderBindingSpec{}, 55)
+	m := New(v1alpha1.UnisenderBindingSpec{}, 55)
 	cols := m.UpsertColumns()
 	rows := m.UpsertRows(m.Profile(contact()))
 	if len(rows) != 2 {
@@ -76,27 +76,27 @@ func TestUpsertRowsMatchColumns(t *testing.T) {
 
 func TestNoEmailNoRows(t *testing.T) {
 	c := &kommo.Contact{ID: 1, Name: "Phone only", Phones: []string{"+1 555 0100"}}
-	if rows := New(syncv1.UnisenderBindingSpec{}, 1).UpsertRows(New(syncv1.UnisenderBindingSpec{}, 1).Profile(c)); len(rows) != 0 {
+	if rows := New(v1alpha1.UnisenderBindingSpec{}, 1).UpsertRows(New(v1alpha1.UnisenderBindingSpec{}, 1).Profile(c)); len(rows) != 0 {
 		t.Fatalf("rows = %v, want none", rows)
 	}
 }
 
 func TestRemovalBatchFollowsPolicy(t *testing.T) {
-	m := New(syncv1.UnisenderBindingSpec{}, 55)
+	m := New(v1alpha1.UnisenderBindingSpec{}, 55)
 	emails := []string{"a@x.example", "b@x.example"}
-	if b := m.RemovalBatch(emails, syncv1.DeletionPolicyExclude); !reflect.DeepEqual(b, &Batch{
+	if b := m.RemovalBatch(emails, v1alpha1.DeletionPolicyExclude); !reflect.DeepEqual(b, &Batch{
 		FieldNames: []string{"email", "email_excluded_list_ids"},
 		Rows:       [][]string{{"a@x.example", "55"}, {"b@x.example", "55"}},
 	}) {
 		t.Fatalf("exclude batch = %+v", b)
 	}
-	if b := m.RemovalBatch(emails, syncv1.DeletionPolicyDelete); !reflect.DeepEqual(b.FieldNames, []string{"email", "delete"}) || b.Rows[1][1] != "1" {
+	if b := m.RemovalBatch(emails, v1alpha1.DeletionPolicyDelete); !reflect.DeepEqual(b.FieldNames, []string{"email", "delete"}) || b.Rows[1][1] != "1" {
 		t.Fatalf("delete batch = %+v", b)
 	}
-	if b := m.RemovalBatch(emails, syncv1.DeletionPolicyKeep); b != nil {
+	if b := m.RemovalBatch(emails, v1alpha1.DeletionPolicyKeep); b != nil {
 		t.Fatalf("keep batch = %+v, want nil", b)
 	}
-	if b := m.RemovalBatch(nil, syncv1.DeletionPolicyDelete); b != nil {
+	if b := m.RemovalBatch(nil, v1alpha1.DeletionPolicyDelete); b != nil {
 		t.Fatalf("empty batch = %+v, want nil", b)
 	}
 }
@@ -117,7 +117,7 @@ func TestNormalizePhone(t *testing.T) {
 
 func TestTagsCappedAtTen(t *testing.T) {
 	c := &kommo.Contact{Tags: []string{"a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l"}}
-	if p := New(syncv1.UnisenderBindingSpec{}, 1).Profile(c); len(p.Tags) != 10 {
+	if p := New(v1alpha1.UnisenderBindingSpec{}, 1).Profile(c); len(p.Tags) != 10 {
 		t.Fatalf("tags = %v, want 10", p.Tags)
 	}
 }

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/kommoemu"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/sandboxtest"
@@ -44,8 +44,8 @@ func TestSegmentReaderReadsContactsWithTheirLeadsStages(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	seg, err := segment.New(&syncv1.Selector{Leads: &syncv1.LeadSelector{Pipelines: []syncv1.PipelineSelector{{ID: won.PipelineID}}}},
-		[]syncv1.ResolvedPipeline{{ID: won.PipelineID, StatusIDs: []int64{syncv1.StatusWon}}})
+	seg, err := segment.New(&v1alpha1.Selector{Leads: &v1alpha1.LeadSelector{Pipelines: []v1alpha1.PipelineSelector{{ID: won.PipelineID}}}},
+		[]v1alpha1.ResolvedPipeline{{ID: won.PipelineID, StatusIDs: []int64{v1alpha1.StatusWon}}})
 	if err != nil {
 		t.Fatal(err)
 	}

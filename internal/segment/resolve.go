@@ -5,7 +5,7 @@ import (
 	"slices"
 	"strings"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 )
 
@@ -19,8 +19,8 @@ func (e *UnresolvedError) Error() string { return e.msg }
 // (GET /api/v4/leads/pipelines). Names are compared case-insensitively;
 // a name or id the account does not have is an UnresolvedError naming the
 // ones it has. Won (142) and lost (143) are statuses of every pipeline.
-func Resolve(sel *syncv1.LeadSelector, pipelines []kommo.Pipeline) ([]syncv1.ResolvedPipeline, error) {
-	out := make([]syncv1.ResolvedPipeline, 0, len(sel.Pipelines))
+func Resolve(sel *v1alpha1.LeadSelector, pipelines []kommo.Pipeline) ([]v1alpha1.ResolvedPipeline, error) {
+	out := make([]v1alpha1.ResolvedPipeline, 0, len(sel.Pipelines))
 	for _, want := range sel.Pipelines {
 		i := slices.IndexFunc(pipelines, func(p kommo.Pipeline) bool {
 			return (want.ID != 0 && p.ID == want.ID) || (want.Name != "" && strings.EqualFold(p.Name, want.Name))
@@ -30,7 +30,7 @@ func Resolve(sel *syncv1.LeadSelector, pipelines []kommo.Pipeline) ([]syncv1.Res
 				describe(want.ID, want.Name), pipelineNames(pipelines))}
 		}
 		p := pipelines[i]
-		r := syncv1.ResolvedPipeline{ID: p.ID, Name: want.Name}
+		r := v1alpha1.ResolvedPipeline{ID: p.ID, Name: want.Name}
 		for _, st := range want.Statuses {
 			id, err := resolveStatus(p, st)
 			if err != nil {
@@ -43,8 +43,8 @@ func Resolve(sel *syncv1.LeadSelector, pipelines []kommo.Pipeline) ([]syncv1.Res
 	return out, nil
 }
 
-func resolveStatus(p kommo.Pipeline, want syncv1.StatusSelector) (int64, error) {
-	if want.ID == syncv1.StatusWon || want.ID == syncv1.StatusLost {
+func resolveStatus(p kommo.Pipeline, want v1alpha1.StatusSelector) (int64, error) {
+	if want.ID == v1alpha1.StatusWon || want.ID == v1alpha1.StatusLost {
 		return want.ID, nil
 	}
 	for _, s := range p.Statuses {

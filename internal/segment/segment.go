@@ -11,22 +11,22 @@ import (
 	"slices"
 	"strings"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 )
 
 // Segment is a compiled selector. The nil Segment selects every contact.
 type Segment struct {
-	tags      *syncv1.TagSelector
-	field     *syncv1.FieldSelector
-	pipelines []syncv1.ResolvedPipeline
+	tags      *v1alpha1.TagSelector
+	field     *v1alpha1.FieldSelector
+	pipelines []v1alpha1.ResolvedPipeline
 	leads     bool
 }
 
 // New compiles a binding's selector with the pipelines the operator resolved
 // (status.selector.pipelines). A selector on leads whose pipelines are not
 // resolved yet is an error: evaluating it would drop every contact.
-func New(sel *syncv1.Selector, resolved []syncv1.ResolvedPipeline) (*Segment, error) {
+func New(sel *v1alpha1.Selector, resolved []v1alpha1.ResolvedPipeline) (*Segment, error) {
 	if sel == nil || (sel.Tags == nil && sel.Field == nil && sel.Leads == nil) {
 		return nil, nil
 	}
@@ -86,7 +86,7 @@ func (s *Segment) fieldMatches(c *kommo.Contact) bool {
 	return false
 }
 
-func sameField(sel *syncv1.FieldSelector, f kommo.CustomField) bool {
+func sameField(sel *v1alpha1.FieldSelector, f kommo.CustomField) bool {
 	return (sel.KommoFieldID != 0 && f.ID == sel.KommoFieldID) ||
 		(sel.KommoFieldCode != "" && strings.EqualFold(f.Code, sel.KommoFieldCode))
 }

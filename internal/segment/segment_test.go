@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/segment"
 )
@@ -17,11 +17,11 @@ var pipelines = []kommo.Pipeline{
 }
 
 func TestSegmentResolveNamesToIDs(t *testing.T) {
-	got, err := segment.Resolve(&syncv1.LeadSelector{Pipelines: []syncv1.PipelineSelector{
-		{Name: "sales", Statuses: []syncv1.StatusSelector{{Name: "NEGOTIATION"}, {ID: syncv1.StatusWon}}},
+	got, err := segment.Resolve(&v1alpha1.LeadSelector{Pipelines: []v1alpha1.PipelineSelector{
+		{Name: "sales", Statuses: []v1alpha1.StatusSelector{{Name: "NEGOTIATION"}, {ID: v1alpha1.StatusWon}}},
 		{ID: 20},
 	}}, pipelines)
-	want := []syncv1.ResolvedPipeline{{ID: 10, Name: "sales", StatusIDs: []int64{12, 142}}, {ID: 20}}
+	want := []v1alpha1.ResolvedPipeline{{ID: 10, Name: "sales", StatusIDs: []int64{12, 142}}, {ID: 20}}
 	if err != nil || !reflect.DeepEqual(got, want) {
 		t.Fatalf("Resolve = %+v, %v; want %+v", got, err, want)
 	}
@@ -29,16 +29,16 @@ func TestSegmentResolveNamesToIDs(t *testing.T) {
 
 func TestSegmentResolveNamesWhatTheAccountHas(t *testing.T) {
 	cases := []struct {
-		sel  syncv1.PipelineSelector
+		sel  v1alpha1.PipelineSelector
 		want []string
 	}{
-		{syncv1.PipelineSelector{Name: "Wholesale"}, []string{`no pipeline named "Wholesale"`, `"Sales" (10)`, `"Partners" (20)`}},
-		{syncv1.PipelineSelector{ID: 99}, []string{"no pipeline with id 99", `"Sales" (10)`}},
-		{syncv1.PipelineSelector{Name: "Partners", Statuses: []syncv1.StatusSelector{{Name: "Negotiation"}}},
+		{v1alpha1.PipelineSelector{Name: "Wholesale"}, []string{`no pipeline named "Wholesale"`, `"Sales" (10)`, `"Partners" (20)`}},
+		{v1alpha1.PipelineSelector{ID: 99}, []string{"no pipeline with id 99", `"Sales" (10)`}},
+		{v1alpha1.PipelineSelector{Name: "Partners", Statuses: []v1alpha1.StatusSelector{{Name: "Negotiation"}}},
 			[]string{`pipeline "Partners" (20) has no status named "Negotiation"`, `"Onboarding" (21)`}},
 	}
 	for _, tc := range cases {
-		_, err := segment.Resolve(&syncv1.LeadSelector{Pipelines: []syncv1.PipelineSelector{tc.sel}}, pipelines)
+		_, err := segment.Resolve(&v1alpha1.LeadSelector{Pipelines: []v1alpha1.PipelineSelector{tc.sel}}, pipelines)
 		var unresolved *segment.UnresolvedError
 		if !errors.As(err, &unresolved) {
 			t.Fatalf("%+v: error %v, want an UnresolvedError", tc.sel, err)
@@ -55,7 +55,7 @@ func TestSegmentFieldValues(t *testing.T) {
 	field := func(values ...kommo.FieldValue) *kommo.Contact {
 		return &kommo.Contact{CustomFields: []kommo.CustomField{{ID: 5, Code: "CONSENT", Values: values}}}
 	}
-	ticked := mustNew(t, &syncv1.Selector{Field: &syncv1.FieldSelector{KommoFieldCode: "consent"}})
+	ticked := mustNew(t, &v1alpha1.Selector{Field: &v1alpha1.FieldSelector{KommoFieldCode: "consent"}})
 	for _, tc := range []struct {
 		c    *kommo.Contact
 		want bool
@@ -72,7 +72,7 @@ func TestSegmentFieldValues(t *testing.T) {
 			t.Errorf("checkbox %+v: Matches = %v, want %v", tc.c.CustomFields, got, tc.want)
 		}
 	}
-	enum := mustNew(t, &syncv1.Selector{Field: &syncv1.FieldSelector{KommoFieldID: 5, Values: []string{"gold", "77", "SILVER_CODE"}}})
+	enum := mustNew(t, &v1alpha1.Selector{Field: &v1alpha1.FieldSelector{KommoFieldID: 5, Values: []string{"gold", "77", "SILVER_CODE"}}})
 	for _, tc := range []struct {
 		v    kommo.FieldValue
 		want bool
@@ -89,7 +89,7 @@ func TestSegmentFieldValues(t *testing.T) {
 }
 
 func TestSegmentUnresolvedLeadsSelectorIsNotCompiled(t *testing.T) {
-	_, err := segment.New(&syncv1.Selector{Leads: &syncv1.LeadSelector{Pipelines: []syncv1.PipelineSelector{{Name: "Sales"}}}}, nil)
+	_, err := segment.New(&v1alpha1.Selector{Leads: &v1alpha1.LeadSelector{Pipelines: []v1alpha1.PipelineSelector{{Name: "Sales"}}}}, nil)
 	if err == nil {
 		t.Fatal("compiled a leads selector without resolved pipelines; it would drop every contact")
 	}
@@ -98,7 +98,7 @@ func TestSegmentUnresolvedLeadsSelectorIsNotCompiled(t *testing.T) {
 	}
 }
 
-func mustNew(t *testing.T, sel *syncv1.Selector) *segment.Segment {
+func mustNew(t *testing.T, sel *v1alpha1.Selector) *segment.Segment {
 	t.Helper()
 	s, err := segment.New(sel, nil)
 	if err != nil {

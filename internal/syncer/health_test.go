@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
 	"github.com/kommo-unisender/kommo-unisender/internal/syncer"
@@ -29,7 +29,7 @@ func (h *harness) refusals() map[int64]store.Refusal {
 // recorded with its reason and contact id; the refused addresses are not
 // counted as list members.
 func TestSyncHealthCommitRecordsRefusalsWithReasons(t *testing.T) {
-	h := newHarness(t, syncv1.DeletionPolicyExclude)
+	h := newHarness(t, v1alpha1.DeletionPolicyExclude)
 	company := syncer.Current{ID: 5, ReadAt: 100, Contact: &kommo.Contact{
 		ID: 5, Type: kommo.ContactTypeCompany, Name: "Acme Ltd", Emails: []string{"office@acme.example"},
 	}}
@@ -70,7 +70,7 @@ func TestSyncHealthCommitRecordsRefusalsWithReasons(t *testing.T) {
 // sent in an exclusion batch (nor by the deletion policy's page of
 // addresses), and a contact fixed in Kommo leaves the refusals.
 func TestSyncHealthRefusedAddressIsNotAMember(t *testing.T) {
-	h := newHarness(t, syncv1.DeletionPolicyExclude)
+	h := newHarness(t, v1alpha1.DeletionPolicyExclude)
 	ctx := context.Background()
 	h.commit([]syncer.Current{person(1, 100, "Typo", "not-an-email"), person(2, 100, "Fixed later", "info@example.com")})
 	if emails, err := h.st.TenantEmails(ctx, h.tenant.Key, "", 100); err != nil || len(emails) != 0 {

@@ -5,7 +5,7 @@ import (
 	"slices"
 	"testing"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/mapping"
 	"github.com/kommo-unisender/kommo-unisender/internal/syncer"
@@ -15,7 +15,7 @@ import (
 // TestSegmentTagsRemovedInKommoLeaveUnisender: a tag removed in Kommo
 // leaves the address in Unisender; a tag someone else set there stays.
 func TestSegmentTagsRemovedInKommoLeaveUnisender(t *testing.T) {
-	h := newHarness(t, syncv1.DeletionPolicyExclude)
+	h := newHarness(t, v1alpha1.DeletionPolicyExclude)
 	h.tenant.Tags = h.client
 	const ann = "ann@example.com"
 	h.commit([]syncer.Current{tagged(1, 10, ann, "newsletter", "vip")})
@@ -38,12 +38,12 @@ func TestSegmentTagsRemovedInKommoLeaveUnisender(t *testing.T) {
 // TestSegmentClearedFieldIsClearedInUnisender: a custom field cleared in
 // Kommo is cleared in Unisender.
 func TestSegmentClearedFieldIsClearedInUnisender(t *testing.T) {
-	h := newHarness(t, syncv1.DeletionPolicyExclude)
+	h := newHarness(t, v1alpha1.DeletionPolicyExclude)
 	if _, err := h.client.CreateField(t.Context(), "City", "string"); err != nil {
 		t.Fatal(err)
 	}
-	spec := syncv1.UnisenderBindingSpec{FieldMapping: syncv1.FieldMapping{
-		CustomFields: []syncv1.CustomFieldMapping{{KommoFieldID: 9, UnisenderField: "City"}}}}
+	spec := v1alpha1.UnisenderBindingSpec{FieldMapping: v1alpha1.FieldMapping{
+		CustomFields: []v1alpha1.CustomFieldMapping{{KommoFieldID: 9, UnisenderField: "City"}}}}
 	h.tenant.Mapper = mapping.New(spec, h.listID)
 	withCity := func(readAt int64, city ...string) syncer.Current {
 		c := person(1, readAt, "Ann", "ann@example.com")

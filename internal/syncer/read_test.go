@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/kommoemu"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/sandboxtest"
@@ -28,7 +28,7 @@ type kommoEnv struct {
 
 func newKommoEnv(t *testing.T) *kommoEnv {
 	t.Helper()
-	h := newHarness(t, syncv1.DeletionPolicyExclude)
+	h := newHarness(t, v1alpha1.DeletionPolicyExclude)
 	emu, srv := sandboxtest.Kommo(t, kommoemu.Options{RateLimit: -1})
 	if _, err := emu.AddAccount("acme"); err != nil {
 		t.Fatal(err)

@@ -4,7 +4,7 @@ import (
 	"reflect"
 	"testing"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/unisenderemu"
 	"github.com/kommo-unisender/kommo-unisender/internal/segment"
@@ -20,7 +20,7 @@ func tagged(id, readAt int64, email string, tags ...string) syncer.Current {
 
 func newsletterSegment(t *testing.T) *segment.Segment {
 	t.Helper()
-	seg, err := segment.New(&syncv1.Selector{Tags: &syncv1.TagSelector{AnyOf: []string{"newsletter"}}}, nil)
+	seg, err := segment.New(&v1alpha1.Selector{Tags: &v1alpha1.TagSelector{AnyOf: []string{"newsletter"}}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +28,7 @@ func newsletterSegment(t *testing.T) *segment.Segment {
 }
 
 func TestSegmentContactLeavesAndComesBack(t *testing.T) {
-	h := newHarness(t, syncv1.DeletionPolicyExclude)
+	h := newHarness(t, v1alpha1.DeletionPolicyExclude)
 	h.tenant.Segment = newsletterSegment(t)
 
 	h.commit([]syncer.Current{tagged(1, 10, "ann@example.com", "newsletter"), tagged(2, 10, "bob@example.com", "vip")})
@@ -66,7 +66,7 @@ func TestSegmentContactLeavesAndComesBack(t *testing.T) {
 }
 
 func TestSegmentSharedAddressStaysWhileAnotherContactQualifies(t *testing.T) {
-	h := newHarness(t, syncv1.DeletionPolicyExclude)
+	h := newHarness(t, v1alpha1.DeletionPolicyExclude)
 	h.tenant.Segment = newsletterSegment(t)
 	const shared = "family@example.com"
 
@@ -82,16 +82,16 @@ func TestSegmentSharedAddressStaysWhileAnotherContactQualifies(t *testing.T) {
 }
 
 func TestSegmentOnLeadsRecordsLinksForLeadEvents(t *testing.T) {
-	h := newHarness(t, syncv1.DeletionPolicyExclude)
-	seg, err := segment.New(&syncv1.Selector{Leads: &syncv1.LeadSelector{Pipelines: []syncv1.PipelineSelector{{ID: 7}}}},
-		[]syncv1.ResolvedPipeline{{ID: 7, StatusIDs: []int64{syncv1.StatusWon}}})
+	h := newHarness(t, v1alpha1.DeletionPolicyExclude)
+	seg, err := segment.New(&v1alpha1.Selector{Leads: &v1alpha1.LeadSelector{Pipelines: []v1alpha1.PipelineSelector{{ID: 7}}}},
+		[]v1alpha1.ResolvedPipeline{{ID: 7, StatusIDs: []int64{v1alpha1.StatusWon}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	h.tenant.Segment = seg
 	won := person(1, 10, "Won", "won@example.com")
 	won.Contact.LeadIDs = []int64{100}
-	won.Contact.Leads = []kommo.Lead{{ID: 100, PipelineID: 7, StatusID: syncv1.StatusWon}}
+	won.Contact.Leads = []kommo.Lead{{ID: 100, PipelineID: 7, StatusID: v1alpha1.StatusWon}}
 	open := person(2, 10, "Open", "open@example.com")
 	open.Contact.LeadIDs = []int64{200}
 	open.Contact.Leads = []kommo.Lead{{ID: 200, PipelineID: 7, StatusID: 55}}

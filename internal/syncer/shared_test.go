@@ -5,7 +5,7 @@ import (
 	"reflect"
 	"testing"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/syncer"
 )
 
@@ -14,7 +14,7 @@ import (
 // tombstone, stays while the other's contacts still hold it, and leaves
 // once neither does. Without the sharers, the same commit removes it.
 func TestCommitOnASharedListKeepsWhatASharerHolds(t *testing.T) {
-	h := newHarness(t, syncv1.DeletionPolicyExclude)
+	h := newHarness(t, v1alpha1.DeletionPolicyExclude)
 	shop := h.tenant
 	shop.Key = "shop/main"
 	h.tenant.ListSharers = []string{shop.Key}

@@ -21,7 +21,7 @@ import (
 	"maps"
 	"slices"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/emailaddr"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/mapping"
@@ -55,7 +55,7 @@ type Tenant struct {
 	// so its addresses leave the list (unless another matching contact
 	// holds them) and come back when it matches again.
 	Segment        *segment.Segment
-	DeletionPolicy syncv1.DeletionPolicy
+	DeletionPolicy v1alpha1.DeletionPolicy
 	Unisender      Importer
 	// Kommo reads the tenant's contacts, within the account's shared
 	// request budget. The worker reads through it; nil where the caller
@@ -64,7 +64,7 @@ type Tenant struct {
 	// DoubleOptin is the binding's spec.doubleOptin. When it invites,
 	// Commit queues an invitation for every address it brings into the
 	// list, in its transaction.
-	DoubleOptin syncv1.DoubleOptin
+	DoubleOptin v1alpha1.DoubleOptin
 	// Inviter sends the queued invitations; Commit does not use it. Nil
 	// when the tenant's invitations cannot be sent.
 	Inviter Inviter

@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"testing"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/fixtures"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/mapping"
@@ -32,7 +32,7 @@ type harness struct {
 	tenant syncer.Tenant
 }
 
-func newHarness(t *testing.T, policy syncv1.DeletionPolicy) *harness {
+func newHarness(t *testing.T, policy v1alpha1.DeletionPolicy) *harness {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, testenv.MySQLDSN(t))
@@ -50,7 +50,7 @@ func newHarness(t *testing.T, policy syncv1.DeletionPolicy) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	spec := syncv1.UnisenderBindingSpec{DeletionPolicy: policy}
+	spec := v1alpha1.UnisenderBindingSpec{DeletionPolicy: policy}
 	return &harness{t: t, st: st, emu: emu, client: client, listID: listID, tenant: syncer.Tenant{
 		Key: "acme/main", Mapper: mapping.New(spec, listID), DeletionPolicy: policy, Unisender: client,
 	}}
@@ -131,7 +131,7 @@ func fixtureContacts(t *testing.T, name string, readAt int64) []syncer.Current {
 // reach Unisender, a company is skipped, a dropped address is excluded (not
 // unsubscribed) and a gone contact's address leaves the list.
 func TestCommitFixtureContactsAddUpdateDelete(t *testing.T) {
-	h := newHarness(t, syncv1.DeletionPolicyExclude)
+	h := newHarness(t, v1alpha1.DeletionPolicyExclude)
 
 	h.commit(fixtureContacts(t, fixtures.AddContact, 100))
 	if got := h.members(); !reflect.DeepEqual(got, []string{"maria.lopez@example.com"}) {
@@ -168,7 +168,7 @@ func TestCommitFixtureContactsAddUpdateDelete(t *testing.T) {
 // Every changed contact goes out in one importContacts call, and the
 // outcome says what was applied.
 func TestCommitUpsertsChangedContactsInOneCall(t *testing.T) {
-	h := newHarness(t, syncv1.DeletionPolicyExclude)
+	h := newHarness(t, v1alpha1.DeletionPolicyExclude)
 	out := h.commit([]syncer.Current{
 		person(3, 100, "Cy", "cy@example.com"),
 		person(1, 100, "Al", "AL@example.com", "al.work@example.com"),
@@ -193,7 +193,7 @@ func TestCommitUpsertsChangedContactsInOneCall(t *testing.T) {
 // The orphan rule: an address leaves the list only when no live contact of
 // the tenant holds it any more.
 func TestCommitKeepsAnAddressAnotherLiveContactHolds(t *testing.T) {
-	h := newHarness(t, syncv1.DeletionPolicyExclude)
+	h := newHarness(t, v1alpha1.DeletionPolicyExclude)
 	h.commit([]syncer.Current{person(1, 100, "One", "shared@example.com", "one@example.com"), person(2, 100, "Two", "shared@example.com")})
 
 	out := h.commit([]syncer.Current{gone(1, 200)})
@@ -213,7 +213,7 @@ func TestCommitKeepsAnAddressAnotherLiveContactHolds(t *testing.T) {
 // An address one contact drops and another takes up in the same commit
 // stays in the list.
 func TestCommitAddressMovedWithinOneCommitStays(t *testing.T) {
-	h := newHarness(t, syncv1.DeletionPolicyDelete)
+	h := newHarness(t, v1alpha1.DeletionPolicyDelete)
 	h.commit([]syncer.Current{person(1, 100, "One", "moving@example.com")})
 	out := h.commit([]syncer.Current{person(1, 200, "One", "new@example.com"), person(2, 200, "Two", "moving@example.com")})
 	if out.Removed != 0 {
@@ -227,22 +227,22 @@ func TestCommitAddressMovedWithinOneCommitStays(t *testing.T) {
 // What happens to an orphaned address is the binding's deletion policy.
 func TestCommitDeletionPolicies(t *testing.T) {
 	for _, tc := range []struct {
-		policy      syncv1.DeletionPolicy
+		policy      v1alpha1.DeletionPolicy
 		wantRemoved int
 		check       func(t *testing.T, h *harness)
 	}{
-		{syncv1.DeletionPolicyExclude, 1, func(t *testing.T, h *harness) {
+		{v1alpha1.DeletionPolicyExclude, 1, func(t *testing.T, h *harness) {
 			m := h.member("leaving@example.com")
 			if m.ListStatus != unisenderemu.ListExcluded || m.Status == unisenderemu.StatusUnsubscribed {
 				t.Fatalf("Exclude: %+v; want excluded from the list, not unsubscribed", m)
 			}
 		}},
-		{syncv1.DeletionPolicyDelete, 1, func(t *testing.T, h *harness) {
+		{v1alpha1.DeletionPolicyDelete, 1, func(t *testing.T, h *harness) {
 			if c, ok := h.emu.Contact(apiKey, "leaving@example.com"); ok {
 				t.Fatalf("Delete: the contact is still in the Unisender account: %+v", c)
 			}
 		}},
-		{syncv1.DeletionPolicyKeep, 0, func(t *testing.T, h *harness) {
+		{v1alpha1.DeletionPolicyKeep, 0, func(t *testing.T, h *harness) {
 			if m := h.member("leaving@example.com"); m.ListStatus != unisenderemu.ListActive {
 				t.Fatalf("Keep: %+v; want it left active", m)
 			}
@@ -271,8 +271,8 @@ func TestCommitDeletionPolicies(t *testing.T) {
 // A tenant that invites queues one invitation per address new to the list,
 // once: not again for a second holder, a repeated read or a re-commit.
 func TestCommitQueuesInvitationsOnce(t *testing.T) {
-	h := newHarness(t, syncv1.DeletionPolicyExclude)
-	h.tenant.DoubleOptin = syncv1.DoubleOptinInvite
+	h := newHarness(t, v1alpha1.DeletionPolicyExclude)
+	h.tenant.DoubleOptin = v1alpha1.DoubleOptinInvite
 	ctx := context.Background()
 
 	out := h.commit([]syncer.Current{person(1, 100, "One", "ONE@example.com", "shared@example.com")})
@@ -312,7 +312,7 @@ func TestCommitQueuesInvitationsOnce(t *testing.T) {
 // push whose commit was lost): those no live contact holds leave the list,
 // those held stay.
 func TestCommitVerifyRemovesUnheldAddresses(t *testing.T) {
-	h := newHarness(t, syncv1.DeletionPolicyExclude)
+	h := newHarness(t, v1alpha1.DeletionPolicyExclude)
 	ctx := context.Background()
 	h.commit([]syncer.Current{person(1, 100, "One", "held@example.com")})
 	// A push that reached Unisender but whose commit was lost.
@@ -340,7 +340,7 @@ func TestCommitVerifyRemovesUnheldAddresses(t *testing.T) {
 // A read older than the stored version, or one that finds the same
 // content, reaches neither the store nor Unisender.
 func TestCommitDoesNotApplyStaleOrUnchangedReads(t *testing.T) {
-	h := newHarness(t, syncv1.DeletionPolicyExclude)
+	h := newHarness(t, v1alpha1.DeletionPolicyExclude)
 	h.commit([]syncer.Current{person(1, 200, "Current", "new@example.com")})
 	calls := h.importCalls()
 
@@ -369,7 +369,7 @@ func TestCommitDoesNotApplyStaleOrUnchangedReads(t *testing.T) {
 
 // A contact named twice in one commit is applied as its latest read.
 func TestCommitKeepsTheLatestReadOfAContactNamedTwice(t *testing.T) {
-	h := newHarness(t, syncv1.DeletionPolicyExclude)
+	h := newHarness(t, v1alpha1.DeletionPolicyExclude)
 	out := h.commit([]syncer.Current{person(1, 300, "Later", "later@example.com"), person(1, 100, "Earlier", "earlier@example.com")})
 	if out.Stale != 1 || !slices.Equal(out.Applied, []bool{true, false}) {
 		t.Fatalf("outcome = %+v; want the later read applied and the earlier one counted stale", out)
@@ -382,7 +382,7 @@ func TestCommitKeepsTheLatestReadOfAContactNamedTwice(t *testing.T) {
 // A company (Kommo lists companies among contacts in webhooks) is skipped:
 // nothing stored, nothing sent.
 func TestCommitSkipsCompanies(t *testing.T) {
-	h := newHarness(t, syncv1.DeletionPolicyExclude)
+	h := newHarness(t, v1alpha1.DeletionPolicyExclude)
 	company := syncer.Current{ID: 9, ReadAt: 100, Contact: &kommo.Contact{
 		ID: 9, Type: kommo.ContactTypeCompany, Name: "Acme Ltd", Emails: []string{"office@acme.example"},
 	}}
@@ -399,7 +399,7 @@ func TestCommitSkipsCompanies(t *testing.T) {
 }
 
 func TestCommitNeverRevivesAnUnsubscribedAddress(t *testing.T) {
-	h := newHarness(t, syncv1.DeletionPolicyExclude)
+	h := newHarness(t, v1alpha1.DeletionPolicyExclude)
 	h.commit([]syncer.Current{person(1, 100, "Leaver", "leaver@example.com")})
 	if err := h.emu.SetContactStatus(apiKey, "leaver@example.com", unisenderemu.StatusUnsubscribed); err != nil {
 		t.Fatal(err)
@@ -415,7 +415,7 @@ func TestCommitNeverRevivesAnUnsubscribedAddress(t *testing.T) {
 // A failed Unisender call leaves the stored state untouched, so the retried
 // commit sends the same change again.
 func TestCommitFailedCallChangesNothingAndRetrySucceeds(t *testing.T) {
-	h := newHarness(t, syncv1.DeletionPolicyExclude)
+	h := newHarness(t, v1alpha1.DeletionPolicyExclude)
 	h.emu.ForceErrors(1, unisenderemu.ForcedError{Code: "retry_later", Message: "try later"})
 	read := []syncer.Current{person(1, 100, "Retry", "retry@example.com")}
 	if _, err := syncer.Commit(context.Background(), h.st, h.tenant, read, nil); err == nil || !unisender.IsTransient(err) {

@@ -19,7 +19,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/budget"
 	"github.com/kommo-unisender/kommo-unisender/internal/emailaddr"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
@@ -46,9 +46,9 @@ type tenantSpec struct {
 	Key    tenant.Key
 	APIKey string
 	ListID int64
-	Policy syncv1.DeletionPolicy
+	Policy v1alpha1.DeletionPolicy
 	// DoubleOptin is the binding's spec.doubleOptin ("" = ConsentHeld).
-	DoubleOptin syncv1.DoubleOptin
+	DoubleOptin v1alpha1.DoubleOptin
 
 	// Subdomain names the tenant's Kommo account in the emulator, KommoURL
 	// is its API base, KommoToken a long-lived token for it.
@@ -129,12 +129,12 @@ func (r *staticResolver) Resolve(_ context.Context, key tenant.Key) (syncer.Tena
 }
 
 func (ts tenantSpec) mapper() *mapping.Mapper {
-	return mapping.New(syncv1.UnisenderBindingSpec{}, ts.ListID)
+	return mapping.New(v1alpha1.UnisenderBindingSpec{}, ts.ListID)
 }
 
-func (ts tenantSpec) policy() syncv1.DeletionPolicy {
+func (ts tenantSpec) policy() v1alpha1.DeletionPolicy {
 	if ts.Policy == "" {
-		return syncv1.DeletionPolicyExclude
+		return v1alpha1.DeletionPolicyExclude
 	}
 	return ts.Policy
 }

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/unisenderemu"
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
@@ -43,7 +43,7 @@ func (l *subscribeLog) calls(email string) []string {
 	return append([]string(nil), l.optins[email]...)
 }
 
-func (h *harness) invitingTenant(key tenant.Key, mode syncv1.DoubleOptin) tenantSpec {
+func (h *harness) invitingTenant(key tenant.Key, mode v1alpha1.DoubleOptin) tenantSpec {
 	h.t.Helper()
 	ts := h.addTenant(key)
 	ts.DoubleOptin = mode
@@ -74,7 +74,7 @@ func (h *harness) emailStatus(ts tenantSpec, email string) string {
 func TestWebhookAddInvitesEachAddressOnce(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	log := h.recordSubscribes()
-	ts := h.invitingTenant(tenant.Key{Namespace: "shop", Name: "invite"}, syncv1.DoubleOptinInvite)
+	ts := h.invitingTenant(tenant.Key{Namespace: "shop", Name: "invite"}, v1alpha1.DoubleOptinInvite)
 	ann := h.kommoAdd(ts, "ann@example.com", "ann.work@example.com")
 	body := contactsJob(t, ts, time.Now(), ref(ann.ID, kommo.ActionAdd))
 	h.put(body)
@@ -109,8 +109,8 @@ func TestWebhookAddInvitesEachAddressOnce(t *testing.T) {
 // call; and an unsubscribed address is never revived by an Invite tenant.
 func TestConsentHeldSendsNoInvitationAndUnsubscribedStaysOut(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
-	held := h.invitingTenant(tenant.Key{Namespace: "shop", Name: "held"}, syncv1.DoubleOptinConsentHeld)
-	inviting := h.invitingTenant(tenant.Key{Namespace: "shop", Name: "inviting"}, syncv1.DoubleOptinInvite)
+	held := h.invitingTenant(tenant.Key{Namespace: "shop", Name: "held"}, v1alpha1.DoubleOptinConsentHeld)
+	inviting := h.invitingTenant(tenant.Key{Namespace: "shop", Name: "inviting"}, v1alpha1.DoubleOptinInvite)
 	h.putContacts(inviting, kommo.ActionAdd, h.kommoAdd(inviting, "left@example.com").ID)
 	h.putContacts(held, kommo.ActionAdd, h.kommoAdd(held, "kept@example.com").ID)
 	// left@ is in the inviting account already, and unsubscribed.
@@ -161,7 +161,7 @@ func TestInvitationsKeepToTheBudgetWithoutDelayingTheSync(t *testing.T) {
 		Clock:                   func() time.Time { return start.Add(60 * time.Since(start)) },
 		SubscribeLimitPerMinute: 20,
 	}})
-	ts := h.invitingTenant(tenant.Key{Namespace: "shop", Name: "budget"}, syncv1.DoubleOptinInvite)
+	ts := h.invitingTenant(tenant.Key{Namespace: "shop", Name: "budget"}, v1alpha1.DoubleOptinInvite)
 	const n = 40
 	var ids []int64
 	for i := range n {

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/unisender"
 )
 
@@ -18,8 +18,8 @@ type Unisender interface {
 // OutcomeOf is the reported outcome of an address with Unisender's global
 // e-mail status and availability: the status first (an opt-out or a block
 // outweighs a bounce), then the availability; "" for none reported.
-func OutcomeOf(spec *syncv1.WriteBack, status, availability string) syncv1.WriteBackOutcome {
-	for _, o := range []syncv1.WriteBackOutcome{syncv1.WriteBackOutcome(status), syncv1.WriteBackOutcome(availability)} {
+func OutcomeOf(spec *v1alpha1.WriteBack, status, availability string) v1alpha1.WriteBackOutcome {
+	for _, o := range []v1alpha1.WriteBackOutcome{v1alpha1.WriteBackOutcome(status), v1alpha1.WriteBackOutcome(availability)} {
 		if o != "" && spec.Reports(o) {
 			return o
 		}

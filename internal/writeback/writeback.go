@@ -22,7 +22,7 @@ import (
 	"slices"
 	"time"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
 )
@@ -41,7 +41,7 @@ type Kommo interface {
 // Target is one tenant's write-back: its spec, its list and its clients.
 type Target struct {
 	Tenant    string // "namespace/name"
-	Spec      *syncv1.WriteBack
+	Spec      *v1alpha1.WriteBack
 	ListID    int64
 	Kommo     Kommo
 	Unisender Unisender
@@ -51,7 +51,7 @@ type Target struct {
 // it has, or "" when it has none (active, or an outcome not reported).
 type State struct {
 	Email   string
-	Outcome syncv1.WriteBackOutcome
+	Outcome v1alpha1.WriteBackOutcome
 }
 
 // KommoError marks a failed Kommo request, which callers classify as
@@ -87,7 +87,7 @@ func Apply(ctx context.Context, st *store.Store, tg Target, states []State) (Res
 	}
 	w := newWrites(tg, time.Now().UTC())
 	for _, email := range slices.Sorted(maps.Keys(latest)) {
-		shown := syncv1.WriteBackOutcome(marks[email].Outcome)
+		shown := v1alpha1.WriteBackOutcome(marks[email].Outcome)
 		if now := latest[email].Outcome; now != shown {
 			if err := w.change(ctx, email, shown, now); err != nil {
 				return Result{}, err
@@ -111,7 +111,7 @@ func newWrites(tg Target, at time.Time) *writes { return &writes{tg: tg, at: at}
 
 // change plans the writes that take email from the outcome shown to now,
 // on every Kommo contact holding it.
-func (w *writes) change(ctx context.Context, email string, shown, now syncv1.WriteBackOutcome) error {
+func (w *writes) change(ctx context.Context, email string, shown, now v1alpha1.WriteBackOutcome) error {
 	holders, err := w.tg.Kommo.ContactsWithEmail(ctx, email)
 	if err != nil {
 		return &KommoError{fmt.Errorf("finding the Kommo contacts with an address: %w", err)}
@@ -157,7 +157,7 @@ func (w *writes) flush(ctx context.Context, st *store.Store) (Result, error) {
 }
 
 // noteText says what happened to the address, in which list, and when.
-func noteText(email string, listID int64, now syncv1.WriteBackOutcome, at time.Time) string {
+func noteText(email string, listID int64, now v1alpha1.WriteBackOutcome, at time.Time) string {
 	when := at.Format("2006-01-02 15:04 UTC")
 	if now == "" {
 		return fmt.Sprintf("%s is active again in Unisender list %d (resubscribed), as of %s", email, listID, when)
@@ -165,19 +165,19 @@ func noteText(email string, listID int64, now syncv1.WriteBackOutcome, at time.T
 	return fmt.Sprintf("%s: %s in Unisender list %d, as of %s", email, describe(now), listID, when)
 }
 
-func describe(o syncv1.WriteBackOutcome) string {
+func describe(o v1alpha1.WriteBackOutcome) string {
 	switch o {
-	case syncv1.OutcomeUnsubscribed:
+	case v1alpha1.OutcomeUnsubscribed:
 		return "unsubscribed"
-	case syncv1.OutcomeBlocked:
+	case v1alpha1.OutcomeBlocked:
 		return "blocked (spam complaint)"
-	case syncv1.OutcomeUnreachable:
+	case v1alpha1.OutcomeUnreachable:
 		return "unreachable (bounce)"
-	case syncv1.OutcomeTempUnreachable:
+	case v1alpha1.OutcomeTempUnreachable:
 		return "temporarily unreachable (soft bounce)"
-	case syncv1.OutcomeMailboxFull:
+	case v1alpha1.OutcomeMailboxFull:
 		return "mailbox full (bounce)"
-	case syncv1.OutcomeSpamRejected:
+	case v1alpha1.OutcomeSpamRejected:
 		return "rejected as spam"
 	}
 	return string(o)

@@ -19,7 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/devenv"
 	"github.com/kommo-unisender/kommo-unisender/internal/devenv/devtest"
 	"github.com/kommo-unisender/kommo-unisender/internal/tokens"
@@ -95,12 +95,12 @@ func TestEndToEnd(t *testing.T) {
 // shown by the convergence check at the end.
 func waitImported(t *testing.T, ctx context.Context, env *devenv.Env) {
 	t.Helper()
-	var last syncv1.UnisenderBindingStatus
+	var last v1alpha1.UnisenderBindingStatus
 	for ctx.Err() == nil {
 		st, err := env.SampleBindingStatus(ctx)
 		if err == nil {
 			last = st
-			if st.Import != nil && st.Import.Phase == syncv1.ImportCompleted {
+			if st.Import != nil && st.Import.Phase == v1alpha1.ImportCompleted {
 				return
 			}
 		}
@@ -160,7 +160,7 @@ func waitRefreshes(t *testing.T, ctx context.Context, env *devenv.Env, n int) {
 // integrationState describes the sample integration's status and the
 // namespace's events (both free of secrets), for a failure message.
 func integrationState(ctx context.Context, env *devenv.Env) string {
-	var ki syncv1.KommoIntegration
+	var ki v1alpha1.KommoIntegration
 	if err := env.Client.Get(ctx, keyOf(devenv.SampleNamespace, devenv.SampleIntegration), &ki); err != nil {
 		return "integration: " + err.Error()
 	}
@@ -187,12 +187,12 @@ func integrationState(ctx context.Context, env *devenv.Env) string {
 // assertAuthorized checks that the integration stayed authorized and that
 // no refresh token was ever used twice.
 func assertAuthorized(t *testing.T, ctx context.Context, env *devenv.Env) {
-	var ki syncv1.KommoIntegration
+	var ki v1alpha1.KommoIntegration
 	if err := env.Client.Get(ctx, keyOf(devenv.SampleNamespace, devenv.SampleIntegration), &ki); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range ki.Status.Conditions {
-		if c.Type == syncv1.ConditionReady && c.Status != "True" {
+		if c.Type == v1alpha1.ConditionReady && c.Status != "True" {
 			t.Fatalf("the integration is not Ready at the end: %s: %s", c.Reason, c.Message)
 		}
 	}

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/devenv/devtest"
 )
 
@@ -195,8 +195,8 @@ func forgedTrueDelete(t *testing.T, s *system) {
 // address no Kommo contact has puts nothing in the list and mails nothing.
 // A real contact created before and after shows invitations do go out.
 func forgedAdd(t *testing.T, s *system) {
-	s.setDoubleOptin(t, syncv1.DoubleOptinInvite)
-	t.Cleanup(func() { s.setDoubleOptin(t, syncv1.DoubleOptinConsentHeld) })
+	s.setDoubleOptin(t, v1alpha1.DoubleOptinInvite)
+	t.Cleanup(func() { s.setDoubleOptin(t, v1alpha1.DoubleOptinConsentHeld) })
 	calls := s.unisenderCalls(t)
 	invited := func(email string) {
 		t.Helper()

@@ -22,7 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/devenv"
 	"github.com/kommo-unisender/kommo-unisender/internal/devenv/devtest"
 	"github.com/kommo-unisender/kommo-unisender/internal/tokens"
@@ -359,7 +359,7 @@ type hostileRig struct {
 	ctx     context.Context
 	contact adminContact // a real person of the account, in the list
 	aud     string       // the widget tokens' audience
-	sample  *syncv1.KommoIntegration
+	sample  *v1alpha1.KommoIntegration
 	// usedState is a published OAuth state after its legitimate use.
 	usedState string
 	http      *http.Client
@@ -369,12 +369,12 @@ func newHostileRig(t *testing.T, ctx context.Context) *hostileRig {
 	t.Helper()
 	s := start(t, ctx)
 	h := &hostileRig{s: s, ctx: ctx, contact: onePerson(t, s), http: &http.Client{Timeout: 10 * time.Second}}
-	var ki syncv1.KommoIntegration
+	var ki v1alpha1.KommoIntegration
 	must(t, s.env.Client.Get(ctx, client.ObjectKey{Namespace: devenv.SampleNamespace, Name: devenv.SampleIntegration}, &ki))
 	u, err := url.Parse(ki.Spec.RedirectURI)
 	must(t, err)
 	h.aud = u.Scheme + "://" + u.Host
-	var b syncv1.UnisenderBinding
+	var b v1alpha1.UnisenderBinding
 	must(t, s.env.Client.Get(ctx, client.ObjectKey{Namespace: devenv.SampleNamespace, Name: devenv.SampleBinding}, &b))
 	b.Spec.AllowWidgetKey = true
 	must(t, s.env.Client.Update(ctx, &b))
@@ -388,11 +388,11 @@ func newHostileRig(t *testing.T, ctx context.Context) *hostileRig {
 func (h *hostileRig) createCallbackIntegration(t *testing.T) {
 	t.Helper()
 	sample := h.sample
-	must(t, h.s.env.Client.Create(h.ctx, &syncv1.KommoIntegration{
+	must(t, h.s.env.Client.Create(h.ctx, &v1alpha1.KommoIntegration{
 		ObjectMeta: metav1.ObjectMeta{Name: callbackIntegration, Namespace: devenv.SampleNamespace},
-		Spec: syncv1.KommoIntegrationSpec{
+		Spec: v1alpha1.KommoIntegrationSpec{
 			BaseURL: sample.Spec.BaseURL, ClientID: sample.Spec.ClientID, ClientSecretRef: sample.Spec.ClientSecretRef,
-			RedirectURI: sample.Spec.RedirectURI, OAuthCallback: &syncv1.OAuthCallbackSource{},
+			RedirectURI: sample.Spec.RedirectURI, OAuthCallback: &v1alpha1.OAuthCallbackSource{},
 		},
 	}))
 	h.callbackState(t)
@@ -411,11 +411,11 @@ func (h *hostileRig) createEvilTenant(t *testing.T) {
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "evil"}},
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "kommo-oauth", Namespace: "evil"},
 			StringData: map[string]string{"client-secret": devenv.SandboxClientSecret, "code": "not-a-code"}},
-		&syncv1.KommoIntegration{ObjectMeta: metav1.ObjectMeta{Name: "acme-copy", Namespace: "evil"},
-			Spec: syncv1.KommoIntegrationSpec{
+		&v1alpha1.KommoIntegration{ObjectMeta: metav1.ObjectMeta{Name: "acme-copy", Namespace: "evil"},
+			Spec: v1alpha1.KommoIntegrationSpec{
 				BaseURL: sample.Spec.BaseURL, ClientID: sample.Spec.ClientID, RedirectURI: sample.Spec.RedirectURI,
-				ClientSecretRef:      &syncv1.SecretKeySelector{Name: "kommo-oauth", Key: "client-secret"},
-				AuthorizationCodeRef: &syncv1.SecretKeySelector{Name: "kommo-oauth", Key: "code"},
+				ClientSecretRef:      &v1alpha1.SecretKeySelector{Name: "kommo-oauth", Key: "client-secret"},
+				AuthorizationCodeRef: &v1alpha1.SecretKeySelector{Name: "kommo-oauth", Key: "code"},
 			}},
 	} {
 		must(t, h.s.env.Client.Create(h.ctx, o))
@@ -428,7 +428,7 @@ func (h *hostileRig) callbackState(t *testing.T) string {
 	t.Helper()
 	var state string
 	devtest.WaitUntil(t, "the callback integration's authorization URL", 30*time.Second, func() (bool, string) {
-		var ki syncv1.KommoIntegration
+		var ki v1alpha1.KommoIntegration
 		must(t, h.s.env.Client.Get(h.ctx, client.ObjectKey{Namespace: devenv.SampleNamespace, Name: callbackIntegration}, &ki))
 		u, err := url.Parse(ki.Status.AuthorizationURL)
 		if err != nil || ki.Status.AuthorizationURL == "" {
@@ -545,7 +545,7 @@ func (h *hostileRig) fingerprint(t *testing.T) systemPrint {
 			}
 		}
 	}
-	var ki syncv1.KommoIntegration
+	var ki v1alpha1.KommoIntegration
 	must(t, h.s.env.Client.Get(h.ctx, client.ObjectKey{Namespace: devenv.SampleNamespace, Name: devenv.SampleIntegration}, &ki))
 	p.account = ki.Status.AccountID
 	for method, n := range h.s.unisenderCalls(t) {

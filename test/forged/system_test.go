@@ -21,7 +21,7 @@ import (
 	_ "github.com/go-sql-driver/mysql" // the operator's database
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/devenv"
 	"github.com/kommo-unisender/kommo-unisender/internal/devenv/devtest"
 )
@@ -60,15 +60,15 @@ func start(t *testing.T, ctx context.Context) *system {
 	if err := env.ApplySampleTenant(ctx); err != nil {
 		t.Fatal(err)
 	}
-	var last syncv1.UnisenderBindingStatus
+	var last v1alpha1.UnisenderBindingStatus
 	devtest.WaitUntil(t, "the initial import", 90*time.Second, func() (bool, string) {
 		st, err := env.SampleBindingStatus(ctx)
 		last = st
-		return err == nil && st.Import != nil && st.Import.Phase == syncv1.ImportCompleted && st.ListID != 0,
+		return err == nil && st.Import != nil && st.Import.Phase == v1alpha1.ImportCompleted && st.ListID != 0,
 			fmt.Sprintf("status %+v (%v)", st, err)
 	})
 	s.listID = last.ListID
-	var ki syncv1.KommoIntegration
+	var ki v1alpha1.KommoIntegration
 	must(t, env.Client.Get(ctx, client.ObjectKey{Namespace: devenv.SampleNamespace, Name: devenv.SampleIntegration}, &ki))
 	s.accountID = ki.Status.AccountID
 	if s.accountID == 0 {
@@ -376,10 +376,10 @@ func (s *system) invitation(t *testing.T, email string) string {
 }
 
 // setDoubleOptin sets the sample binding's spec.doubleOptin.
-func (s *system) setDoubleOptin(t *testing.T, mode syncv1.DoubleOptin) {
+func (s *system) setDoubleOptin(t *testing.T, mode v1alpha1.DoubleOptin) {
 	t.Helper()
 	ctx := context.Background()
-	var b syncv1.UnisenderBinding
+	var b v1alpha1.UnisenderBinding
 	must(t, s.env.Client.Get(ctx, client.ObjectKey{Namespace: devenv.SampleNamespace, Name: devenv.SampleBinding}, &b))
 	b.Spec.DoubleOptin = mode
 	must(t, s.env.Client.Update(ctx, &b))

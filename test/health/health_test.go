@@ -32,7 +32,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/devenv"
 	"github.com/kommo-unisender/kommo-unisender/internal/devenv/devtest"
 	"github.com/kommo-unisender/kommo-unisender/internal/testenv"
@@ -66,7 +66,7 @@ func TestSyncHealthSystem(t *testing.T) {
 		s.createContact(t, contact{Name: "Role", Emails: []string{"info@example.org"}}):                       "role_address",
 		s.createContact(t, contact{Name: "Phone only", Emails: []string{}, Phones: []string{"+79261232323"}}): "no_email",
 	}
-	var health *syncv1.SyncHealth
+	var health *v1alpha1.SyncHealth
 	devtest.WaitUntil(t, "status.health to match the database after the edits", 2*time.Minute, func() (bool, string) {
 		health = s.health(t, ctx)
 		want := s.figuresFromDatabase(t)
@@ -94,7 +94,7 @@ func start(t *testing.T, ctx context.Context) *system {
 	must(t, env.ApplySampleTenant(ctx))
 	devtest.WaitUntil(t, "the initial import", 90*time.Second, func() (bool, string) {
 		st, err := env.SampleBindingStatus(ctx)
-		return err == nil && st.Import != nil && st.Import.Phase == syncv1.ImportCompleted, fmt.Sprintf("status %+v (%v)", st, err)
+		return err == nil && st.Import != nil && st.Import.Phase == v1alpha1.ImportCompleted, fmt.Sprintf("status %+v (%v)", st, err)
 	})
 	cfg, err := mysql.ParseDSN(env.MySQLDSN())
 	must(t, err)
@@ -106,9 +106,9 @@ func start(t *testing.T, ctx context.Context) *system {
 }
 
 // figuresFromDatabase computes the status figures with SQL of its own.
-func (s *system) figuresFromDatabase(t *testing.T) *syncv1.SyncHealth {
+func (s *system) figuresFromDatabase(t *testing.T) *v1alpha1.SyncHealth {
 	t.Helper()
-	h := &syncv1.SyncHealth{}
+	h := &v1alpha1.SyncHealth{}
 	for _, q := range []struct {
 		dest  *int64
 		query string
@@ -177,7 +177,7 @@ func (s *system) countByReason(t *testing.T, source string) (map[string]int64, i
 	return by, total
 }
 
-func (s *system) health(t *testing.T, ctx context.Context) *syncv1.SyncHealth {
+func (s *system) health(t *testing.T, ctx context.Context) *v1alpha1.SyncHealth {
 	t.Helper()
 	st, err := s.env.SampleBindingStatus(ctx)
 	must(t, err)
@@ -229,7 +229,7 @@ func (s *system) seededWithoutEmail(t *testing.T, scripted map[int64]string) map
 }
 
 // checkKubectl: `kubectl get ub` shows the in-sync and refused counts.
-func checkKubectl(t *testing.T, s *system, h *syncv1.SyncHealth) {
+func checkKubectl(t *testing.T, s *system, h *v1alpha1.SyncHealth) {
 	t.Helper()
 	out := s.kubectl(t, "get", "ub", "-n", devenv.SampleNamespace)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
@@ -402,9 +402,9 @@ func checkStatusWriteRate(t *testing.T, ctx context.Context, s *system) {
 	const window = 65 * time.Second // two refresh periods and a margin
 	wc, err := client.NewWithWatch(s.env.Config, client.Options{Scheme: s.env.Client.Scheme()})
 	must(t, err)
-	var list syncv1.UnisenderBindingList
+	var list v1alpha1.UnisenderBindingList
 	must(t, s.env.Client.List(ctx, &list, client.InNamespace(devenv.SampleNamespace)))
-	w, err := wc.Watch(ctx, &syncv1.UnisenderBindingList{}, client.InNamespace(devenv.SampleNamespace),
+	w, err := wc.Watch(ctx, &v1alpha1.UnisenderBindingList{}, client.InNamespace(devenv.SampleNamespace),
 		&client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: list.ResourceVersion}})
 	must(t, err)
 	defer w.Stop()

@@ -18,7 +18,7 @@ import (
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/devenv"
 	"github.com/kommo-unisender/kommo-unisender/internal/devenv/devtest"
 )
@@ -125,14 +125,14 @@ func applyTenant(t *testing.T, ctx context.Context, env *devenv.Env, tn devenv.T
 	}
 	out := &tenant{Tenant: tn}
 	devtest.WaitUntil(t, tn.Namespace+"'s import", 90*time.Second, func() (bool, string) {
-		var b syncv1.UnisenderBinding
+		var b v1alpha1.UnisenderBinding
 		err := env.Client.Get(ctx, client.ObjectKey{Namespace: tn.Namespace, Name: tn.Binding}, &b)
 		st := b.Status
 		out.listID = st.ListID
-		return err == nil && st.Import != nil && st.Import.Phase == syncv1.ImportCompleted && st.ListID != 0,
+		return err == nil && st.Import != nil && st.Import.Phase == v1alpha1.ImportCompleted && st.ListID != 0,
 			fmt.Sprintf("status %+v (%v)", st, err)
 	})
-	var ki syncv1.KommoIntegration
+	var ki v1alpha1.KommoIntegration
 	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: tn.Namespace, Name: tn.Integration}, &ki); err != nil {
 		t.Fatal(err)
 	}

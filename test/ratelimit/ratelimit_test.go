@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/devenv"
 	"github.com/kommo-unisender/kommo-unisender/internal/devenv/devtest"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/kommoemu"
@@ -114,8 +114,8 @@ func TestAccountRateLimitAcrossProcesses(t *testing.T) {
 		}
 	})
 	t.Run("import completed", func(t *testing.T) {
-		if imp.Phase != syncv1.ImportCompleted {
-			t.Errorf("import phase %s, want %s", imp.Phase, syncv1.ImportCompleted)
+		if imp.Phase != v1alpha1.ImportCompleted {
+			t.Errorf("import phase %s, want %s", imp.Phase, v1alpha1.ImportCompleted)
 		}
 		// The contacts changed during the import shift what its pages
 		// hold: a deleted contact may be gone before its page is read, a
@@ -248,7 +248,7 @@ func formatCounts(m map[string]int) string {
 // explainStrays tells, for each stray address of a contact deleted during
 // the import (seeded addresses carry the contact id), when it was deleted
 // and which requests named it, from the request log.
-func explainStrays(log []kommoemu.LogEntry, ch changes, imp syncv1.ImportStatus, strays []string) string {
+func explainStrays(log []kommoemu.LogEntry, ch changes, imp v1alpha1.ImportStatus, strays []string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n  import %s → %s", imp.StartedAt.Format(time.TimeOnly), imp.FinishedAt.Format(time.TimeOnly))
 	for _, addr := range strays {

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/devenv"
 	"github.com/kommo-unisender/kommo-unisender/internal/devenv/devtest"
 	"github.com/kommo-unisender/kommo-unisender/internal/queue"
@@ -127,14 +127,14 @@ func (s *system) changeDuringImport(t *testing.T, ctx context.Context, seeded []
 
 func (s *system) importCompleted(ctx context.Context) bool {
 	st, err := s.env.SampleBindingStatus(ctx)
-	return err == nil && st.Import != nil && st.Import.Phase == syncv1.ImportCompleted
+	return err == nil && st.Import != nil && st.Import.Phase == v1alpha1.ImportCompleted
 }
 
 // waitImported waits for the initial import to complete and returns its
 // status.
-func (s *system) waitImported(t *testing.T, ctx context.Context) syncv1.ImportStatus {
+func (s *system) waitImported(t *testing.T, ctx context.Context) v1alpha1.ImportStatus {
 	t.Helper()
-	var last syncv1.UnisenderBindingStatus
+	var last v1alpha1.UnisenderBindingStatus
 	devtest.WaitUntil(t, "the initial import to complete", 120*time.Second, func() (bool, string) {
 		st, err := s.env.SampleBindingStatus(ctx)
 		if err != nil {
@@ -144,7 +144,7 @@ func (s *system) waitImported(t *testing.T, ctx context.Context) syncv1.ImportSt
 		if st.Import == nil {
 			return false, "no import status"
 		}
-		return st.Import.Phase == syncv1.ImportCompleted && st.Import.StartedAt != nil && st.Import.FinishedAt != nil,
+		return st.Import.Phase == v1alpha1.ImportCompleted && st.Import.StartedAt != nil && st.Import.FinishedAt != nil,
 			fmt.Sprintf("%+v", *st.Import)
 	})
 	return *last.Import

@@ -18,7 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/devenv"
 	"github.com/kommo-unisender/kommo-unisender/internal/devenv/devtest"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/kommoemu"
@@ -55,7 +55,7 @@ func TestSegmentRoutingFollowsKommoThroughTheSystem(t *testing.T) {
 	s.waitStatus(t, "zed@example.com", map[string]string{"open-deals": "active", "newsletter": "active", "customers": ""})
 
 	t0 := time.Now()
-	s.kommo(t, http.MethodPut, fmt.Sprintf("/leads/%d/status", lead.ID), map[string]int64{"status_id": syncv1.StatusWon}, nil)
+	s.kommo(t, http.MethodPut, fmt.Sprintf("/leads/%d/status", lead.ID), map[string]int64{"status_id": v1alpha1.StatusWon}, nil)
 	s.waitStatus(t, "zed@example.com", map[string]string{"open-deals": "excluded", "customers": "active", "newsletter": "active"})
 	t.Logf("deal won → contact moved from open deals to customers in %v", time.Since(t0).Round(time.Millisecond))
 
@@ -117,25 +117,25 @@ func start(t *testing.T, ctx context.Context) *system {
 	if err := env.ApplySampleTenant(ctx); err != nil {
 		t.Fatal(err)
 	}
-	sales := syncv1.PipelineSelector{Name: kommoemu.DefaultPipelineName}
+	sales := v1alpha1.PipelineSelector{Name: kommoemu.DefaultPipelineName}
 	openDeals := sales
 	for _, name := range kommoemu.DefaultStatusNames {
-		openDeals.Statuses = append(openDeals.Statuses, syncv1.StatusSelector{Name: name})
+		openDeals.Statuses = append(openDeals.Statuses, v1alpha1.StatusSelector{Name: name})
 	}
 	won := sales
-	won.Statuses = []syncv1.StatusSelector{{ID: syncv1.StatusWon}}
-	selectors := map[string]*syncv1.Selector{
-		"open-deals": {Leads: &syncv1.LeadSelector{Pipelines: []syncv1.PipelineSelector{openDeals}}},
-		"customers":  {Leads: &syncv1.LeadSelector{Pipelines: []syncv1.PipelineSelector{won}}},
-		"newsletter": {Tags: &syncv1.TagSelector{AnyOf: []string{"newsletter"}},
-			Field: &syncv1.FieldSelector{KommoFieldID: consentFieldID}},
+	won.Statuses = []v1alpha1.StatusSelector{{ID: v1alpha1.StatusWon}}
+	selectors := map[string]*v1alpha1.Selector{
+		"open-deals": {Leads: &v1alpha1.LeadSelector{Pipelines: []v1alpha1.PipelineSelector{openDeals}}},
+		"customers":  {Leads: &v1alpha1.LeadSelector{Pipelines: []v1alpha1.PipelineSelector{won}}},
+		"newsletter": {Tags: &v1alpha1.TagSelector{AnyOf: []string{"newsletter"}},
+			Field: &v1alpha1.FieldSelector{KommoFieldID: consentFieldID}},
 	}
 	s := &system{env: env, lists: map[string]int64{}}
 	for name, sel := range selectors {
-		b := &syncv1.UnisenderBinding{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: devenv.SampleNamespace}, Spec: syncv1.UnisenderBindingSpec{
-			IntegrationRef:  syncv1.IntegrationReference{Name: devenv.SampleIntegration},
-			APIKeySecretRef: syncv1.SecretKeySelector{Name: "unisender", Key: "api-key"},
-			List:            syncv1.ListSelector{Title: "Segment " + name},
+		b := &v1alpha1.UnisenderBinding{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: devenv.SampleNamespace}, Spec: v1alpha1.UnisenderBindingSpec{
+			IntegrationRef:  v1alpha1.IntegrationReference{Name: devenv.SampleIntegration},
+			APIKeySecretRef: v1alpha1.SecretKeySelector{Name: "unisender", Key: "api-key"},
+			List:            v1alpha1.ListSelector{Title: "Segment " + name},
 			Selector:        sel,
 		}}
 		if err := env.Client.Create(ctx, b); err != nil {
@@ -144,11 +144,11 @@ func start(t *testing.T, ctx context.Context) *system {
 	}
 	for name := range selectors {
 		devtest.WaitUntil(t, name+"'s import and webhook", 2*time.Minute, func() (bool, string) {
-			var b syncv1.UnisenderBinding
+			var b v1alpha1.UnisenderBinding
 			err := env.Client.Get(ctx, client.ObjectKey{Namespace: devenv.SampleNamespace, Name: name}, &b)
 			st := b.Status
-			ok := err == nil && st.Import != nil && st.Import.Phase == syncv1.ImportCompleted && st.ListID != 0 &&
-				isTrue(st.Conditions, syncv1.ConditionWebhookRegistered)
+			ok := err == nil && st.Import != nil && st.Import.Phase == v1alpha1.ImportCompleted && st.ListID != 0 &&
+				isTrue(st.Conditions, v1alpha1.ConditionWebhookRegistered)
 			s.lists[name] = st.ListID
 			return ok, fmt.Sprintf("status %+v (%v)", st, err)
 		})

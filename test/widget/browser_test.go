@@ -20,7 +20,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/testenv"
 )
 
@@ -68,7 +68,7 @@ func newScheme(t *testing.T) *runtime.Scheme {
 	if err := clientgoscheme.AddToScheme(s); err != nil {
 		t.Fatal(err)
 	}
-	if err := syncv1.AddToScheme(s); err != nil {
+	if err := v1alpha1.AddToScheme(s); err != nil {
 		t.Fatal(err)
 	}
 	return s
@@ -102,25 +102,25 @@ func createTenant(ctx context.Context, t *testing.T, c client.Client) tenantFixt
 		ObjectMeta: metav1.ObjectMeta{Namespace: f.Namespace, Name: "kommo-credentials"},
 		Data:       map[string][]byte{"client-secret": f.ClientSecret, "long-lived-token": []byte("unused")},
 	}))
-	ki := &syncv1.KommoIntegration{
+	ki := &v1alpha1.KommoIntegration{
 		ObjectMeta: metav1.ObjectMeta{Namespace: f.Namespace, Name: f.Integration},
-		Spec: syncv1.KommoIntegrationSpec{
+		Spec: v1alpha1.KommoIntegrationSpec{
 			Subdomain:         f.Subdomain,
 			ClientID:          f.ClientID,
-			ClientSecretRef:   &syncv1.SecretKeySelector{Name: "kommo-credentials", Key: "client-secret"},
+			ClientSecretRef:   &v1alpha1.SecretKeySelector{Name: "kommo-credentials", Key: "client-secret"},
 			RedirectURI:       f.RedirectURI,
-			LongLivedTokenRef: &syncv1.SecretKeySelector{Name: "kommo-credentials", Key: "long-lived-token"},
+			LongLivedTokenRef: &v1alpha1.SecretKeySelector{Name: "kommo-credentials", Key: "long-lived-token"},
 		},
 	}
 	must(c.Create(ctx, ki))
 	ki.Status.AccountID = f.AccountID
 	must(c.Status().Update(ctx, ki))
-	b := &syncv1.UnisenderBinding{
+	b := &v1alpha1.UnisenderBinding{
 		ObjectMeta: metav1.ObjectMeta{Namespace: f.Namespace, Name: f.Binding},
-		Spec: syncv1.UnisenderBindingSpec{
-			IntegrationRef:  syncv1.IntegrationReference{Name: f.Integration},
-			APIKeySecretRef: syncv1.SecretKeySelector{Name: "unisender", Key: "api-key"},
-			List:            syncv1.ListSelector{Title: "Kommo contacts"},
+		Spec: v1alpha1.UnisenderBindingSpec{
+			IntegrationRef:  v1alpha1.IntegrationReference{Name: f.Integration},
+			APIKeySecretRef: v1alpha1.SecretKeySelector{Name: "unisender", Key: "api-key"},
+			List:            v1alpha1.ListSelector{Title: "Kommo contacts"},
 			AllowWidgetKey:  true,
 		},
 	}
@@ -128,7 +128,7 @@ func createTenant(ctx context.Context, t *testing.T, c client.Client) tenantFixt
 	// The status the operator would have written mid-import, for the
 	// widget's status panel to show.
 	b.Status.ListID = f.ListID
-	b.Status.Import = &syncv1.ImportStatus{Phase: syncv1.ImportRunning, Imported: f.Imported, Total: f.ImportTotal}
+	b.Status.Import = &v1alpha1.ImportStatus{Phase: v1alpha1.ImportRunning, Imported: f.Imported, Total: f.ImportTotal}
 	must(c.Status().Update(ctx, b))
 	return f
 }

@@ -19,7 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/controllers"
 	"github.com/kommo-unisender/kommo-unisender/internal/contract"
 	"github.com/kommo-unisender/kommo-unisender/internal/devenv"
@@ -42,7 +42,7 @@ var bindingKey = client.ObjectKey{Namespace: devenv.SampleNamespace, Name: deven
 
 // start brings the system up with the sample tenant and spec.writeBack,
 // and waits until its import is done and its hooks are registered.
-func start(t *testing.T, ctx context.Context, o devenv.Options, wb *syncv1.WriteBack) *system {
+func start(t *testing.T, ctx context.Context, o devenv.Options, wb *v1alpha1.WriteBack) *system {
 	t.Helper()
 	o.Sandbox, o.SandboxAccessTokenTTL = true, time.Hour
 	env := devtest.Start(t, ctx, o)
@@ -50,29 +50,29 @@ func start(t *testing.T, ctx context.Context, o devenv.Options, wb *syncv1.Write
 		t.Fatal(err)
 	}
 	s := &system{env: env}
-	s.updateBinding(t, ctx, func(b *syncv1.UnisenderBinding) { b.Spec.WriteBack = wb })
+	s.updateBinding(t, ctx, func(b *v1alpha1.UnisenderBinding) { b.Spec.WriteBack = wb })
 	devtest.WaitUntil(t, "the binding imported with its hooks", 3*time.Minute, func() (bool, string) {
 		b := s.binding(t, ctx)
 		st := b.Status
-		ok := st.ObservedGeneration == b.Generation && st.Import != nil && st.Import.Phase == syncv1.ImportCompleted &&
-			isTrue(st.Conditions, syncv1.ConditionWebhookRegistered) &&
-			(!wb.PushEnabled() || isTrue(st.Conditions, syncv1.ConditionUnisenderHookRegistered))
+		ok := st.ObservedGeneration == b.Generation && st.Import != nil && st.Import.Phase == v1alpha1.ImportCompleted &&
+			isTrue(st.Conditions, v1alpha1.ConditionWebhookRegistered) &&
+			(!wb.PushEnabled() || isTrue(st.Conditions, v1alpha1.ConditionUnisenderHookRegistered))
 		s.listID = st.ListID
 		return ok, fmt.Sprintf("status %+v", st)
 	})
 	return s
 }
 
-func (s *system) binding(t *testing.T, ctx context.Context) *syncv1.UnisenderBinding {
+func (s *system) binding(t *testing.T, ctx context.Context) *v1alpha1.UnisenderBinding {
 	t.Helper()
-	var b syncv1.UnisenderBinding
+	var b v1alpha1.UnisenderBinding
 	if err := s.env.Client.Get(ctx, bindingKey, &b); err != nil {
 		t.Fatal(err)
 	}
 	return &b
 }
 
-func (s *system) updateBinding(t *testing.T, ctx context.Context, mutate func(*syncv1.UnisenderBinding)) {
+func (s *system) updateBinding(t *testing.T, ctx context.Context, mutate func(*v1alpha1.UnisenderBinding)) {
 	t.Helper()
 	devtest.WaitUntil(t, "the binding updated", 30*time.Second, func() (bool, string) {
 		b := s.binding(t, ctx)
@@ -86,11 +86,11 @@ func (s *system) updateBinding(t *testing.T, ctx context.Context, mutate func(*s
 // and resyncs (pulling Unisender's statuses back).
 func (s *system) requestReconcile(t *testing.T, ctx context.Context) {
 	t.Helper()
-	s.updateBinding(t, ctx, func(b *syncv1.UnisenderBinding) {
+	s.updateBinding(t, ctx, func(b *v1alpha1.UnisenderBinding) {
 		if b.Annotations == nil {
 			b.Annotations = map[string]string{}
 		}
-		b.Annotations[syncv1.ReconcileRequestAnnotation] = time.Now().UTC().Format(time.RFC3339Nano)
+		b.Annotations[v1alpha1.ReconcileRequestAnnotation] = time.Now().UTC().Format(time.RFC3339Nano)
 	})
 }
 

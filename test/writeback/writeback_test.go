@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/devenv"
 	"github.com/kommo-unisender/kommo-unisender/internal/devenv/devtest"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/kommoemu"
@@ -40,7 +40,7 @@ var membershipCalls = []string{"importContacts", "subscribe", "exclude", "unsubs
 func TestWriteBackUnsubscribeMarksEveryHolderOnce(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 6*time.Minute)
 	defer cancel()
-	s := start(t, ctx, devenv.Options{SeedContacts: 10}, &syncv1.WriteBack{})
+	s := start(t, ctx, devenv.Options{SeedContacts: 10}, &v1alpha1.WriteBack{})
 	seeded := s.seededContacts(t)
 	first := seeded[0]
 	email := first.Emails[0]
@@ -123,7 +123,7 @@ func TestWriteBackUnsubscribeMarksEveryHolderOnce(t *testing.T) {
 func TestWriteBackCatchesUpAfterHookOutage(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 6*time.Minute)
 	defer cancel()
-	s := start(t, ctx, devenv.Options{SeedContacts: 10, SandboxHookRetry: 2 * time.Second, SandboxHookMaxAttempts: 3}, &syncv1.WriteBack{})
+	s := start(t, ctx, devenv.Options{SeedContacts: 10, SandboxHookRetry: 2 * time.Second, SandboxHookMaxAttempts: 3}, &v1alpha1.WriteBack{})
 	seeded := s.seededContacts(t)
 	server := s.env.Processes["webhookserver"]
 
@@ -162,7 +162,7 @@ func TestWriteBackCatchesUpAfterHookOutage(t *testing.T) {
 func TestWriteBackPullAloneWithPushDisabled(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 6*time.Minute)
 	defer cancel()
-	s := start(t, ctx, devenv.Options{SeedContacts: 10}, &syncv1.WriteBack{Push: syncv1.WriteBackPush{Disabled: true}})
+	s := start(t, ctx, devenv.Options{SeedContacts: 10}, &v1alpha1.WriteBack{Push: v1alpha1.WriteBackPush{Disabled: true}})
 	seeded := s.seededContacts(t)
 	if h, ok := s.hook(t); ok {
 		t.Fatalf("a hook is registered with push disabled: %s", hookState(h))
@@ -181,7 +181,7 @@ func TestWriteBackPullAloneWithPushDisabled(t *testing.T) {
 func TestWriteBackBurstStaysWithinKommoLimit(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 12*time.Minute)
 	defer cancel()
-	s := start(t, ctx, devenv.Options{SeedContacts: 1300}, &syncv1.WriteBack{})
+	s := start(t, ctx, devenv.Options{SeedContacts: 1300}, &v1alpha1.WriteBack{})
 	var members []unisenderemu.Member
 	s.unisender(t, http.MethodGet, fmt.Sprintf("/lists/%d/members", s.listID), nil, &members)
 	members = slices.DeleteFunc(members, func(m unisenderemu.Member) bool { return m.Email == "" }) // phone-only

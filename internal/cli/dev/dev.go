@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/devenv"
 	"github.com/kommo-unisender/kommo-unisender/internal/testenv"
 )
@@ -123,20 +123,20 @@ func showImport(ctx context.Context, out io.Writer, env *devenv.Env) error {
 			fmt.Fprintln(out, line)
 			last = line
 		}
-		if st.Import != nil && st.Import.Phase == syncv1.ImportCompleted {
+		if st.Import != nil && st.Import.Phase == v1alpha1.ImportCompleted {
 			fmt.Fprintln(out, "dev          | import done")
 			return nil
 		}
 	}
 }
 
-func progressLine(st syncv1.UnisenderBindingStatus) string {
+func progressLine(st v1alpha1.UnisenderBindingStatus) string {
 	const width = 30
 	if st.Import == nil {
 		return "dev          | import: waiting for the tenant to become ready (" + readyReason(st) + ")"
 	}
 	imported, total := st.Import.Imported, st.Import.Total
-	if st.Import.Phase != syncv1.ImportCompleted {
+	if st.Import.Phase != v1alpha1.ImportCompleted {
 		// Kommo has no contact count: the total grows with the pages read,
 		// so a bar would sit near full. Show the count instead.
 		return fmt.Sprintf("dev          | import: %d contacts imported so far (%s)", imported, st.Import.Phase)
@@ -149,9 +149,9 @@ func progressLine(st syncv1.UnisenderBindingStatus) string {
 		strings.Repeat("#", filled), strings.Repeat(".", width-filled), imported, total, st.Import.Phase)
 }
 
-func readyReason(st syncv1.UnisenderBindingStatus) string {
+func readyReason(st v1alpha1.UnisenderBindingStatus) string {
 	for _, c := range st.Conditions {
-		if c.Type == syncv1.ConditionReady {
+		if c.Type == v1alpha1.ConditionReady {
 			return c.Reason
 		}
 	}

@@ -22,7 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/contract"
 	"github.com/kommo-unisender/kommo-unisender/internal/fixtures"
 	"github.com/kommo-unisender/kommo-unisender/internal/queue"
@@ -82,19 +82,19 @@ func TestRunServesAsTheWebhookServerRole(t *testing.T) {
 	clientSecret, clientID, webhookSecret := randomHex(t, 24), "cid-"+randomHex(t, 6), randomHex(t, 32)
 	must(t, c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "kommo-client"},
 		Data: map[string][]byte{"client-secret": []byte(clientSecret)}}))
-	ki := &syncv1.KommoIntegration{
+	ki := &v1alpha1.KommoIntegration{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "kommo"},
-		Spec: syncv1.KommoIntegrationSpec{Subdomain: "acme", ClientID: clientID, RedirectURI: "https://hooks.example.test/oauth/callback",
-			ClientSecretRef: &syncv1.SecretKeySelector{Name: "kommo-client", Key: "client-secret"}, OAuthCallback: &syncv1.OAuthCallbackSource{}},
+		Spec: v1alpha1.KommoIntegrationSpec{Subdomain: "acme", ClientID: clientID, RedirectURI: "https://hooks.example.test/oauth/callback",
+			ClientSecretRef: &v1alpha1.SecretKeySelector{Name: "kommo-client", Key: "client-secret"}, OAuthCallback: &v1alpha1.OAuthCallbackSource{}},
 	}
 	must(t, c.Create(ctx, ki))
 	ki.Status.AccountID = account
 	must(t, c.Status().Update(ctx, ki))
-	b := &syncv1.UnisenderBinding{
+	b := &v1alpha1.UnisenderBinding{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "newsletter"},
-		Spec: syncv1.UnisenderBindingSpec{IntegrationRef: syncv1.IntegrationReference{Name: "kommo"},
-			APIKeySecretRef: syncv1.SecretKeySelector{Name: "unisender", Key: "api-key"},
-			List:            syncv1.ListSelector{ID: 5}, AllowWidgetKey: true},
+		Spec: v1alpha1.UnisenderBindingSpec{IntegrationRef: v1alpha1.IntegrationReference{Name: "kommo"},
+			APIKeySecretRef: v1alpha1.SecretKeySelector{Name: "unisender", Key: "api-key"},
+			List:            v1alpha1.ListSelector{ID: 5}, AllowWidgetKey: true},
 	}
 	must(t, c.Create(ctx, b))
 	must(t, c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "newsletter-webhook",

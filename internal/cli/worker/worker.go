@@ -22,7 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/budget"
 	"github.com/kommo-unisender/kommo-unisender/internal/cli/kubeconfig"
 	"github.com/kommo-unisender/kommo-unisender/internal/contract"
@@ -146,7 +146,7 @@ func startResolver(ctx context.Context, o Options, st *store.Store) (*kuberesolv
 		return nil, err
 	}
 	// Informers for what Resolve reads, so the first batch does not wait.
-	for _, obj := range []client.Object{&syncv1.UnisenderBinding{}, &syncv1.KommoIntegration{}} {
+	for _, obj := range []client.Object{&v1alpha1.UnisenderBinding{}, &v1alpha1.KommoIntegration{}} {
 		if _, err := c.GetInformer(ctx, obj); err != nil {
 			return nil, err
 		}

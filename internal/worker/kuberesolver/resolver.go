@@ -19,7 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/contract"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/mapping"
@@ -120,7 +120,7 @@ func New(o Options) *Resolver {
 // not reconciled yet (the list or the fields may not exist), or whose API
 // key Secret is missing is worker.ErrTenantNotReady.
 func (r *Resolver) Resolve(ctx context.Context, key tenant.Key) (syncer.Tenant, error) {
-	var b syncv1.UnisenderBinding
+	var b v1alpha1.UnisenderBinding
 	err := r.o.Bindings.Get(ctx, key.NamespacedName(), &b)
 	if apierrors.IsNotFound(err) {
 		return syncer.Tenant{}, r.uncachedBinding(ctx, key)
@@ -148,13 +148,13 @@ func (r *Resolver) Resolve(ctx context.Context, key tenant.Key) (syncer.Tenant, 
 	}
 	policy := b.Spec.DeletionPolicy
 	if policy == "" {
-		policy = syncv1.DeletionPolicyExclude
+		policy = v1alpha1.DeletionPolicyExclude
 	}
 	sharers, err := r.listSharers(ctx, &b)
 	if err != nil {
 		return syncer.Tenant{}, err
 	}
-	var resolved []syncv1.ResolvedPipeline
+	var resolved []v1alpha1.ResolvedPipeline
 	if b.Status.Selector != nil {
 		resolved = b.Status.Selector.Pipelines
 	}
@@ -174,7 +174,7 @@ func (r *Resolver) Resolve(ctx context.Context, key tenant.Key) (syncer.Tenant, 
 // writeBackTarget is the binding's write-back, nil without spec.writeBack:
 // its Kommo writes go through the integration's client, within the
 // account's shared budget.
-func writeBackTarget(key tenant.Key, b *syncv1.UnisenderBinding, k *kommo.Client, u *unisender.Client) *writeback.Target {
+func writeBackTarget(key tenant.Key, b *v1alpha1.UnisenderBinding, k *kommo.Client, u *unisender.Client) *writeback.Target {
 	if b.Spec.WriteBack == nil {
 		return nil
 	}
@@ -186,11 +186,11 @@ func writeBackTarget(key tenant.Key, b *syncv1.UnisenderBinding, k *kommo.Client
 // their status): an address b drops stays while one of them holds it. Only
 // the namespaces the worker's cache holds are seen, so a worker limited to
 // one namespace (--namespace) serves lists shared within it.
-func (r *Resolver) listSharers(ctx context.Context, b *syncv1.UnisenderBinding) ([]string, error) {
+func (r *Resolver) listSharers(ctx context.Context, b *v1alpha1.UnisenderBinding) ([]string, error) {
 	if !b.Spec.List.Shared {
 		return nil, nil
 	}
-	var list syncv1.UnisenderBindingList
+	var list v1alpha1.UnisenderBindingList
 	if err := r.o.Bindings.List(ctx, &list); err != nil {
 		return nil, fmt.Errorf("listing UnisenderBindings sharing list %d: %w", b.Status.ListID, err)
 	}
@@ -208,7 +208,7 @@ func (r *Resolver) listSharers(ctx context.Context, b *syncv1.UnisenderBinding) 
 // binding either; one it has is not in the cache yet, and its events wait
 // (worker.ErrTenantNotReady) instead of being dropped.
 func (r *Resolver) uncachedBinding(ctx context.Context, key tenant.Key) error {
-	var b syncv1.UnisenderBinding
+	var b v1alpha1.UnisenderBinding
 	err := r.o.Live.Get(ctx, key.NamespacedName(), &b)
 	switch {
 	case apierrors.IsNotFound(err):
@@ -226,8 +226,8 @@ func (r *Resolver) uncachedBinding(ctx context.Context, key tenant.Key) error {
 // a blocked account: a human must act) or whose base URL is outside
 // Options.KommoHosts (its token would go there) makes the tenant not ready,
 // so its jobs wait without spending their attempts.
-func (r *Resolver) kommoReader(ctx context.Context, key tenant.Key, b *syncv1.UnisenderBinding) (*kommo.Client, error) {
-	var ki syncv1.KommoIntegration
+func (r *Resolver) kommoReader(ctx context.Context, key tenant.Key, b *v1alpha1.UnisenderBinding) (*kommo.Client, error) {
+	var ki v1alpha1.KommoIntegration
 	name := types.NamespacedName{Namespace: b.Namespace, Name: b.Spec.IntegrationRef.Name}
 	err := r.o.Bindings.Get(ctx, name, &ki)
 	switch {
@@ -237,7 +237,7 @@ func (r *Resolver) kommoReader(ctx context.Context, key tenant.Key, b *syncv1.Un
 		return nil, fmt.Errorf("reading KommoIntegration %s: %w", name, err)
 	case ki.Spec.Suspend:
 		return nil, fmt.Errorf("%w: KommoIntegration %s is suspended", worker.ErrTenantNotReady, name)
-	case !meta.IsStatusConditionTrue(ki.Status.Conditions, syncv1.ConditionAuthorized):
+	case !meta.IsStatusConditionTrue(ki.Status.Conditions, v1alpha1.ConditionAuthorized):
 		return nil, fmt.Errorf("%w: KommoIntegration %s is not authorized", worker.ErrTenantNotReady, name)
 	case r.o.NewKommoClient == nil:
 		return nil, fmt.Errorf("resolver for %s: no Kommo client constructor configured", key)
@@ -268,7 +268,7 @@ func (r *Resolver) Forget(key tenant.Key) {
 
 // apiKey returns the binding's API key: the widget-delivered one when the
 // binding allows it and it exists, otherwise spec.apiKeySecretRef's.
-func (r *Resolver) apiKey(ctx context.Context, key tenant.Key, b *syncv1.UnisenderBinding) (string, error) {
+func (r *Resolver) apiKey(ctx context.Context, key tenant.Key, b *v1alpha1.UnisenderBinding) (string, error) {
 	ref := b.Spec.APIKeySecretRef
 	source := fmt.Sprintf("%t|%s|%s", b.Spec.AllowWidgetKey, ref.Name, ref.Key)
 	r.mu.Lock()
@@ -287,7 +287,7 @@ func (r *Resolver) apiKey(ctx context.Context, key tenant.Key, b *syncv1.Unisend
 	return apiKey, nil
 }
 
-func (r *Resolver) readKey(ctx context.Context, b *syncv1.UnisenderBinding) (string, error) {
+func (r *Resolver) readKey(ctx context.Context, b *v1alpha1.UnisenderBinding) (string, error) {
 	if b.Spec.AllowWidgetKey {
 		v, found, err := r.secretValue(ctx, r.o.ManagedSecrets, b.Namespace, contract.WidgetKeySecretName(b.Name), contract.WidgetKeySecretKey)
 		if err != nil {

@@ -21,7 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/kommo"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/kommoemu"
 	"github.com/kommo-unisender/kommo-unisender/internal/sandbox/sandboxtest"
@@ -72,7 +72,7 @@ func newEnv(t *testing.T) *env {
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		t.Fatal(err)
 	}
-	if err := syncv1.AddToScheme(scheme); err != nil {
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
 		t.Fatal(err)
 	}
 	c, err := client.New(kube.Config, client.Options{Scheme: scheme})
@@ -112,7 +112,7 @@ func (e *env) kommoClients() []kommoClientCall {
 // like it, with its token Secret as the KommoIntegration reconciler writes
 // it, and the Authorized condition set to authorized (none when
 // authorized is "").
-func (e *env) integration(name string, authorized metav1.ConditionStatus, mutate func(*syncv1.KommoIntegration)) *syncv1.KommoIntegration {
+func (e *env) integration(name string, authorized metav1.ConditionStatus, mutate func(*v1alpha1.KommoIntegration)) *v1alpha1.KommoIntegration {
 	e.t.Helper()
 	ctx := context.Background()
 	if _, err := e.kommo.AddAccount(name); err != nil {
@@ -132,12 +132,12 @@ func (e *env) integration(name string, authorized metav1.ConditionStatus, mutate
 	if err := e.c.Create(ctx, tokenSecret); err != nil {
 		e.t.Fatal(err)
 	}
-	ki := &syncv1.KommoIntegration{
+	ki := &v1alpha1.KommoIntegration{
 		ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: name},
-		Spec: syncv1.KommoIntegrationSpec{
+		Spec: v1alpha1.KommoIntegrationSpec{
 			BaseURL:           e.kommoURL + "/_acct/" + name,
 			ClientID:          "client-" + name,
-			LongLivedTokenRef: &syncv1.SecretKeySelector{Name: name + "-long-lived", Key: "token"},
+			LongLivedTokenRef: &v1alpha1.SecretKeySelector{Name: name + "-long-lived", Key: "token"},
 		},
 	}
 	if mutate != nil {
@@ -157,15 +157,15 @@ func (e *env) integration(name string, authorized metav1.ConditionStatus, mutate
 func (e *env) setAuthorized(name string, s metav1.ConditionStatus) {
 	e.t.Helper()
 	ctx := context.Background()
-	var ki syncv1.KommoIntegration
+	var ki v1alpha1.KommoIntegration
 	if err := e.c.Get(ctx, client.ObjectKey{Namespace: e.ns, Name: name}, &ki); err != nil {
 		e.t.Fatal(err)
 	}
-	reason := syncv1.ReasonSucceeded
+	reason := v1alpha1.ReasonSucceeded
 	if s != metav1.ConditionTrue {
 		reason = "RefreshFailed"
 	}
-	meta.SetStatusCondition(&ki.Status.Conditions, metav1.Condition{Type: syncv1.ConditionAuthorized, Status: s,
+	meta.SetStatusCondition(&ki.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionAuthorized, Status: s,
 		Reason: reason, Message: "set by the test", ObservedGeneration: ki.Generation})
 	ki.Status.ObservedGeneration = ki.Generation
 	if err := e.c.Status().Update(ctx, &ki); err != nil {
@@ -179,16 +179,16 @@ const defaultIntegration = "kommo"
 
 // binding creates a ready binding (list id in status, generation observed)
 // with its API key Secret.
-func (e *env) binding(name, apiKey string, mutate func(*syncv1.UnisenderBinding)) *syncv1.UnisenderBinding {
+func (e *env) binding(name, apiKey string, mutate func(*v1alpha1.UnisenderBinding)) *v1alpha1.UnisenderBinding {
 	e.t.Helper()
 	ctx := context.Background()
 	e.secret(name+"-unisender", "key", apiKey)
-	b := &syncv1.UnisenderBinding{
+	b := &v1alpha1.UnisenderBinding{
 		ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: name},
-		Spec: syncv1.UnisenderBindingSpec{
-			IntegrationRef:  syncv1.IntegrationReference{Name: defaultIntegration},
-			APIKeySecretRef: syncv1.SecretKeySelector{Name: name + "-unisender", Key: "key"},
-			List:            syncv1.ListSelector{ID: 77},
+		Spec: v1alpha1.UnisenderBindingSpec{
+			IntegrationRef:  v1alpha1.IntegrationReference{Name: defaultIntegration},
+			APIKeySecretRef: v1alpha1.SecretKeySelector{Name: name + "-unisender", Key: "key"},
+			List:            v1alpha1.ListSelector{ID: 77},
 		},
 	}
 	if mutate != nil {
@@ -231,17 +231,17 @@ func (e *env) usesKey(key tenant.Key, apiKey string) bool {
 func TestResolvesAReadyBinding(t *testing.T) {
 	e := newEnv(t)
 	e.integration(defaultIntegration, metav1.ConditionTrue, nil)
-	e.binding("main", "user-key-1", func(b *syncv1.UnisenderBinding) {
-		b.Spec.DeletionPolicy = syncv1.DeletionPolicyDelete
-		b.Spec.DoubleOptin = syncv1.DoubleOptinInvite
+	e.binding("main", "user-key-1", func(b *v1alpha1.UnisenderBinding) {
+		b.Spec.DeletionPolicy = v1alpha1.DeletionPolicyDelete
+		b.Spec.DoubleOptin = v1alpha1.DoubleOptinInvite
 	})
 	key := tenant.Key{Namespace: e.ns, Name: "main"}
 	tn, err := e.resolver.Resolve(context.Background(), key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tn.Key != key.String() || tn.DeletionPolicy != syncv1.DeletionPolicyDelete || tn.Mapper == nil ||
-		tn.DoubleOptin != syncv1.DoubleOptinInvite {
+	if tn.Key != key.String() || tn.DeletionPolicy != v1alpha1.DeletionPolicyDelete || tn.Mapper == nil ||
+		tn.DoubleOptin != v1alpha1.DoubleOptinInvite {
 		t.Fatalf("tenant = %+v", tn)
 	}
 	if tn.Inviter == nil || tn.Inviter != tn.Unisender.(syncer.Inviter) {
@@ -267,13 +267,13 @@ func TestResolvesAReadyBinding(t *testing.T) {
 func TestKommoReaderIsOneClientPerIntegration(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	e.integration(defaultIntegration, metav1.ConditionTrue, func(ki *syncv1.KommoIntegration) {
+	e.integration(defaultIntegration, metav1.ConditionTrue, func(ki *v1alpha1.KommoIntegration) {
 		ki.Spec.RateLimit.RequestsPerSecond = 5
 	})
 	e.integration("other", metav1.ConditionTrue, nil)
 	e.binding("first", "k1", nil)
 	e.binding("second", "k2", nil)
-	e.binding("elsewhere", "k3", func(b *syncv1.UnisenderBinding) { b.Spec.IntegrationRef.Name = "other" })
+	e.binding("elsewhere", "k3", func(b *v1alpha1.UnisenderBinding) { b.Spec.IntegrationRef.Name = "other" })
 
 	readers := map[string]syncer.ContactReader{}
 	for _, name := range []string{"first", "second", "elsewhere", "first"} {
@@ -310,7 +310,7 @@ func TestKommoReaderIsOneClientPerIntegration(t *testing.T) {
 		readers["first"] != syncer.ContactReader(m.client) {
 		t.Fatalf("client of %s: %+v; want its baseURL, 5 requests per second, and the client the tenant reads through", defaultIntegration, m)
 	}
-	if m := byName["other"]; m.rps != syncv1.DefaultRequestsPerSecond || m.baseURL != e.kommoURL+"/_acct/other" {
+	if m := byName["other"]; m.rps != v1alpha1.DefaultRequestsPerSecond || m.baseURL != e.kommoURL+"/_acct/other" {
 		t.Fatalf("client of other: %+v; want the default rate", m)
 	}
 
@@ -327,7 +327,7 @@ func TestKommoReaderIsOneClientPerIntegration(t *testing.T) {
 	}
 
 	// A changed rate makes a new client for the integration.
-	var ki syncv1.KommoIntegration
+	var ki v1alpha1.KommoIntegration
 	if err := e.c.Get(ctx, client.ObjectKey{Namespace: e.ns, Name: defaultIntegration}, &ki); err != nil {
 		t.Fatal(err)
 	}
@@ -348,7 +348,7 @@ func TestKommoReaderIsOneClientPerIntegration(t *testing.T) {
 func TestWidgetKeyWinsOnlyWhenAllowed(t *testing.T) {
 	e := newEnv(t)
 	e.integration(defaultIntegration, metav1.ConditionTrue, nil)
-	e.binding("allowed", "user-key", func(b *syncv1.UnisenderBinding) { b.Spec.AllowWidgetKey = true })
+	e.binding("allowed", "user-key", func(b *v1alpha1.UnisenderBinding) { b.Spec.AllowWidgetKey = true })
 	e.secret("allowed-widget-key", "apiKey", "widget-key")
 	e.binding("refused", "user-key-2", nil)
 	e.secret("refused-widget-key", "apiKey", "widget-key-2")
@@ -364,7 +364,7 @@ func TestTenantsThatCannotSyncYet(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	e.integration(defaultIntegration, metav1.ConditionTrue, nil)
-	e.binding("suspended", "k1", func(b *syncv1.UnisenderBinding) { b.Spec.Suspend = true })
+	e.binding("suspended", "k1", func(b *v1alpha1.UnisenderBinding) { b.Spec.Suspend = true })
 
 	nolist := e.binding("nolist", "k2", nil)
 	nolist.Status.ListID = 0
@@ -372,14 +372,14 @@ func TestTenantsThatCannotSyncYet(t *testing.T) {
 		t.Fatal(err)
 	}
 	changed := e.binding("changed", "k3", nil)
-	changed.Spec.List = syncv1.ListSelector{Title: "Another list"}
+	changed.Spec.List = v1alpha1.ListSelector{Title: "Another list"}
 	if err := e.c.Update(ctx, changed); err != nil {
 		t.Fatal(err)
 	}
-	e.binding("nokey", "k4", func(b *syncv1.UnisenderBinding) {
-		b.Spec.APIKeySecretRef = syncv1.SecretKeySelector{Name: "missing", Key: "key"}
+	e.binding("nokey", "k4", func(b *v1alpha1.UnisenderBinding) {
+		b.Spec.APIKeySecretRef = v1alpha1.SecretKeySelector{Name: "missing", Key: "key"}
 	})
-	deleting := e.binding("deleting", "k5", func(b *syncv1.UnisenderBinding) { b.Finalizers = []string{"test/hold"} })
+	deleting := e.binding("deleting", "k5", func(b *v1alpha1.UnisenderBinding) { b.Finalizers = []string{"test/hold"} })
 	if err := e.c.Delete(ctx, deleting); err != nil {
 		t.Fatal(err)
 	}
@@ -413,13 +413,13 @@ func TestTenantsWhoseIntegrationCannotReadKommo(t *testing.T) {
 	e.integration("unauthorized", metav1.ConditionFalse, nil)
 	e.integration("unknown", metav1.ConditionUnknown, nil)
 	e.integration("fresh", "", nil) // no Authorized condition yet
-	e.integration("suspended", metav1.ConditionTrue, func(ki *syncv1.KommoIntegration) { ki.Spec.Suspend = true })
-	e.integration("offsite", metav1.ConditionTrue, func(ki *syncv1.KommoIntegration) {
+	e.integration("suspended", metav1.ConditionTrue, func(ki *v1alpha1.KommoIntegration) { ki.Spec.Suspend = true })
+	e.integration("offsite", metav1.ConditionTrue, func(ki *v1alpha1.KommoIntegration) {
 		ki.Spec.BaseURL = "http://kube-apiserver.default.svc/_acct/offsite"
 	})
 	cases := []string{"unauthorized", "unknown", "fresh", "suspended", "offsite", "missing"}
 	for _, name := range cases {
-		e.binding("on-"+name, "key-"+name, func(b *syncv1.UnisenderBinding) { b.Spec.IntegrationRef.Name = name })
+		e.binding("on-"+name, "key-"+name, func(b *v1alpha1.UnisenderBinding) { b.Spec.IntegrationRef.Name = name })
 	}
 	for _, name := range cases {
 		tn, err := e.resolver.Resolve(ctx, tenant.Key{Namespace: e.ns, Name: "on-" + name})
@@ -481,12 +481,12 @@ func TestBindingNotYetCachedIsNotReadyNotGone(t *testing.T) {
 	lagging, err := cache.New(kube.Config, cache.Options{Scheme: e.c.Scheme(),
 		DefaultNamespaces: map[string]cache.Config{e.ns: {}},
 		ByObject: map[client.Object]cache.ByObject{
-			&syncv1.UnisenderBinding{}: {Label: labels.SelectorFromSet(labels.Set{"test.kommo-unisender.io/cached": "yes"})},
+			&v1alpha1.UnisenderBinding{}: {Label: labels.SelectorFromSet(labels.Set{"test.kommo-unisender.io/cached": "yes"})},
 		}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := lagging.GetInformer(ctx, &syncv1.UnisenderBinding{}); err != nil {
+	if _, err := lagging.GetInformer(ctx, &v1alpha1.UnisenderBinding{}); err != nil {
 		t.Fatal(err)
 	}
 	go func() { _ = lagging.Start(ctx) }()
@@ -498,7 +498,7 @@ func TestBindingNotYetCachedIsNotReadyNotGone(t *testing.T) {
 	e.binding("new", "k1", nil)
 
 	key := tenant.Key{Namespace: e.ns, Name: "new"}
-	if err := lagging.Get(ctx, key.NamespacedName(), &syncv1.UnisenderBinding{}); !apierrors.IsNotFound(err) {
+	if err := lagging.Get(ctx, key.NamespacedName(), &v1alpha1.UnisenderBinding{}); !apierrors.IsNotFound(err) {
 		t.Fatalf("the lagging cache answers %v for the new binding, want not found", err)
 	}
 	if _, err := resolver.Resolve(ctx, key); !errors.Is(err, worker.ErrTenantNotReady) {
@@ -519,7 +519,7 @@ func TestSharedListTenantsResolveWithTheirSharers(t *testing.T) {
 	ctx := context.Background()
 	e.integration(defaultIntegration, metav1.ConditionTrue, nil)
 	onList := func(name, keyID string, shared bool) {
-		b := e.binding(name, "k-"+name, func(b *syncv1.UnisenderBinding) { b.Spec.List.Shared = shared })
+		b := e.binding(name, "k-"+name, func(b *v1alpha1.UnisenderBinding) { b.Spec.List.Shared = shared })
 		b.Status.ListKeyID = keyID
 		if err := e.c.Status().Update(ctx, b); err != nil {
 			t.Fatal(err)

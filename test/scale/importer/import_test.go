@@ -19,7 +19,7 @@ import (
 	_ "github.com/go-sql-driver/mysql"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/devenv"
 	"github.com/kommo-unisender/kommo-unisender/internal/devenv/devtest"
 )
@@ -85,7 +85,7 @@ func runLargeImport(b *testing.B, contacts, rate int) {
 	atKommoRate := time.Duration(float64(sweepReqs) / (7 * 0.7 * 0.9) * float64(time.Second))
 	b.Logf("one resync with nothing changed: %v, %d Kommo requests (1 listing + the sweep's %d ids / 250 + confirmations); "+
 		"per hour at the default interval (%v): %.0f requests = %.1f%% of Kommo's 7 req/s, about %v at the background share of Kommo's rate",
-		resync.Round(time.Millisecond), sweepReqs, imp.Imported, syncv1.DefaultResyncInterval, perHour, 100*share, atKommoRate.Round(time.Second))
+		resync.Round(time.Millisecond), sweepReqs, imp.Imported, v1alpha1.DefaultResyncInterval, perHour, 100*share, atKommoRate.Round(time.Second))
 	b.Logf("memory after the resync:\n%s", w.sample(b, "after resync", imp.Imported))
 	b.ReportMetric(elapsed.Seconds(), "import-s")
 	b.ReportMetric(pace, "contacts/s")
@@ -178,13 +178,13 @@ func mysqlBytes(b *testing.B, ctx context.Context, env *devenv.Env, contacts int
 func timeResync(b *testing.B, ctx context.Context, env *devenv.Env) (time.Duration, int) {
 	b.Helper()
 	must(b, devenv.SandboxJSON(http.MethodDelete, env.KommoURL+"/_admin/stats", nil, nil))
-	var ub syncv1.UnisenderBinding
+	var ub v1alpha1.UnisenderBinding
 	key := client.ObjectKey{Namespace: bigTenant.Namespace, Name: bigTenant.Binding}
 	must(b, env.Client.Get(ctx, key, &ub))
 	before := ub.Status.LastResyncTime
 	t0 := time.Now()
 	patch := client.MergeFrom(ub.DeepCopy())
-	ub.Annotations = map[string]string{syncv1.ReconcileRequestAnnotation: t0.UTC().Format(time.RFC3339Nano)}
+	ub.Annotations = map[string]string{v1alpha1.ReconcileRequestAnnotation: t0.UTC().Format(time.RFC3339Nano)}
 	must(b, env.Client.Patch(ctx, &ub, patch))
 	for ctx.Err() == nil {
 		must(b, env.Client.Get(ctx, key, &ub))

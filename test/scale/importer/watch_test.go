@@ -9,7 +9,7 @@ import (
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/devenv"
 	"github.com/kommo-unisender/kommo-unisender/internal/devenv/devtest"
 )
@@ -40,14 +40,14 @@ func newWatch(env *devenv.Env) *watch { return &watch{env: env, start: time.Now(
 
 // untilImported polls the binding until its initial import completed,
 // sampling memory at each checkpoint the count passes.
-func (w *watch) untilImported(b *testing.B, ctx context.Context) syncv1.ImportStatus {
+func (w *watch) untilImported(b *testing.B, ctx context.Context) v1alpha1.ImportStatus {
 	b.Helper()
 	key := client.ObjectKey{Namespace: bigTenant.Namespace, Name: bigTenant.Binding}
 	next := 0
-	var last syncv1.ImportStatus
+	var last v1alpha1.ImportStatus
 	w.sample(b, "start", 0)
 	for ctx.Err() == nil {
-		var ub syncv1.UnisenderBinding
+		var ub v1alpha1.UnisenderBinding
 		if err := w.env.Client.Get(ctx, key, &ub); err == nil && ub.Status.Import != nil {
 			last = *ub.Status.Import
 			for next < len(checkpoints) && last.Imported >= checkpoints[next] {
@@ -55,10 +55,10 @@ func (w *watch) untilImported(b *testing.B, ctx context.Context) syncv1.ImportSt
 				next++
 			}
 			switch last.Phase {
-			case syncv1.ImportCompleted:
+			case v1alpha1.ImportCompleted:
 				w.sample(b, "done", last.Imported)
 				return last
-			case syncv1.ImportFailed:
+			case v1alpha1.ImportFailed:
 				b.Fatalf("the import failed: %+v", last)
 			}
 		}

@@ -22,7 +22,7 @@ import (
 
 	_ "github.com/go-sql-driver/mysql"
 
-	syncv1 "github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
+	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 	"github.com/kommo-unisender/kommo-unisender/internal/devenv"
 	"github.com/kommo-unisender/kommo-unisender/internal/devenv/devtest"
 	"github.com/kommo-unisender/kommo-unisender/internal/status"
@@ -98,13 +98,13 @@ func (s *system) applyTenants(b *testing.B, ctx context.Context) {
 		s.tenants = append(s.tenants, tn)
 	}
 	devtest.WaitUntil(b, "every binding Ready", 5*time.Minute, func() (bool, string) {
-		var list syncv1.UnisenderBindingList
+		var list v1alpha1.UnisenderBindingList
 		if err := s.env.Client.List(ctx, &list); err != nil {
 			return false, err.Error()
 		}
 		ready := 0
 		for i := range list.Items {
-			if status.IsTrue(&list.Items[i], syncv1.ConditionReady) {
+			if status.IsTrue(&list.Items[i], v1alpha1.ConditionReady) {
 				ready++
 			}
 		}
