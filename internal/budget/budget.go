@@ -63,7 +63,6 @@ type Option func(*config)
 
 type config struct {
 	margin, share float64
-	quiet         time.Duration
 }
 
 // WithMargin sets the safety margin added to the spacing 1s/rps of an
@@ -88,18 +87,6 @@ func WithBackgroundShare(s float64) Option {
 	}
 }
 
-// WithForegroundQuiet sets how long the foreground must have asked for
-// nothing before the background may take every slot
-// (DefaultForegroundQuiet); 0 keeps the background to its share always.
-// Negative values are ignored.
-func WithForegroundQuiet(d time.Duration) Option {
-	return func(c *config) {
-		if d >= 0 {
-			c.quiet = d
-		}
-	}
-}
-
 // KommoBudget is the request budget of one KommoIntegration, shared by
 // every process through the store.
 //
@@ -120,7 +107,7 @@ type KommoBudget struct {
 // not be nil: a Taker without a store fails every Take, so that a missing
 // store never passes for an unlimited budget.
 func Kommo(st *store.Store, namespace, integration string, rps int, opts ...Option) *KommoBudget {
-	cfg := config{margin: DefaultMargin, share: DefaultBackgroundShare, quiet: DefaultForegroundQuiet}
+	cfg := config{margin: DefaultMargin, share: DefaultBackgroundShare}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -136,11 +123,8 @@ func Kommo(st *store.Store, namespace, integration string, rps int, opts ...Opti
 		bucket:   bucketName(kommoBackPrefix, id),
 		interval: ceilMillis(float64(account.interval) / cfg.share),
 	}
-	var mark string
-	if cfg.quiet > 0 {
-		mark = bucketName(kommoForePrefix, id)
-		background.quiet = &quietRule{mark: mark, after: cfg.quiet, interval: account.interval}
-	}
+	mark := bucketName(kommoForePrefix, id)
+	background.quiet = &quietRule{mark: mark, after: DefaultForegroundQuiet, interval: account.interval}
 	return &KommoBudget{
 		fg: &Taker{store: st, steps: []step{account}, mark: mark},
 		// The background bucket first: a request waiting for its share
