@@ -28,7 +28,7 @@ var crdDir = func() string {
 
 // Start starts the system with o, filling in its Binary ($KOMMO_UNISENDER_BIN),
 // Dir, CRDDir and Output; it fails the test if the system does not start.
-func Start(t *testing.T, ctx context.Context, o devenv.Options) *devenv.Env {
+func Start(t testing.TB, ctx context.Context, o devenv.Options) *devenv.Env {
 	t.Helper()
 	env, _ := StartWithLogs(t, ctx, o)
 	return env
@@ -36,7 +36,7 @@ func Start(t *testing.T, ctx context.Context, o devenv.Options) *devenv.Env {
 
 // StartWithLogs is Start, also returning the processes' logs, for tests
 // that scan them (for secrets, for example).
-func StartWithLogs(t *testing.T, ctx context.Context, o devenv.Options) (*devenv.Env, *devenv.LogBuffer) {
+func StartWithLogs(t testing.TB, ctx context.Context, o devenv.Options) (*devenv.Env, *devenv.LogBuffer) {
 	t.Helper()
 	testenv.KubeAssets(t)
 	testenv.MySQLDSN(t) // same prerequisites as the other service tests
@@ -71,7 +71,7 @@ var secretKeys = []string{
 // credentials, every credential a Secret of the cluster holds now, and
 // extra. Every system test runs it when it ends; a test may run it earlier
 // with values only it knows. It returns the number of lines scanned.
-func AssertNoSecretInLogs(t *testing.T, env *devenv.Env, logs *devenv.LogBuffer, extra ...string) int {
+func AssertNoSecretInLogs(t testing.TB, env *devenv.Env, logs *devenv.LogBuffer, extra ...string) int {
 	t.Helper()
 	secrets := append([]string{devenv.SandboxClientSecret, devenv.SandboxUnisenderKey}, extra...)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -106,7 +106,7 @@ func AssertNoSecretInLogs(t *testing.T, env *devenv.Env, logs *devenv.LogBuffer,
 // WaitUntil polls cond until it holds, failing the test with cond's last
 // account of the state when within passes first. It waits for the system
 // to get somewhere; it is not an assertion about time.
-func WaitUntil(t *testing.T, what string, within time.Duration, cond func() (bool, string)) {
+func WaitUntil(t testing.TB, what string, within time.Duration, cond func() (bool, string)) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
