@@ -23,8 +23,9 @@ import (
 // Knobs, from the environment so that `make bench-scale` runs the issue's
 // figures and a quick run can pick fewer:
 //   - SCALE_TENANTS: the tenant counts, comma-separated (10,100,1000);
-//   - SCALE_TOKEN_TTL: the sandbox's access-token lifetime (3m), short so
-//     that every tenant refreshes within the idle window;
+//   - SCALE_TOKEN_TTL: the sandbox's access-token lifetime (10m), short so
+//     that every tenant refreshes within the idle window, long enough that
+//     the refresh window (a third of it) spans minutes;
 //   - SCALE_IDLE: how long the idle figures are measured (one token
 //     lifetime when unset).
 func knobs(b *testing.B) (counts []int, ttl, idle time.Duration) {
@@ -35,7 +36,7 @@ func knobs(b *testing.B) (counts []int, ttl, idle time.Duration) {
 		}
 		counts = append(counts, n)
 	}
-	ttl = durationEnv(b, "SCALE_TOKEN_TTL", 3*time.Minute)
+	ttl = durationEnv(b, "SCALE_TOKEN_TTL", 10*time.Minute)
 	return counts, ttl, durationEnv(b, "SCALE_IDLE", ttl)
 }
 
