@@ -8,6 +8,7 @@ package tenants
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -15,6 +16,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/kommo-unisender/kommo-unisender/internal/devenv"
 	"github.com/kommo-unisender/kommo-unisender/internal/devenv/devtest"
@@ -41,6 +45,8 @@ func knobs(b *testing.B) (counts []int, ttl, idle time.Duration) {
 }
 
 func BenchmarkTenants(b *testing.B) {
+	// The envtest client logs nothing worth the figures' space.
+	logf.SetLogger(zap.New(zap.WriteTo(io.Discard)))
 	counts, ttl, idle := knobs(b)
 	for _, n := range counts {
 		b.Run(fmt.Sprintf("tenants=%d", n), func(b *testing.B) {
