@@ -157,6 +157,16 @@ bench: packages envtest-assets ## Benchmarks with figures: webhook ingestion (wr
 	go run ./hack/testenv -- go test -run '^$$' -bench WorkerThroughput -benchtime=20000x ./internal/worker/
 	go run ./hack/testenv -- go test -run '^$$' -bench WorkerBurst -benchtime=1x ./internal/worker/
 
+# The scale benchmarks run a plain (not -race) build of the operator: the
+# race detector multiplies memory and CPU, which are the figures measured;
+# one package at a time (-p 1), so that no benchmark loads the machine of another.
+BENCH_BIN := $(CURDIR)/bin/bench
+.PHONY: bench-scale
+bench-scale: packages envtest-assets ## Scale benchmarks with figures (test/scale/...): many tenants on one manager, large imports, workers, ingestion.
+	go build -o $(BENCH_BIN)/kommo-unisender .
+	$(TEST_TOOLS_ENV) KOMMO_UNISENDER_BIN=$(BENCH_BIN)/kommo-unisender \
+		go run ./hack/testenv -- go test -p 1 -run '^$$' -bench . -benchtime 1x -timeout 60m -v ./test/scale/...
+
 .PHONY: test-short
 test-short: ## Unit tests only (service tests skip).
 	go test -short ./...

@@ -363,13 +363,14 @@ func (run *tokenRun) markAuthorized(pair tokens.Pair, acct *kommo.Account) {
 
 // refreshAt is when the pair is due: refreshBefore ahead of its expiry,
 // but never earlier than half its lifetime, so a refreshBefore longer than
-// the lifetime cannot turn into back-to-back refreshes.
+// the lifetime cannot turn into back-to-back refreshes; then this
+// integration's place in the first half of that window (refreshSpread).
 func (run *tokenRun) refreshAt(pair tokens.Pair) time.Time {
 	before := run.obj.Spec.RefreshBeforeDuration()
 	if obtained, ok := tokens.ObtainedAt(run.sec); ok && pair.ExpiresAt.After(obtained) {
 		before = min(before, pair.ExpiresAt.Sub(obtained)/2)
 	}
-	return pair.ExpiresAt.Add(-before)
+	return pair.ExpiresAt.Add(-before + refreshSpread(run.obj.UID, before))
 }
 
 func (run *tokenRun) refreshDue(pair tokens.Pair) bool {

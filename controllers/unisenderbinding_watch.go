@@ -61,9 +61,9 @@ func bindingSecretNames(o client.Object) []string {
 // manager.Runnable, so imports run on the leader only and stop with the
 // manager). It watches the bindings (spec changes and the reconcile-request
 // annotation; status writes do not trigger), the webhook Secrets it owns,
-// the KommoIntegrations the bindings refer to, the metadata of the API key
-// Secrets (through the label-free metadata cache), and the end of import
-// runs.
+// the KommoIntegrations the bindings refer to (not their token
+// bookkeeping), the metadata of the API key Secrets (through the label-free
+// metadata cache), and the end of import runs.
 func (r *UnisenderBindingReconciler) SetupWithManager(ctx context.Context, mgr manager.Manager) error {
 	if r.Store == nil {
 		return errors.New("the UnisenderBinding reconciler needs the MySQL store (--mysql-dsn)")
@@ -114,7 +114,8 @@ func (r *UnisenderBindingReconciler) SetupWithManager(ctx context.Context, mgr m
 		For(&v1alpha1.UnisenderBinding{}, builder.WithPredicates(
 			predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&corev1.Secret{}).
-		Watches(&v1alpha1.KommoIntegration{}, handler.EnqueueRequestsFromMapFunc(r.bindingsOfIntegration)).
+		Watches(&v1alpha1.KommoIntegration{}, handler.EnqueueRequestsFromMapFunc(r.bindingsOfIntegration),
+			builder.WithPredicates(integrationChangedForBindings())).
 		Watches(&v1alpha1.UnisenderBinding{}, handler.EnqueueRequestsFromMapFunc(r.bindingsRefusedAList)).
 		WatchesRawSource(secretwatch.Source(r.SecretMetadata, r.bindingsOfSecret)).
 		WatchesRawSource(source.Channel(r.wake, &handler.TypedEnqueueRequestForObject[*v1alpha1.UnisenderBinding]{})).

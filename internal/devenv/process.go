@@ -45,6 +45,17 @@ func (p *Process) Start() error {
 	return nil
 }
 
+// Pid is the process id of the running process, 0 before Start (the
+// scale benchmarks read its memory and CPU time from /proc).
+func (p *Process) Pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || p.cmd.Process == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
 // Running reports whether the process is alive.
 func (p *Process) Running() bool {
 	p.mu.Lock()

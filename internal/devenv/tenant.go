@@ -33,12 +33,14 @@ type Tenant struct {
 	// Subdomain is the tenant's sandbox Kommo account; it is created when
 	// it does not exist yet.
 	Subdomain string
-	// ListTitle is the Unisender list the binding creates (in the sandbox's
-	// one Unisender account).
+	// ListTitle is the Unisender list the binding creates.
 	ListTitle string
 	// RequestsPerSecond is the integration's spec.rateLimit (0: the
 	// default, Kommo's 7).
 	RequestsPerSecond int32
+	// UnisenderKey, if set, is the tenant's own sandbox Unisender account
+	// (created when missing); empty means the sandbox's shared one.
+	UnisenderKey string
 }
 
 // SampleTenant is the tenant `make dev` applies.
@@ -60,12 +62,19 @@ func (e *Env) ApplyTenant(ctx context.Context, tn Tenant) error {
 	if err != nil {
 		return err
 	}
+	key := SandboxUnisenderKey
+	if tn.UnisenderKey != "" {
+		key = tn.UnisenderKey
+		if err := SandboxJSON(http.MethodPost, e.UnisenderURL+"/_admin/keys", map[string]string{"key": key}, nil); err != nil {
+			return err
+		}
+	}
 	objs := []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: tn.Namespace}},
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "kommo-oauth", Namespace: tn.Namespace},
 			StringData: map[string]string{"client-secret": SandboxClientSecret, "code": code}},
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "unisender", Namespace: tn.Namespace},
-			StringData: map[string]string{"api-key": SandboxUnisenderKey}},
+			StringData: map[string]string{"api-key": key}},
 		&v1alpha1.KommoIntegration{ObjectMeta: metav1.ObjectMeta{Name: tn.Integration, Namespace: tn.Namespace},
 			Spec: v1alpha1.KommoIntegrationSpec{
 				BaseURL: e.KommoURL + "/_acct/" + tn.Subdomain, ClientID: SandboxClientID,

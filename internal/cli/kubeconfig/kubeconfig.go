@@ -14,7 +14,10 @@ import (
 )
 
 // Load returns the REST config of the file at path, or the usual one when
-// path is empty.
+// path is empty. Either way without client-go's client-side rate limit
+// (5 requests/s), as controller-runtime's usual config is: the API
+// server's priority and fairness paces us. With the limit, a manager given
+// a kubeconfig file took over two minutes to make 100 tenants Ready.
 func Load(path string) (*rest.Config, error) {
 	if path == "" {
 		return ctrl.GetConfig()
@@ -22,6 +25,9 @@ func Load(path string) (*rest.Config, error) {
 	cfg, err := clientcmd.BuildConfigFromFlags("", path)
 	if err != nil {
 		return nil, fmt.Errorf("loading kubeconfig: %w", err)
+	}
+	if cfg.QPS == 0 {
+		cfg.QPS = -1
 	}
 	return cfg, nil
 }

@@ -23,6 +23,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -36,6 +37,10 @@ import (
 	"github.com/kommo-unisender/kommo-unisender/internal/store"
 	"github.com/kommo-unisender/kommo-unisender/internal/tokens"
 )
+
+// DefaultMaxConcurrentReconciles: one reconcile at a time per kind made a
+// thousand tenants wait on each other's Kommo and Unisender round trips.
+const DefaultMaxConcurrentReconciles = 8
 
 // LeaderElectionID is the default Lease name.
 const LeaderElectionID = "kommo-unisender.sync.kommo-unisender.io"
@@ -72,6 +77,10 @@ type Options struct {
 	OAuthStateTTL time.Duration
 	Kubeconfig    string
 	Zap           zap.Options
+
+	// MaxConcurrentReconciles is how many integrations, and how many
+	// bindings, are reconciled at once (--max-concurrent-reconciles).
+	MaxConcurrentReconciles int
 }
 
 // ParseFlags reads the flags of the subcommand. MYSQL_DSN is the default of
@@ -95,6 +104,8 @@ func ParseFlags(args []string) (Options, error) {
 		"namespace/name of the workers' ServiceAccount: the manager grants it get on exactly the Secrets workers read, by name, in a Role per namespace with bindings (empty: no grant)")
 	fs.StringVar(&o.OperatorNamespace, "operator-namespace", kubeconfig.PodNamespace(), "namespace of the operator's own Secrets: the OAuth state key and the KommoApps' client secrets (default: $POD_NAMESPACE, else the pod's namespace)")
 	fs.DurationVar(&o.OAuthStateTTL, "oauth-state-ttl", controllers.DefaultStateTTL, "how long the state in a KommoIntegration's status.authorizationURL is accepted; the URL is renewed before")
+	fs.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", DefaultMaxConcurrentReconciles,
+		"how many KommoIntegrations, and how many UnisenderBindings, are reconciled at once (each waits mostly on Kommo and Unisender, whose rate budgets are per tenant)")
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster config, or $KUBECONFIG)")
 	o.Zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -102,6 +113,9 @@ func ParseFlags(args []string) (Options, error) {
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if o.MaxConcurrentReconciles < 1 {
+		return o, fmt.Errorf("--max-concurrent-reconciles must be at least 1, got %d", o.MaxConcurrentReconciles)
 	}
 	if *workerSA != "" {
 		var err error
@@ -250,7 +264,8 @@ func setupReconcilers(ctx context.Context, mgr ctrl.Manager, o Options, st *stor
 	// Both reconcilers take their Kommo requests from the integrations'
 	// budgets in the store, which the workers share (internal/budget).
 	ki := &controllers.KommoIntegrationReconciler{SecretMetadata: secrets, Store: st, KommoHosts: o.KommoHosts,
-		OperatorNamespace: o.OperatorNamespace, StateTTL: o.OAuthStateTTL}
+		OperatorNamespace: o.OperatorNamespace, StateTTL: o.OAuthStateTTL,
+		Controller: controller.Options{MaxConcurrentReconciles: o.MaxConcurrentReconciles}}
 	if err := ki.SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("setting up the KommoIntegration reconciler: %w", err)
 	}
@@ -263,7 +278,7 @@ func setupReconcilers(ctx context.Context, mgr ctrl.Manager, o Options, st *stor
 	}
 	ub := &controllers.UnisenderBindingReconciler{
 		Store: st, PublicBaseURL: o.PublicBaseURL, UnisenderBaseURL: o.UnisenderBaseURL, SecretMetadata: secrets,
-		KommoHosts: o.KommoHosts,
+		KommoHosts: o.KommoHosts, Controller: controller.Options{MaxConcurrentReconciles: o.MaxConcurrentReconciles},
 	}
 	if err := ub.SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("setting up the UnisenderBinding reconciler: %w", err)
