@@ -114,8 +114,11 @@ func TestBindingKommoClientsTakeFromTheSharedBudget(t *testing.T) {
 		t.Fatalf("want two cached clients, one per lane; built %d", built)
 	}
 
+	// A foreground request first: background work keeps to its share
+	// only while the foreground has asked recently (budget.DefaultForegroundQuiet).
+	e.passes(t, "foreground lane", fg)
 	e.exhaust(t, true)
-	e.blocked(t, "background lane, background share exhausted", bg)
+	e.blocked(t, "background lane, background share exhausted while the foreground asks", bg)
 	e.passes(t, "foreground lane, background share exhausted", fg)
 	e.exhaust(t, false)
 	e.blocked(t, "foreground lane, budget exhausted", fg)

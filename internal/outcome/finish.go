@@ -82,6 +82,9 @@ func (f Finisher) Finish(ctx context.Context, obj Object, patcher *status.Serial
 	if perr := patcher.Patch(ctx, obj); perr != nil {
 		return status.ConflictResult(perr)
 	}
+	// As Flux does: when the next pass comes is what an operator chasing
+	// a stuck object asks first.
+	logf.FromContext(ctx).V(1).Info("reconciled", "outcome", o.Kind, "reason", o.Reason, "requeueAfter", requeue)
 	return ctrl.Result{RequeueAfter: requeue}, nil
 }
 

@@ -71,6 +71,23 @@ const (
 	Retrying
 )
 
+// String names the kind, for logs.
+func (k Kind) String() string {
+	switch k {
+	case Succeeded:
+		return "Succeeded"
+	case Busied:
+		return "Busy"
+	case Waited:
+		return "Waiting"
+	case Stalled:
+		return "Stalled"
+	case Retrying:
+		return "Retrying"
+	}
+	return "Unknown"
+}
+
 // Outcome is a pass's end as Finish classified and recorded it; a
 // reconciler's Mark hook reads it.
 type Outcome struct {
