@@ -149,6 +149,10 @@ cold-check: ## Clone HEAD and run .ci/run there with empty Go and tool caches, t
 e2e: packages envtest-assets test-binaries ## The end-to-end test alone: real processes, kills and restarts, latency figures (also part of make test).
 	$(TEST_TOOLS_ENV) go run -race ./hack/testenv -- go test -race -count=1 -v -run TestEndToEnd ./test/e2e/
 
+.PHONY: writeback-burst
+writeback-burst: packages envtest-assets test-binaries ## Issue 17's load run: 1,000 unsubscribes written back to Kommo within its rate (about 4 minutes; make test runs 150).
+	$(TEST_TOOLS_ENV) WRITEBACK_BURST=1000 go run -race ./hack/testenv -- go test -race -count=1 -v -timeout 15m -run TestWriteBackBurstStaysWithinKommoLimit ./test/writeback/
+
 .PHONY: bench
 bench: packages envtest-assets ## Benchmarks with figures: webhook ingestion (wrk and Go clients, binlog on) and worker throughput.
 	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }

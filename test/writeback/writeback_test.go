@@ -10,7 +10,9 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -175,26 +177,32 @@ func TestWriteBackPullAloneWithPushDisabled(t *testing.T) {
 	s.waitMarked(t, seeded[2].ID, "", 0)
 }
 
-// TestWriteBackBurstStaysWithinKommoLimit: 1,000 addresses unsubscribed at
-// once are all marked, and Kommo's request log shows no 1-second window
-// above the account's limit (7) meanwhile.
+// TestWriteBackBurstStaysWithinKommoLimit: WRITEBACK_BURST addresses
+// unsubscribed at once are all marked, and Kommo's request log shows no
+// 1-second window above the account's limit (7) meanwhile. make test runs
+// 150 (about 25 s of a saturated budget); make writeback-burst runs the
+// 1,000 of issue 17, about 3.5 minutes: each address costs one Kommo search.
 func TestWriteBackBurstStaysWithinKommoLimit(t *testing.T) {
+	burst := 150
+	if v, err := strconv.Atoi(os.Getenv("WRITEBACK_BURST")); err == nil && v > 0 {
+		burst = v
+	}
 	ctx, cancel := context.WithTimeout(t.Context(), 12*time.Minute)
 	defer cancel()
-	s := start(t, ctx, devenv.Options{SeedContacts: 1300}, &v1alpha1.WriteBack{})
+	s := start(t, ctx, devenv.Options{SeedContacts: burst + burst/3}, &v1alpha1.WriteBack{})
 	var members []unisenderemu.Member
 	s.unisender(t, http.MethodGet, fmt.Sprintf("/lists/%d/members", s.listID), nil, &members)
 	members = slices.DeleteFunc(members, func(m unisenderemu.Member) bool { return m.Email == "" }) // phone-only
-	if len(members) < 1000 {
-		t.Fatalf("%d addresses in the list; want 1000", len(members))
+	if len(members) < burst {
+		t.Fatalf("%d addresses in the list; want %d", len(members), burst)
 	}
-	emails := make([]string, 1000)
+	emails := make([]string, burst)
 	for i := range emails {
 		emails[i] = members[i].Email
 	}
 	t0 := time.Now()
 	s.unisender(t, http.MethodPut, "/statuses", map[string]any{"emails": emails, "status": unisenderemu.StatusUnsubscribed}, nil)
-	devtest.WaitUntil(t, "every holder of the 1,000 addresses tagged", 8*time.Minute, func() (bool, string) {
+	devtest.WaitUntil(t, fmt.Sprintf("every holder of the %d addresses tagged", burst), 8*time.Minute, func() (bool, string) {
 		held := map[string]bool{} // addresses with a holder (a contact may hold several)
 		holders, tagged := 0, 0
 		for _, c := range s.seededContacts(t) {
@@ -212,7 +220,7 @@ func TestWriteBackBurstStaysWithinKommoLimit(t *testing.T) {
 		}
 		return len(held) == len(emails) && tagged == holders, fmt.Sprintf("%d of %d holders tagged, %d addresses held", tagged, holders, len(held))
 	})
-	t.Logf("1,000 unsubscribes written back in %v", time.Since(t0).Round(time.Second))
+	t.Logf("%d unsubscribes written back in %v", burst, time.Since(t0).Round(time.Second))
 	peak, at := busiestSecond(s.kommoLog(t), t0)
 	if peak > 7 {
 		t.Errorf("%d Kommo requests in the second from %s; want at most 7", peak, at.Format(time.StampMilli))
