@@ -47,7 +47,7 @@ func (r *UnisenderBindingReconciler) reconcileWriteBack(ctx context.Context, p *
 		return 0, err
 	}
 	if cond == nil {
-		r.event(obj, corev1.EventTypeNormal, "UnisenderHookRegistered", "RegisterHook", "registered Unisender's event hook at %s", masked)
+		r.event(obj, corev1.EventTypeNormal, v1alpha1.ReasonUnisenderHookRegistered, "RegisterHook", "registered Unisender's event hook at %s", masked)
 	}
 	status.MarkTrue(obj, v1alpha1.ConditionUnisenderHookRegistered, v1alpha1.ReasonSucceeded, "Unisender event hook registered at %s", masked)
 	return 0, nil

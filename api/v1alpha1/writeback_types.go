@@ -166,3 +166,7 @@ const ConditionUnisenderHookRegistered = "UnisenderHookRegistered"
 // ReasonHookRegistrationFailed: setHook failed; the pull still reports
 // the outcomes on the resync interval.
 const ReasonHookRegistrationFailed = "HookRegistrationFailed"
+
+// ReasonUnisenderHookRegistered (event): Unisender's event hook was
+// registered for the first time.
+const ReasonUnisenderHookRegistered = "UnisenderHookRegistered"

@@ -1,7 +1,6 @@
 package ratelimit
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"maps"
@@ -248,7 +247,7 @@ func (s *system) accountLog(t *testing.T) []kommoemu.LogEntry {
 func (s *system) workerMetrics(t *testing.T) string {
 	var parts []string
 	for _, name := range s.env.WorkerNames {
-		m, err := scrape(s.env.MetricsURLs[name])
+		m, err := devtest.Scrape(s.env.MetricsURLs[name])
 		if err != nil {
 			t.Logf("metrics of %s: %v", name, err)
 			continue
@@ -257,32 +256,6 @@ func (s *system) workerMetrics(t *testing.T) string {
 			m["kommo_unisender_worker_batches_total"], m[`kommo_unisender_worker_jobs_total{outcome="applied"}`]))
 	}
 	return strings.Join(parts, ", ")
-}
-
-// scrape reads a Prometheus text exposition into series → value.
-func scrape(u string) (map[string]float64, error) {
-	resp, err := http.Get(u)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
-			out[line[:i]] = v
-		}
-	}
-	return out, sc.Err()
 }
 
 // hasFilterID reports whether a Kommo query reads contacts by id.
