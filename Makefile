@@ -17,7 +17,7 @@ BIN := bin/kommo-unisender
 TEST_BIN := $(CURDIR)/bin/test
 # Flags for the test run; override e.g. `make test GOTEST_FLAGS=-short`.
 # golangci-lint runs go vet's analyzers (govet), so go test runs none again.
-GOTEST_FLAGS ?= -timeout 9m -vet=off
+GOTEST_FLAGS ?= -timeout 9m -vet=off -p 3
 TEST_PKGS ?= ./...
 # Packages tested without -race: no concurrency of their own for the detector
 # to watch, and no dependency shared with the race-built packages (a package
