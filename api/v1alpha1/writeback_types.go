@@ -68,6 +68,18 @@ type WriteBack struct {
 	// +kubebuilder:default=true
 	Notes *bool `json:"notes,omitempty"`
 
+	// field: the name of a Kommo contact custom field (e.g. "Email
+	// status") that each marked contact gets set to the outcome
+	// (unsubscribed) and that is cleared when the address is active again.
+	// Created as a text field when the account has none of that name.
+	// Omitted: no field is written. Mapping the same Kommo field in
+	// fieldMapping would copy the outcome into a Unisender field; it never
+	// changes list membership, as imports carry no email_status.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=100
+	Field string `json:"field,omitempty"`
+
 	// push configures Unisender's event hook.
 	// +optional
 	// +kubebuilder:default={}

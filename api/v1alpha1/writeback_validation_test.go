@@ -17,8 +17,9 @@ func writeBackWith(wb *v1alpha1.WriteBack, sel *v1alpha1.Selector) func(*v1alpha
 
 // TestWriteBackValidation: the API server refuses a selector on the
 // write-back's own tags (our write would move contacts in or out of the
-// list), unknown outcomes and event formats and an empty tag prefix,
-// naming the field; a full write-back is accepted.
+// list), unknown outcomes and event formats, an empty tag prefix and a
+// field name empty or over 100 characters, naming the field; a full
+// write-back is accepted.
 func TestWriteBackValidation(t *testing.T) {
 	c, ns := newClient(t)
 	ours := &v1alpha1.Selector{Tags: &v1alpha1.TagSelector{NoneOf: []string{"unisender-unsubscribed"}}}
@@ -34,6 +35,10 @@ func TestWriteBackValidation(t *testing.T) {
 			"spec.writeBack.push.eventFormat", "Unsupported value"},
 		{"empty tag prefix", unstructuredWith(bindingWith(writeBackWith(&v1alpha1.WriteBack{}, nil)), "", "spec", "writeBack", "tagPrefix"),
 			"spec.writeBack.tagPrefix", "at least 1 chars"},
+		{"empty field name", unstructuredWith(bindingWith(writeBackWith(&v1alpha1.WriteBack{}, nil)), "", "spec", "writeBack", "field"),
+			"spec.writeBack.field", "at least 1 chars"},
+		{"field name over 100 chars", bindingWith(writeBackWith(&v1alpha1.WriteBack{Field: strings.Repeat("f", 101)}, nil)),
+			"spec.writeBack.field", "Too long"},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -53,7 +58,7 @@ func TestWriteBackValidation(t *testing.T) {
 	}
 	ok := bindingWith(writeBackWith(&v1alpha1.WriteBack{
 		Outcomes: []v1alpha1.WriteBackOutcome{v1alpha1.OutcomeUnsubscribed, v1alpha1.OutcomeSpamRejected}, TagPrefix: "mail:",
-		Notes: new(false), Push: v1alpha1.WriteBackPush{EventFormat: "http_get", Events: []string{"unsubscribe"}},
+		Notes: new(false), Field: "Email status", Push: v1alpha1.WriteBackPush{EventFormat: "http_get", Events: []string{"unsubscribe"}},
 	}, &v1alpha1.Selector{Tags: &v1alpha1.TagSelector{AnyOf: []string{"newsletter"}}}))
 	ok.SetNamespace(ns)
 	ok.SetName("wb-ok")

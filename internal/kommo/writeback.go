@@ -14,11 +14,20 @@ const MaxWriteBatch = 50
 
 // TagPatch adds and removes tags by name on one contact (tags_to_add,
 // tags_to_delete): the contact's other tags stay. _embedded.tags, which
-// replaces the whole set, is never sent.
+// replaces the whole set, is never sent. Fields set custom fields in the
+// same request.
 type TagPatch struct {
 	ID     int64
 	Add    []string
 	Delete []string
+	Fields []FieldWrite
+}
+
+// FieldWrite sets one custom field of a contact to a text value; an empty
+// Value clears the field (values null).
+type FieldWrite struct {
+	FieldID int64
+	Value   string
 }
 
 // Note is a service note on a contact (note_type service_message).
@@ -51,9 +60,10 @@ func (c *Client) PatchTags(ctx context.Context, patches []TagPatch) error {
 		Name string `json:"name"`
 	}
 	type patch struct {
-		ID     int64    `json:"id"`
-		Add    []tagRef `json:"tags_to_add,omitempty"`
-		Delete []tagRef `json:"tags_to_delete,omitempty"`
+		ID     int64        `json:"id"`
+		Add    []tagRef     `json:"tags_to_add,omitempty"`
+		Delete []tagRef     `json:"tags_to_delete,omitempty"`
+		Fields []fieldValue `json:"custom_fields_values,omitempty"`
 	}
 	refs := func(names []string) []tagRef {
 		out := make([]tagRef, len(names))
@@ -65,13 +75,35 @@ func (c *Client) PatchTags(ctx context.Context, patches []TagPatch) error {
 	for chunk := range slices.Chunk(patches, MaxWriteBatch) {
 		body := make([]patch, len(chunk))
 		for i, p := range chunk {
-			body[i] = patch{ID: p.ID, Add: refs(p.Add), Delete: refs(p.Delete)}
+			body[i] = patch{ID: p.ID, Add: refs(p.Add), Delete: refs(p.Delete), Fields: fieldValues(p.Fields)}
 		}
 		if err := c.write(ctx, "PATCH", "/api/v4/contacts", body); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+type textValue struct {
+	Value string `json:"value"`
+}
+
+// fieldValue is one custom_fields_values element; Values nil (JSON null)
+// clears the field.
+type fieldValue struct {
+	FieldID int64       `json:"field_id"`
+	Values  []textValue `json:"values"`
+}
+
+func fieldValues(writes []FieldWrite) []fieldValue {
+	out := make([]fieldValue, len(writes))
+	for i, f := range writes {
+		out[i].FieldID = f.FieldID
+		if f.Value != "" {
+			out[i].Values = []textValue{{f.Value}}
+		}
+	}
+	return out
 }
 
 // AddNotes adds the notes, MaxWriteBatch per request.

@@ -36,6 +36,7 @@ type Kommo interface {
 	ContactsWithEmail(ctx context.Context, email string) ([]kommo.Contact, error)
 	PatchTags(ctx context.Context, patches []kommo.TagPatch) error
 	AddNotes(ctx context.Context, notes []kommo.Note) error
+	EnsureTextField(ctx context.Context, name string) (int64, error)
 }
 
 // Target is one tenant's write-back: its spec, its list and its clients.
@@ -105,6 +106,7 @@ type writes struct {
 	notes   []kommo.Note
 	marks   []store.WriteBackMark
 	res     Result
+	fieldID int64 // spec.writeBack.field's id, found (or created) once per Apply
 }
 
 func newWrites(tg Target, at time.Time) *writes { return &writes{tg: tg, at: at} }
@@ -126,6 +128,9 @@ func (w *writes) change(ctx context.Context, email string, shown, now v1alpha1.W
 	if shown != "" {
 		p.Delete = []string{w.tg.Spec.Tag(shown)}
 	}
+	if p.Fields, err = w.fieldWrites(ctx, now); err != nil {
+		return err
+	}
 	for _, c := range holders {
 		p.ID = c.ID
 		w.patches = append(w.patches, p)
@@ -136,6 +141,23 @@ func (w *writes) change(ctx context.Context, email string, shown, now v1alpha1.W
 	w.res.Contacts += len(holders)
 	w.marks = append(w.marks, store.WriteBackMark{Email: email, Outcome: string(now), EventAt: w.at})
 	return nil
+}
+
+// fieldWrites set spec.writeBack.field to the outcome (cleared for none),
+// or are empty when no field is configured. The field is looked up, and
+// created if missing, at the first change of the Apply.
+func (w *writes) fieldWrites(ctx context.Context, now v1alpha1.WriteBackOutcome) ([]kommo.FieldWrite, error) {
+	if w.tg.Spec.Field == "" {
+		return nil, nil
+	}
+	if w.fieldID == 0 {
+		id, err := w.tg.Kommo.EnsureTextField(ctx, w.tg.Spec.Field)
+		if err != nil {
+			return nil, &KommoError{fmt.Errorf("finding or creating the write-back's Kommo field: %w", err)}
+		}
+		w.fieldID = id
+	}
+	return []kommo.FieldWrite{{FieldID: w.fieldID, Value: string(now)}}, nil
 }
 
 // flush sends the patches and notes in batches, then records the marks.

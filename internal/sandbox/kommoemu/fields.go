@@ -52,7 +52,8 @@ func withContactPoints(fields []kommo.CustomField, code string, values []string)
 }
 
 // fillField gives a field the id, name and enum ids Kommo would show. A
-// user field without id gets one per name, stable within the account.
+// user field without id gets one per name, stable within the account; one
+// written by id only (a PATCH) gets its name.
 func (s *Server) fillField(a *account, f *kommo.CustomField) {
 	if sys, ok := systemFields[strings.ToUpper(f.Code)]; ok {
 		f.Code = strings.ToUpper(f.Code)
@@ -72,6 +73,9 @@ func (s *Server) fillField(a *account, f *kommo.CustomField) {
 			a.fieldIDs[f.Name] = s.newID()
 		}
 		f.ID = a.fieldIDs[f.Name]
+	}
+	if f.Name == "" {
+		f.Name = a.fieldName(f.ID)
 	}
 }
 

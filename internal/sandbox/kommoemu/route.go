@@ -33,6 +33,10 @@ func route(method, path string) (string, handlerFunc) {
 		return "PATCH /api/v4/contacts", (*Server).servePatchContacts
 	case path == "/api/v4/contacts/notes" && method == http.MethodPost:
 		return "POST /api/v4/contacts/notes", (*Server).serveAddNotes
+	case path == contactFieldsPath && method == http.MethodGet:
+		return "GET " + contactFieldsPath, (*Server).serveContactFields
+	case path == contactFieldsPath && method == http.MethodPost:
+		return "POST " + contactFieldsPath, (*Server).serveAddContactFields
 	case strings.HasPrefix(path, "/api/v4/contacts/") && method == http.MethodGet:
 		return "GET /api/v4/contacts/{id}", (*Server).serveContact
 	case path == "/api/v4/leads" && method == http.MethodGet:

@@ -64,6 +64,12 @@ func (s *Server) servePatchContacts(w http.ResponseWriter, r *request) {
 			writeValidation(w, validationError{Path: strconv.Itoa(i) + ".id", Detail: fmt.Sprintf("contact %d not found", p.ID)})
 			return
 		}
+		for j, f := range p.CustomFieldsValues {
+			if !r.acct.hasField(f.FieldID) {
+				writeValidation(w, validationError{Path: fmt.Sprintf("%d.custom_fields_values.%d.field_id", i, j), Detail: fmt.Sprintf("field %d not found", f.FieldID)})
+				return
+			}
+		}
 	}
 	out := make([]map[string]any, 0, len(patches))
 	for i, p := range patches {
