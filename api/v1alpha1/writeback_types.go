@@ -72,9 +72,8 @@ type WriteBack struct {
 	// status") that each marked contact gets set to the outcome
 	// (unsubscribed) and that is cleared when the address is active again.
 	// Created as a text field when the account has none of that name.
-	// Omitted: no field is written. Mapping the same Kommo field in
-	// fieldMapping would copy the outcome into a Unisender field; it never
-	// changes list membership, as imports carry no email_status.
+	// Omitted: no field is written. Like the tags, the field is never
+	// synced to Unisender, even when fieldMapping maps it.
 	// +optional
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=100

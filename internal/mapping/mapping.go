@@ -76,8 +76,9 @@ func (m *Mapper) Profile(c *kommo.Contact) Profile {
 	if m.spec.FieldMapping.TagsEnabled() {
 		p.Tags = cleanTags(m.withoutWriteBackTags(c.Tags))
 	}
+	fields := m.withoutWriteBackField(c.CustomFields)
 	for _, cf := range m.spec.FieldMapping.CustomFields {
-		if v, ok := customValue(c, cf); ok {
+		if v, ok := customValue(fields, cf); ok {
 			p.Fields[cf.UnisenderField] = v
 		}
 	}
@@ -93,6 +94,17 @@ func (m *Mapper) withoutWriteBackTags(tags []string) []string {
 	}
 	ours := m.spec.WriteBack.Tags()
 	return slices.DeleteFunc(slices.Clone(tags), func(t string) bool { return slices.Contains(ours, t) })
+}
+
+// withoutWriteBackField drops the Kommo field the binding's write-back
+// sets (spec.writeBack.field, by name), for the reason its tags are
+// dropped: a mapping of that field would make our own write reach Unisender.
+func (m *Mapper) withoutWriteBackField(fields []kommo.CustomField) []kommo.CustomField {
+	if m.spec.WriteBack == nil || m.spec.WriteBack.Field == "" {
+		return fields
+	}
+	ours := strings.TrimSpace(m.spec.WriteBack.Field)
+	return slices.DeleteFunc(slices.Clone(fields), func(f kommo.CustomField) bool { return strings.EqualFold(strings.TrimSpace(f.Name), ours) })
 }
 
 // emails are the addresses the binding syncs: all of them, or the first.
@@ -226,8 +238,8 @@ func cleanTags(tags []string) []string {
 }
 
 // customValue finds the first value of the Kommo field a mapping names.
-func customValue(c *kommo.Contact, cf v1alpha1.CustomFieldMapping) (string, bool) {
-	for _, f := range c.CustomFields {
+func customValue(fields []kommo.CustomField, cf v1alpha1.CustomFieldMapping) (string, bool) {
+	for _, f := range fields {
 		matches := (cf.KommoFieldID != 0 && f.ID == cf.KommoFieldID) ||
 			(cf.KommoFieldCode != "" && strings.EqualFold(f.Code, cf.KommoFieldCode))
 		if matches && len(f.Values) > 0 {

@@ -39,6 +39,28 @@ func TestProfileAllEmails(t *testing.T) {
 	}
 }
 
+// TestWriteBackTagsAndFieldNotSynced: the write-back's tags and its field
+// (matched by name, whatever the mapping calls it by) never reach the
+// profile, so our own Kommo write changes nothing synced.
+func TestWriteBackTagsAndFieldNotSynced(t *testing.T) {
+	spec := v1alpha1.UnisenderBindingSpec{
+		WriteBack: &v1alpha1.WriteBack{Field: "email status"},
+		FieldMapping: v1alpha1.FieldMapping{CustomFields: []v1alpha1.CustomFieldMapping{
+			{KommoFieldID: 9, UnisenderField: "city"}, {KommoFieldID: 11, UnisenderField: "status"},
+		}},
+	}
+	c := contact()
+	c.Tags = append(c.Tags, "unisender-unsubscribed")
+	c.CustomFields = append(c.CustomFields, kommo.CustomField{ID: 11, Name: "Email Status", Values: []kommo.FieldValue{{Value: "unsubscribed"}}})
+	p := New(spec, 55).Profile(c)
+	if want := map[string]string{"city": "Madrid"}; !reflect.DeepEqual(p.Fields, want) {
+		t.Errorf("fields = %v; want %v (the write-back's field dropped)", p.Fields, want)
+	}
+	if want := []string{"news letter", "vip"}; !reflect.DeepEqual(p.Tags, want) {
+		t.Errorf("tags = %v; want %v (the write-back's tag dropped)", p.Tags, want)
+	}
+}
+
 func TestPrimaryEmailAndDisabledFields(t *testing.T) {
 	off := false
 	spec := v1alpha1.UnisenderBindingSpec{Emails: v1alpha1.EmailsPrimary, FieldMapping: v1alpha1.FieldMapping{Name: "FullName", Phone: &off, Tags: &off}}
