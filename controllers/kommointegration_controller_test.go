@@ -210,9 +210,12 @@ func TestKommoIntegrationOAuthCallbackFlow(t *testing.T) {
 		err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: tokens.OAuthCodeSecretName("acme")}, &s)
 		return err == nil && len(s.Data[tokens.OAuthCodeKey]) == 0, "the spent code is still in its Secret"
 	})
-	if got := getIntegration(t, c, ns, "acme").Status.AuthorizationURL; got == waitingURL || got == "" {
-		t.Fatal("the authorization URL was not renewed after its state was used")
-	}
+	// The code is cleared before the pass ends; its status patch, with the
+	// renewed URL, comes after.
+	eventually(t, waitReady, func() (bool, string) {
+		got := getIntegration(t, c, ns, "acme").Status.AuthorizationURL
+		return got != waitingURL && got != "", "the authorization URL was not renewed after its state was used"
+	})
 	_, pair := tokenSecret(t, c, ns, "acme")
 	assertNoSecretLeak(t, c, ns, []*testManager{m}, testClientSecret, code, pair.AccessToken, pair.RefreshToken)
 }
