@@ -2,11 +2,7 @@ package v1alpha1_test
 
 import (
 	"context"
-	"encoding/hex"
-	"strings"
 	"testing"
-
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 )
@@ -52,22 +48,7 @@ func invalidSelectors() []invalidCase {
 // accepted.
 func TestSegmentSelectorValidation(t *testing.T) {
 	c, ns := newClient(t)
-	for i, tc := range invalidSelectors() {
-		t.Run(tc.name, func(t *testing.T) {
-			obj := tc.obj
-			obj.SetNamespace(ns)
-			obj.SetName("sel-" + strings.ToLower(hex.EncodeToString([]byte{byte(i)})))
-			err := c.Create(context.Background(), obj, strict)
-			if err == nil {
-				t.Fatalf("accepted; want refused naming %s", tc.field)
-			}
-			if !apierrors.IsInvalid(err) {
-				t.Fatalf("want Invalid, got %v", err)
-			}
-			assertNamesField(t, err, tc.field, tc.text)
-			assertNotStored(t, c, obj)
-		})
-	}
+	assertRefused(t, c, ns, "sel", invalidSelectors())
 	ok := bindingWith(selectorWith(&v1alpha1.Selector{
 		Tags:  &v1alpha1.TagSelector{AnyOf: []string{"newsletter"}, AllOf: []string{"vip"}, NoneOf: []string{"do-not-mail"}},
 		Field: &v1alpha1.FieldSelector{KommoFieldCode: "CONSENT", Values: []string{"Yes"}},

@@ -283,11 +283,18 @@ func invalidBindings() []invalidCase {
 func TestInvalidObjectsAreRefused(t *testing.T) {
 	c, ns := newClient(t)
 	cases := append(invalidIntegrations(), invalidBindings()...)
+	assertRefused(t, c, ns, "bad", cases)
+}
+
+// assertRefused creates each case's object (named prefix-<i>) in ns: the
+// API server must refuse it as Invalid, name the field, and store nothing.
+func assertRefused(t *testing.T, c client.Client, ns, prefix string, cases []invalidCase) {
+	t.Helper()
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			obj := tc.obj
 			obj.SetNamespace(ns)
-			obj.SetName("bad-" + strings.ToLower(hex.EncodeToString([]byte{byte(i)})))
+			obj.SetName(prefix + "-" + strings.ToLower(hex.EncodeToString([]byte{byte(i)})))
 			err := c.Create(context.Background(), obj, strict)
 			if err == nil {
 				t.Fatalf("accepted; want refused naming %s", tc.field)

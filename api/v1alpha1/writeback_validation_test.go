@@ -2,11 +2,8 @@ package v1alpha1_test
 
 import (
 	"context"
-	"encoding/hex"
 	"strings"
 	"testing"
-
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	"github.com/kommo-unisender/kommo-unisender/api/v1alpha1"
 )
@@ -40,22 +37,7 @@ func TestWriteBackValidation(t *testing.T) {
 		{"field name over 100 chars", bindingWith(writeBackWith(&v1alpha1.WriteBack{Field: strings.Repeat("f", 101)}, nil)),
 			"spec.writeBack.field", "Too long"},
 	}
-	for i, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			obj := tc.obj
-			obj.SetNamespace(ns)
-			obj.SetName("wb-" + strings.ToLower(hex.EncodeToString([]byte{byte(i)})))
-			err := c.Create(context.Background(), obj, strict)
-			if err == nil {
-				t.Fatalf("accepted; want refused naming %s", tc.field)
-			}
-			if !apierrors.IsInvalid(err) {
-				t.Fatalf("want Invalid, got %v", err)
-			}
-			assertNamesField(t, err, tc.field, tc.text)
-			assertNotStored(t, c, obj)
-		})
-	}
+	assertRefused(t, c, ns, "wb", cases)
 	ok := bindingWith(writeBackWith(&v1alpha1.WriteBack{
 		Outcomes: []v1alpha1.WriteBackOutcome{v1alpha1.OutcomeUnsubscribed, v1alpha1.OutcomeSpamRejected}, TagPrefix: "mail:",
 		Notes: new(false), Field: "Email status", Push: v1alpha1.WriteBackPush{EventFormat: "http_get", Events: []string{"unsubscribe"}},
